@@ -1,0 +1,217 @@
+/* engine.h — the bottom layer of Quire: errors, clocks, half floats, tensor
+ * types, the GGUF reader and writer, the thread pool and the numeric ops the
+ * model code is written in. Everything above includes only this header. */
+#ifndef QUIRE_ENGINE_H
+#define QUIRE_ENGINE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Errors: functions return 0 on success and -1 on failure, after writing a
+ * one-line message into the caller's qerr. Nothing below tools/ prints. */
+typedef struct qerr {
+    char msg[512];
+} qerr;
+
+/* Formats into e->msg (if e is not NULL) and returns -1. */
+int qerr_set(qerr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes the existing message: "prefix: old". Returns -1. */
+int qerr_wrap(qerr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------------ */
+/* Small utilities. */
+double q_now(void); /* monotonic seconds */
+/* Reads a whole file; *out is NUL-terminated (not counted in *len). */
+int q_read_file(const char *path, char **out, size_t *len, qerr *e);
+/* Writes a file atomically: temp file in the same directory, fsync, rename,
+ * fsync of the directory. Readers see the old file or the new one. */
+int q_write_file_atomic(const char *path, const void *data, size_t len, qerr *e);
+
+/* Checked arithmetic (returns false on overflow). */
+static inline bool q_mul_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_mul_overflow(a, b, r); }
+static inline bool q_add_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
+
+/* ------------------------------------------------------------------------ */
+/* Half and bfloat16 floats, bit-exact with the conversions GGUF writers use
+ * (IEEE binary16 round-to-nearest-even; bf16 round-to-nearest-even with
+ * NaNs kept quiet). */
+static inline float q_f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t q_bits_from_f32(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+float q_fp16_to_f32(uint16_t h);
+uint16_t q_f32_to_fp16(float f);
+static inline float q_bf16_to_f32(uint16_t h) { return q_f32_from_bits((uint32_t)h << 16); }
+static inline uint16_t q_f32_to_bf16(float f) {
+    uint32_t u = q_bits_from_f32(f);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 64); /* quiet NaN */
+    return (uint16_t)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tensor types. Ids are GGML's, as stored in GGUF tensor infos. */
+enum qtype {
+    QT_F32 = 0, QT_F16 = 1, QT_Q4_0 = 2, QT_Q4_1 = 3,
+    QT_Q5_0 = 6, QT_Q5_1 = 7, QT_Q8_0 = 8, QT_Q8_1 = 9,
+    QT_Q2_K = 10, QT_Q3_K = 11, QT_Q4_K = 12, QT_Q5_K = 13, QT_Q6_K = 14, QT_Q8_K = 15,
+    QT_IQ2_XXS = 16, QT_IQ2_XS = 17, QT_IQ3_XXS = 18, QT_IQ1_S = 19, QT_IQ4_NL = 20,
+    QT_IQ3_S = 21, QT_IQ2_S = 22, QT_IQ4_XS = 23,
+    QT_I8 = 24, QT_I16 = 25, QT_I32 = 26, QT_I64 = 27, QT_F64 = 28,
+    QT_IQ1_M = 29, QT_BF16 = 30, QT_TQ1_0 = 34, QT_TQ2_0 = 35, QT_MXFP4 = 39,
+    QT_COUNT = 40
+};
+
+#define QK_K 256 /* super-block size of the K-quants */
+
+/* One row of this table per type drives every quant type: adding a type
+ * touches only engine/quant.c. */
+typedef struct qtype_traits {
+    const char *name;  /* "Q4_K", as GGUF tools print it */
+    int64_t blck;      /* elements per block */
+    size_t size;       /* bytes per block */
+    /* Dequantize n elements (n % blck == 0). NULL: known but not computable. */
+    void (*to_float)(const void *x, float *y, int64_t n);
+    /* Reference quantizer of n elements (n % blck == 0); NULL if none. */
+    void (*from_float)(const float *x, void *y, int64_t n);
+} qtype_traits;
+
+/* NULL for an id that is not a GGML type at all. */
+const qtype_traits *qtype_get(int type);
+/* Type by name ("Q4_0", "f16" case-insensitive); -1 if unknown. */
+int qtype_from_name(const char *name);
+/* Bytes of a row of n elements; 0 if n is not a multiple of the block. */
+size_t qtype_row_size(int type, int64_t n);
+/* True when to_float exists (the engine can compute with this type). */
+bool qtype_is_supported(int type);
+
+/* Dot product of one stored row (type, n elements) with f32 x.
+ * Scalar reference: dequantizes block by block and accumulates in f32. */
+float qtype_dot_row(int type, const void *row, const float *x, int64_t n);
+
+/* ------------------------------------------------------------------------ */
+/* GGUF reader (v2 and v3) over mmap, with strict validation: every offset,
+ * size and count is checked before use; a bad file gives one line naming
+ * what is wrong. */
+enum gguf_vtype {
+    GGUF_U8 = 0, GGUF_I8 = 1, GGUF_U16 = 2, GGUF_I16 = 3, GGUF_U32 = 4,
+    GGUF_I32 = 5, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9,
+    GGUF_U64 = 10, GGUF_I64 = 11, GGUF_F64 = 12, GGUF_VTYPE_COUNT = 13
+};
+
+typedef struct gguf_str {
+    const char *s; /* NUL-terminated copy (the bytes may contain NUL too) */
+    uint64_t len;
+} gguf_str;
+
+typedef struct gguf_value {
+    int type; /* enum gguf_vtype */
+    union {
+        uint64_t u;    /* U8..U64, BOOL */
+        int64_t i;     /* I8..I64 */
+        double f;      /* F32, F64 */
+        gguf_str str;  /* STRING */
+        struct {
+            int elem;                 /* element type */
+            uint64_t n;               /* element count */
+            const uint8_t *raw;       /* numeric elements: packed little-endian, in the map */
+            gguf_str *strs;           /* STRING elements */
+            struct gguf_value *items; /* ARRAY elements (nested arrays) */
+        } arr;
+    } v;
+} gguf_value;
+
+typedef struct gguf_kv {
+    char *key;
+    gguf_value val;
+} gguf_kv;
+
+#define GGUF_MAX_DIMS 4
+
+typedef struct gguf_tensor {
+    char *name;
+    int type;       /* enum qtype */
+    int n_dims;
+    int64_t ne[GGUF_MAX_DIMS]; /* ne[0] is the row length; unused dims are 1 */
+    uint64_t offset;           /* relative to the data section */
+    uint64_t nbytes;
+    const void *data;          /* inside the map */
+} gguf_tensor;
+
+typedef struct gguf {
+    const uint8_t *base;  /* whole file */
+    uint64_t size;
+    bool mapped;          /* base came from mmap (else caller's memory) */
+    uint32_t version;
+    uint32_t alignment;
+    uint64_t data_offset; /* start of the tensor data section */
+    int64_t n_kv;
+    gguf_kv *kv;
+    int64_t n_tensors;
+    gguf_tensor *tensors;
+} gguf;
+
+int gguf_open(gguf **out, const char *path, qerr *e);
+/* Parses a buffer the caller keeps alive for the handle's lifetime. */
+int gguf_open_memory(gguf **out, const void *buf, size_t n, qerr *e);
+void gguf_close(gguf *g);
+
+const gguf_value *gguf_get(const gguf *g, const char *key);
+const gguf_tensor *gguf_find_tensor(const gguf *g, const char *name);
+/* Typed getters: return true when the key exists with a compatible type
+ * (any integer type for _int, f32/f64 for _float, bool or integer for _bool). */
+bool gguf_get_int(const gguf *g, const char *key, int64_t *out);
+bool gguf_get_float(const gguf *g, const char *key, double *out);
+bool gguf_get_bool(const gguf *g, const char *key, bool *out);
+const char *gguf_get_str(const gguf *g, const char *key); /* NULL if absent */
+/* Array element access (numeric arrays); no bounds check beyond assert. */
+int64_t gguf_arr_int(const gguf_value *a, uint64_t i);
+double gguf_arr_float(const gguf_value *a, uint64_t i);
+const char *gguf_vtype_name(int t);
+
+/* GGUF writer: collect metadata and tensors, then write the file atomically
+ * (v3, alignment 32 unless general.alignment says otherwise). */
+typedef struct gguf_writer gguf_writer;
+gguf_writer *gguf_writer_new(void);
+void gguf_writer_free(gguf_writer *w);
+/* Copies the value (deeply); replaces an existing key of the same name. */
+int gguf_writer_set(gguf_writer *w, const char *key, const gguf_value *v);
+int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
+int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s);
+/* The data is copied. ne[0] is the row length. */
+int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, int n_dims,
+                           const int64_t *ne, const void *data, uint64_t nbytes);
+int gguf_writer_write(gguf_writer *w, const char *path, qerr *e);
+
+/* ------------------------------------------------------------------------ */
+/* Thread pool: persistent workers; a job runs fn(arg, ith, nth) on every
+ * thread (the caller is thread 0) and returns when all are done. Work is
+ * split by the callee from ith/nth, so results never depend on scheduling. */
+typedef struct qpool qpool;
+typedef void (*qpool_fn)(void *arg, int ith, int nth);
+qpool *qpool_new(int n_threads);
+void qpool_free(qpool *p);
+int qpool_size(const qpool *p);
+void qpool_run(qpool *p, qpool_fn fn, void *arg);
+/* Default thread count for this machine (online CPUs, at least 1). */
+int q_default_threads(void);
+
+/* ------------------------------------------------------------------------ */
+/* Numeric ops, scalar reference. Row-major; "rows" are contiguous. */
+
+/* y[b][r] = dot(W row r, x[b]) for b < n_batch, r < n_rows.
+ * W is a stored tensor (type, rows of n_cols). Rows are split across the
+ * pool's threads; each row is computed entirely by one thread, so results
+ * are bit-identical for any thread count. */
+void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols,
+              const float *x, int64_t n_batch, float *y);
+
+void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
+void q_softmax(float *x, int64_t n);
+static inline float q_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
+float q_gelu(float x);
+
+#endif
