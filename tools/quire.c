@@ -6,9 +6,11 @@
 
 #define DECLARE(n) int cmd_##n(int, char **); void help_##n(FILE *)
 DECLARE(info);
+DECLARE(logits);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
+    {"logits", "evaluate token ids and write the logits after each (float32)", cmd_logits, help_logits},
 };
 
 static void usage(FILE *out) {

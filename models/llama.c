@@ -1,0 +1,255 @@
+/* llama.c — forward pass of the Llama family and Qwen2, scalar reference.
+ *
+ * Reads top to bottom like llama2.c: embed, then per layer RMSNorm → Q/K/V
+ * (+bias for Qwen2) → RoPE → append K/V to the cache → causal attention over
+ * the entry's own sequence → output projection → residual → RMSNorm → SwiGLU
+ * FFN → residual; then the final norm and the output projection for the
+ * entries that want logits. Matrix products are split by rows across the
+ * pool and attention by (entry, head), each unit computed by one thread, so
+ * results are bit-identical for any thread count. */
+#include "models/models.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int model_ctx_init(model_ctx *c, const model *m, const model_ctx_params *p, qerr *e) {
+    memset(c, 0, sizeof *c);
+    const model_hparams *hp = &m->hp;
+    c->m = m;
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    int n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    c->n_batch_max = p->n_batch > 0 ? p->n_batch : 512;
+    if (kv_cache_init(&c->kv, hp, n_ctx, n_seq, p->kv_type ? p->kv_type : QT_F16, e)) return -1;
+    if (p->pool) {
+        c->pool = p->pool;
+    } else {
+        c->pool = qpool_new(p->n_threads > 0 ? p->n_threads : q_default_threads());
+        c->own_pool = true;
+        if (!c->pool) { kv_cache_free(&c->kv); return qerr_set(e, "cannot create the thread pool"); }
+    }
+    size_t B = (size_t)c->n_batch_max;
+    size_t d = (size_t)hp->n_embd, qd = (size_t)hp->n_head * hp->head_dim;
+    size_t kvd = (size_t)hp->n_head_kv * hp->head_dim, ff = (size_t)hp->n_ff;
+    size_t wide = d > qd ? d : qd;
+    c->x = malloc(B * d * sizeof(float));
+    c->xb = malloc(B * wide * sizeof(float));
+    c->q = malloc(B * qd * sizeof(float));
+    c->k = malloc(B * kvd * sizeof(float));
+    c->v = malloc(B * kvd * sizeof(float));
+    c->att_out = malloc(B * qd * sizeof(float));
+    c->hb = malloc(B * ff * sizeof(float));
+    c->hb2 = malloc(B * ff * sizeof(float));
+    c->out_norm = malloc(B * d * sizeof(float));
+    c->att_scores = malloc((size_t)qpool_size(c->pool) * (size_t)c->kv.n_blocks * KV_BLOCK * sizeof(float));
+    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att_out || !c->hb || !c->hb2 || !c->out_norm ||
+        !c->att_scores) {
+        model_ctx_free(c);
+        return qerr_set(e, "out of memory for the model's scratch buffers");
+    }
+    return 0;
+}
+
+void model_ctx_free(model_ctx *c) {
+    kv_cache_free(&c->kv);
+    if (c->own_pool) qpool_free(c->pool);
+    free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att_out);
+    free(c->hb); free(c->hb2); free(c->out_norm); free(c->att_scores);
+    memset(c, 0, sizeof *c);
+}
+
+/* Rotary embedding of one head vector at position pos. The angle advances by
+ * multiplication, as the reference computes it, so rounding matches. */
+static void rope(float *x, int n_rot, int head_dim, int kind, int pos, float base, float scale,
+                 const float *freq_factors) {
+    (void)head_dim;
+    float theta_scale = powf(base, -2.0f / (float)n_rot);
+    float theta = (float)pos;
+    for (int i = 0; i < n_rot / 2; i++) {
+        float t = theta * scale;
+        if (freq_factors) t /= freq_factors[i];
+        float c = cosf(t), s = sinf(t);
+        int a = kind == ROPE_NEOX ? i : 2 * i;
+        int b = kind == ROPE_NEOX ? i + n_rot / 2 : 2 * i + 1;
+        float x0 = x[a], x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+        theta *= theta_scale;
+    }
+}
+
+static inline size_t kv_cell(const kv_cache *kv, int layer, int seq, int pos) {
+    const kv_seq *s = &kv->seqs[seq];
+    size_t block = (size_t)s->blocks[pos / KV_BLOCK];
+    return (((size_t)layer * kv->n_blocks + block) * KV_BLOCK + (size_t)(pos % KV_BLOCK)) * kv->kv_dim;
+}
+
+static void kv_store(kv_cache *kv, void *base, size_t cell, const float *src) {
+    if (kv->type == QT_F16) {
+        uint16_t *d = (uint16_t *)base + cell;
+        for (int i = 0; i < kv->kv_dim; i++) d[i] = q_f32_to_fp16(src[i]);
+    } else {
+        memcpy((float *)base + cell, src, (size_t)kv->kv_dim * sizeof(float));
+    }
+}
+
+typedef struct attn_job {
+    model_ctx *c;
+    const model_batch *b;
+    int layer, off, n; /* entries [off, off+n) of the batch */
+} attn_job;
+
+static void attn_task(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    model_ctx *c = j->c;
+    const model_hparams *hp = &c->m->hp;
+    const kv_cache *kv = &c->kv;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    int qd = hp->n_head * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *scores = c->att_scores + (size_t)ith * kv->n_blocks * KV_BLOCK;
+    int64_t total = (int64_t)j->n * hp->n_head;
+    int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
+    for (int64_t w = w0; w < w1; w++) {
+        int i = (int)(w / hp->n_head), h = (int)(w % hp->n_head);
+        int bi = j->off + i;
+        int seq = j->b->seq[bi], pos = j->b->pos[bi];
+        const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
+        int kvh = h / group;
+        for (int p = 0; p <= pos; p++) {
+            size_t cell = kv_cell(kv, j->layer, seq, p) + (size_t)kvh * hd;
+            float s = 0;
+            if (kv->type == QT_F16) {
+                const uint16_t *k = (const uint16_t *)kv->k + cell;
+                for (int d = 0; d < hd; d++) s += q[d] * q_fp16_to_f32(k[d]);
+            } else {
+                const float *k = (const float *)kv->k + cell;
+                for (int d = 0; d < hd; d++) s += q[d] * k[d];
+            }
+            scores[p] = s * scale;
+        }
+        q_softmax(scores, pos + 1);
+        float *out = c->att_out + (size_t)i * qd + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) out[d] = 0;
+        for (int p = 0; p <= pos; p++) {
+            size_t cell = kv_cell(kv, j->layer, seq, p) + (size_t)kvh * hd;
+            float a = scores[p];
+            if (kv->type == QT_F16) {
+                const uint16_t *v = (const uint16_t *)kv->v + cell;
+                for (int d = 0; d < hd; d++) out[d] += a * q_fp16_to_f32(v[d]);
+            } else {
+                const float *v = (const float *)kv->v + cell;
+                for (int d = 0; d < hd; d++) out[d] += a * v[d];
+            }
+        }
+    }
+}
+
+static void add_bias(float *y, const float *bias, int n_rows, int dim) {
+    if (!bias) return;
+    for (int i = 0; i < n_rows; i++)
+        for (int d = 0; d < dim; d++) y[(size_t)i * dim + d] += bias[d];
+}
+
+/* Evaluates entries [off, off+n) of the batch; all K/V room is reserved. */
+static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, float *logits, int *n_out) {
+    const model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    int d = hp->n_embd, hd = hp->head_dim;
+    int qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
+    const qtype_traits *et = qtype_get(m->tok_embd->type);
+    size_t erow = qtype_row_size(m->tok_embd->type, d);
+    for (int i = 0; i < n; i++)
+        et->to_float((const uint8_t *)m->tok_embd->data + (size_t)b->tokens[off + i] * erow, c->x + (size_t)i * d, d);
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const model_layer *L = &m->layers[l];
+        for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm, d, hp->rms_eps);
+        q_matmul(c->pool, L->wq->data, L->wq->type, qd, d, c->xb, n, c->q);
+        q_matmul(c->pool, L->wk->data, L->wk->type, kvd, d, c->xb, n, c->k);
+        q_matmul(c->pool, L->wv->data, L->wv->type, kvd, d, c->xb, n, c->v);
+        add_bias(c->q, L->bq, n, qd);
+        add_bias(c->k, L->bk, n, kvd);
+        add_bias(c->v, L->bv, n, kvd);
+        for (int i = 0; i < n; i++) {
+            int pos = b->pos[off + i], seq = b->seq[off + i];
+            for (int h = 0; h < hp->n_head; h++)
+                rope(c->q + (size_t)i * qd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
+                     hp->rope_freq_scale, m->rope_freq_factors);
+            for (int h = 0; h < hp->n_head_kv; h++)
+                rope(c->k + (size_t)i * kvd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
+                     hp->rope_freq_scale, m->rope_freq_factors);
+            size_t cell = kv_cell(&c->kv, l, seq, pos);
+            kv_store(&c->kv, c->kv.k, cell, c->k + (size_t)i * kvd);
+            kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kvd);
+        }
+        attn_job aj = {c, b, l, off, n};
+        qpool_run(c->pool, attn_task, &aj);
+        q_matmul(c->pool, L->wo->data, L->wo->type, d, qd, c->att_out, n, c->xb);
+        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+
+        for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm, d, hp->rms_eps);
+        q_matmul(c->pool, L->w_gate->data, L->w_gate->type, ff, d, c->xb, n, c->hb);
+        q_matmul(c->pool, L->w_up->data, L->w_up->type, ff, d, c->xb, n, c->hb2);
+        for (size_t i = 0; i < (size_t)n * ff; i++) c->hb[i] = q_silu(c->hb[i]) * c->hb2[i];
+        q_matmul(c->pool, L->w_down->data, L->w_down->type, d, ff, c->hb, n, c->xb);
+        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+    }
+
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (b->logits && !b->logits[off + i]) continue;
+        q_rmsnorm(c->out_norm + (size_t)k * d, c->x + (size_t)i * d, m->output_norm, d, hp->rms_eps);
+        k++;
+    }
+    if (k > 0)
+        q_matmul(c->pool, m->output->data, m->output->type, hp->n_vocab, d, c->out_norm, k,
+                 logits + (size_t)*n_out * hp->n_vocab);
+    *n_out += k;
+}
+
+int model_forward(model_ctx *c, const model_batch *b, float *logits, qerr *e) {
+    const model_hparams *hp = &c->m->hp;
+    kv_cache *kv = &c->kv;
+    if (b->n <= 0) return 0;
+    /* Validate the whole batch before touching the cache. */
+    int *next = calloc((size_t)kv->n_seq, sizeof(int));
+    if (!next) return qerr_set(e, "out of memory");
+    for (int s = 0; s < kv->n_seq; s++) next[s] = kv->seqs[s].n_pos;
+    for (int i = 0; i < b->n; i++) {
+        int t = b->tokens[i], s = b->seq[i], p = b->pos[i];
+        if (t < 0 || t >= hp->n_vocab) { free(next); return qerr_set(e, "token id %d out of range (vocabulary of %d)", t, hp->n_vocab); }
+        if (s < 0 || s >= kv->n_seq) { free(next); return qerr_set(e, "sequence id %d out of range (0..%d)", s, kv->n_seq - 1); }
+        if (p != next[s]) {
+            int want = next[s];
+            free(next);
+            return qerr_set(e, "entry %d: position %d of sequence %d, expected %d", i, p, s, want);
+        }
+        next[s]++;
+    }
+    /* Reserve all room first: a batch either fits entirely or changes nothing. */
+    int cells_needed = 0;
+    for (int s = 0; s < kv->n_seq; s++) {
+        int have = kv->seqs[s].n_blocks, need = (next[s] + KV_BLOCK - 1) / KV_BLOCK;
+        if (need > have) cells_needed += need - have;
+    }
+    if (cells_needed > kv->n_free) {
+        free(next);
+        return qerr_set(e, "context full: the batch needs %d more KV blocks of %d cells, %d are free", cells_needed, KV_BLOCK,
+                        kv->n_free);
+    }
+    for (int s = 0; s < kv->n_seq; s++)
+        if (next[s] > kv->seqs[s].n_pos && kv_cache_seq_reserve(kv, s, next[s], e)) { free(next); return -1; }
+
+    int n_out = 0;
+    for (int off = 0; off < b->n; off += c->n_batch_max) {
+        int n = b->n - off < c->n_batch_max ? b->n - off : c->n_batch_max;
+        /* Positions become visible to attention chunk by chunk. */
+        for (int i = off; i < off + n; i++) {
+            kv_seq *s = &kv->seqs[b->seq[i]];
+            if (b->pos[i] + 1 > s->n_pos) s->n_pos = b->pos[i] + 1;
+        }
+        forward_chunk(c, b, off, n, logits, &n_out);
+    }
+    free(next);
+    return 0;
+}

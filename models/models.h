@@ -1,0 +1,121 @@
+/* models.h — the architectures built on the engine: the Llama family
+ * (Llama 2/3, Mistral, TinyLlama, SmolLM) and Qwen2, decoder-only with a
+ * paged KV cache; BERT encoders come with the retrieval work.
+ *
+ * A forward call takes a batch of (token, position, sequence) entries, so one
+ * call can extend several independent sequences at once; the server batches
+ * requests through this. */
+#ifndef QUIRE_MODELS_H
+#define QUIRE_MODELS_H
+
+#include "engine/engine.h"
+
+enum model_arch { ARCH_LLAMA = 0, ARCH_QWEN2 = 1 };
+enum rope_kind { ROPE_NORM = 0, ROPE_NEOX = 1 }; /* adjacent pairs / halves */
+
+typedef struct model_hparams {
+    int arch;
+    char arch_name[32];
+    int n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, n_ff;
+    int head_dim;  /* per head (key_length), usually n_embd / n_head */
+    int n_rot;     /* rotary dimensions per head */
+    int rope_kind;
+    float rope_freq_base, rope_freq_scale; /* scale: 1/factor for linear scaling */
+    float rms_eps;
+} model_hparams;
+
+typedef struct model_layer {
+    const gguf_tensor *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
+    float *attn_norm, *ffn_norm;     /* f32 copies (norms may be stored in any type) */
+    float *bq, *bk, *bv;             /* qwen2 biases, else NULL */
+} model_layer;
+
+typedef struct model {
+    gguf *g;
+    model_hparams hp;
+    const gguf_tensor *tok_embd, *output; /* output == tok_embd when tied */
+    float *output_norm;
+    float *rope_freq_factors; /* [n_rot/2] from rope_freqs.weight (llama3 scaling), or NULL */
+    model_layer *layers;
+} model;
+
+int model_load(model **out, const char *path, qerr *e);
+void model_free(model *m);
+/* Parameter count and bytes of weights read per decoded token. */
+int64_t model_n_params(const model *m);
+uint64_t model_weight_bytes(const model *m);
+
+/* ------------------------------------------------------------------------ */
+/* Paged KV cache: every sequence owns a list of fixed-size blocks of cells;
+ * blocks come from one pool, so sequences of any length share the memory.
+ * Cells hold K and V for every layer, in F16 (the reference's default) or
+ * F32. Positions of a sequence are contiguous from 0. */
+#define KV_BLOCK 32
+
+typedef struct kv_seq {
+    int *blocks;
+    int n_blocks, cap;
+    int n_pos; /* cells in use: positions 0 .. n_pos-1 */
+} kv_seq;
+
+typedef struct kv_cache {
+    int n_layer, kv_dim, type; /* QT_F16 or QT_F32 */
+    int n_blocks;              /* in the pool */
+    int n_seq;
+    void *k, *v;               /* [n_layer][n_blocks][KV_BLOCK][kv_dim] */
+    int *free_blocks;
+    int n_free;
+    kv_seq *seqs;
+} kv_cache;
+
+/* n_cells: total positions over all sequences (rounded up to blocks). */
+int kv_cache_init(kv_cache *kv, const model_hparams *hp, int n_cells, int n_seq, int type, qerr *e);
+void kv_cache_free(kv_cache *kv);
+/* Drops every sequence. */
+void kv_cache_reset(kv_cache *kv);
+/* Keeps positions [0, n_pos) of a sequence and frees the rest. */
+void kv_cache_seq_truncate(kv_cache *kv, int seq, int n_pos);
+int kv_cache_seq_len(const kv_cache *kv, int seq);
+/* Makes room for positions up to n_pos-1; fails when the pool is exhausted. */
+int kv_cache_seq_reserve(kv_cache *kv, int seq, int n_pos, qerr *e);
+
+/* ------------------------------------------------------------------------ */
+/* Forward pass. */
+typedef struct model_batch {
+    int n;
+    const int32_t *tokens;
+    const int32_t *pos;    /* position of each token in its sequence */
+    const int32_t *seq;    /* sequence id, < kv->n_seq */
+    const bool *logits;    /* which entries want logits; NULL: all */
+} model_batch;
+
+typedef struct model_ctx {
+    const model *m;
+    kv_cache kv;
+    qpool *pool;
+    bool own_pool;
+    int n_batch_max; /* entries per internal step */
+    /* scratch, sized for n_batch_max */
+    float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2, *att_scores;
+    float *out_norm; /* normed final hidden states of entries wanting logits */
+} model_ctx;
+
+typedef struct model_ctx_params {
+    int n_ctx;       /* total KV cells (all sequences); 0: min(n_ctx_train, 4096) */
+    int n_seq;       /* independent sequences; 0: 1 */
+    int n_batch;     /* entries per internal step; 0: 512 */
+    int n_threads;   /* 0: all CPUs */
+    int kv_type;     /* QT_F16 (default, 0 means F16) or QT_F32 */
+    qpool *pool;     /* share a pool; NULL: create one */
+} model_ctx_params;
+
+int model_ctx_init(model_ctx *c, const model *m, const model_ctx_params *p, qerr *e);
+void model_ctx_free(model_ctx *c);
+
+/* Evaluates the batch; appends K/V to each entry's sequence (an entry's
+ * position must equal its sequence's current length, counting earlier entries
+ * of the same batch). Writes logits [n_wanted][n_vocab] in batch order for the
+ * entries that want them. */
+int model_forward(model_ctx *c, const model_batch *b, float *logits, qerr *e);
+
+#endif
