@@ -214,4 +214,39 @@ void q_softmax(float *x, int64_t n);
 static inline float q_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 float q_gelu(float x);
 
+/* ------------------------------------------------------------------------ */
+/* Random numbers: xoshiro256** seeded through splitmix64. Fixed algorithm and
+ * arithmetic, so a seed gives the same stream on every machine. */
+typedef struct qrng {
+    uint64_t s[4];
+} qrng;
+void qrng_seed(qrng *r, uint64_t seed);
+uint64_t qrng_next(qrng *r);
+/* Uniform in [0, 1) with 24 bits of resolution (exact in float). */
+float qrng_uniform(qrng *r);
+
+/* ------------------------------------------------------------------------ */
+/* Sampling chain, applied in this order (the reference's default):
+ * penalties over the recent history → top-k → top-p → min-p → temperature →
+ * draw. temp <= 0 is greedy (argmax; ties to the lowest id). */
+typedef struct sampler_params {
+    float temp;            /* 0: greedy */
+    int top_k;             /* <= 0: off */
+    float top_p;           /* >= 1: off */
+    float min_p;           /* <= 0: off */
+    float repeat_penalty;  /* 1: off */
+    float freq_penalty, presence_penalty; /* 0: off */
+    int penalty_last_n;    /* history window for penalties; 0: off, -1: all */
+    uint64_t seed;
+} sampler_params;
+
+sampler_params sampler_defaults(void);
+
+typedef struct sampler sampler;
+sampler *sampler_new(const sampler_params *p, int n_vocab);
+void sampler_free(sampler *s);
+/* Picks a token from logits[n_vocab] (modified in place). history: the ids
+ * generated or prompted so far, for penalties. */
+int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_history);
+
 #endif

@@ -118,4 +118,34 @@ void model_ctx_free(model_ctx *c);
  * entries that want them. */
 int model_forward(model_ctx *c, const model_batch *b, float *logits, qerr *e);
 
+/* ------------------------------------------------------------------------ */
+/* Generation: prompt → prefill → decode until end of generation, a stop
+ * string or n_predict tokens, streaming complete UTF-8 text to a callback.
+ * Stop strings are matched across token boundaries and never emitted. */
+struct tokenizer;
+
+typedef struct gen_params {
+    int n_predict;
+    sampler_params sp;
+    const char *const *stop; /* stop strings */
+    int n_stop;
+    bool add_special;        /* BOS/EOS as the vocabulary says */
+    bool parse_special;      /* special-token text in the prompt */
+} gen_params;
+
+typedef struct gen_stats {
+    double t_tokenize, t_prefill, t_decode, t_sample, t_detokenize;
+    int n_prompt, n_gen;
+    size_t bytes_in, bytes_out;
+    const char *stop_reason; /* "eog", "stop", "length", "cancelled" */
+} gen_stats;
+
+/* Return false to cancel generation. */
+typedef bool (*gen_emit_fn)(void *ud, const char *text, size_t len);
+
+/* Runs on sequence `seq` of the context, which must be empty. Generated ids
+ * are returned in *out_ids (caller frees) when out_ids is not NULL. */
+int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prompt, size_t prompt_len,
+            const gen_params *p, gen_emit_fn emit, void *ud, int32_t **out_ids, int *n_out, gen_stats *st, qerr *e);
+
 #endif

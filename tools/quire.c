@@ -7,10 +7,12 @@
 #define DECLARE(n) int cmd_##n(int, char **); void help_##n(FILE *)
 DECLARE(info);
 DECLARE(logits);
+DECLARE(run);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
     {"logits", "evaluate token ids and write the logits after each (float32)", cmd_logits, help_logits},
+    {"run", "generate text from a prompt (streamed)", cmd_run, help_run},
 };
 
 static void usage(FILE *out) {

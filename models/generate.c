@@ -1,0 +1,159 @@
+/* generate.c — the generation loop shared by `quire run` and the server. */
+#include "models/models.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdlib.h>
+
+/* Length of the longest prefix of s[0..n) that ends on a UTF-8 boundary
+ * (an incomplete trailing sequence is held back for the next token). */
+static size_t utf8_complete(const char *s, size_t n) {
+    size_t i = n;
+    int back = 0;
+    while (i > 0 && back < 4) {
+        unsigned char c = (unsigned char)s[i - 1];
+        if ((c & 0xc0) != 0x80) { /* lead or ASCII byte at i-1 */
+            size_t need = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+            return (n - (i - 1) >= need) ? n : i - 1;
+        }
+        i--;
+        back++;
+    }
+    return n; /* stray continuation bytes: pass them through */
+}
+
+typedef struct outbuf {
+    char *p;
+    size_t n, cap;
+} outbuf;
+
+static int outbuf_put(outbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) return -1;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return 0;
+}
+
+/* Bytes at the end of s that could start one of the stop strings. */
+static size_t stop_holdback(const char *s, size_t n, const char *const *stop, int n_stop) {
+    size_t hold = 0;
+    for (int k = 0; k < n_stop; k++) {
+        size_t L = strlen(stop[k]);
+        for (size_t m = L - 1 < n ? L - 1 : n; m > hold; m--)
+            if (memcmp(s + n - m, stop[k], m) == 0) { hold = m; break; }
+    }
+    return hold;
+}
+
+int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prompt, size_t prompt_len,
+            const gen_params *p, gen_emit_fn emit, void *ud, int32_t **out_ids, int *n_out, gen_stats *st, qerr *e) {
+    const model *m = c->m;
+    int nv = m->hp.n_vocab;
+    memset(st, 0, sizeof *st);
+    if (tokenizer_n_vocab(tok) > nv)
+        return qerr_set(e, "the vocabulary (%d tokens) is larger than the model's output (%d)", tokenizer_n_vocab(tok), nv);
+    if (kv_cache_seq_len(&c->kv, seq) != 0) return qerr_set(e, "sequence %d is not empty", seq);
+
+    double t0 = q_now();
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (tokenizer_encode(tok, prompt, prompt_len, p->add_special, p->parse_special, &ids, &n_ids, e)) return -1;
+    st->t_tokenize = q_now() - t0;
+    st->bytes_in = prompt_len;
+    st->n_prompt = (int)n_ids;
+    if (n_ids == 0) {
+        free(ids);
+        return qerr_set(e, "empty prompt and the vocabulary adds no BOS token: nothing to condition on");
+    }
+    int cap = c->kv.n_blocks * KV_BLOCK;
+    if ((int)n_ids + p->n_predict > cap) {
+        free(ids);
+        return qerr_set(e, "prompt of %zu tokens plus %d to generate exceeds the context of %d", n_ids, p->n_predict, cap);
+    }
+    int32_t *hist = malloc(((size_t)n_ids + (size_t)p->n_predict + 1) * sizeof(int32_t));
+    float *logits = malloc((size_t)nv * sizeof(float));
+    int32_t *pos = malloc(n_ids * sizeof(int32_t)), *sq = malloc(n_ids * sizeof(int32_t));
+    bool *want = calloc(n_ids, sizeof(bool));
+    sampler *smp = sampler_new(&p->sp, nv);
+    outbuf pending = {0};
+    int rc = 0;
+    if (!hist || !logits || !pos || !sq || !want || !smp) { rc = qerr_set(e, "out of memory"); goto done; }
+    memcpy(hist, ids, n_ids * sizeof(int32_t));
+    for (size_t i = 0; i < n_ids; i++) pos[i] = (int32_t)i, sq[i] = seq;
+    want[n_ids - 1] = true;
+
+    t0 = q_now();
+    model_batch b = {(int)n_ids, ids, pos, sq, want};
+    if (model_forward(c, &b, logits, e)) { rc = -1; goto done; }
+    st->t_prefill = q_now() - t0;
+
+    int n_hist = (int)n_ids;
+    size_t emitted = 0; /* bytes of pending already passed to emit */
+    st->stop_reason = "length";
+    for (int g = 0; g < p->n_predict; g++) {
+        t0 = q_now();
+        int32_t tok_id = sampler_sample(smp, logits, hist, n_hist);
+        st->t_sample += q_now() - t0;
+        if (tokenizer_is_eog(tok, tok_id)) { st->stop_reason = "eog"; break; }
+        hist[n_hist++] = tok_id;
+        st->n_gen++;
+
+        t0 = q_now();
+        size_t plen;
+        const char *piece = tokenizer_piece(tok, tok_id, &plen);
+        /* SPM: the first generated piece after BOS carries the space prefix;
+         * keep it, as the reference prints it. */
+        if (piece && plen && outbuf_put(&pending, piece, plen)) { rc = qerr_set(e, "out of memory"); goto done; }
+        bool stop_hit = false;
+        size_t upto = pending.n;
+        for (int k = 0; k < p->n_stop; k++) {
+            /* An occurrence cannot lie before `emitted`: we would have stopped. */
+            const char *hit = pending.p && p->stop[k][0] ? strstr(pending.p, p->stop[k]) : NULL;
+            if (hit && (size_t)(hit - pending.p) < upto) { upto = (size_t)(hit - pending.p); stop_hit = true; }
+        }
+        if (!stop_hit) {
+            size_t hold = stop_holdback(pending.p, pending.n, p->stop, p->n_stop);
+            upto = utf8_complete(pending.p, pending.n - hold);
+        }
+        if (upto > emitted) {
+            bool go_on = emit ? emit(ud, pending.p + emitted, upto - emitted) : true;
+            st->bytes_out += upto - emitted;
+            emitted = upto;
+            if (!go_on) { st->stop_reason = "cancelled"; st->t_detokenize += q_now() - t0; break; }
+        }
+        st->t_detokenize += q_now() - t0;
+        if (stop_hit) { st->stop_reason = "stop"; break; }
+        if (g + 1 == p->n_predict) break;
+
+        t0 = q_now();
+        int32_t ppos = n_hist - 1, pseq = seq;
+        model_batch one = {1, &tok_id, &ppos, &pseq, NULL};
+        if (model_forward(c, &one, logits, e)) { rc = -1; goto done; }
+        st->t_decode += q_now() - t0;
+    }
+    /* Flush what is left (an incomplete UTF-8 tail at the very end is still
+     * output: the text is what the model produced). */
+    if (strcmp(st->stop_reason, "stop") != 0 && strcmp(st->stop_reason, "cancelled") != 0 && pending.n > emitted) {
+        if (emit) emit(ud, pending.p + emitted, pending.n - emitted);
+        st->bytes_out += pending.n - emitted;
+    }
+    if (out_ids) {
+        int ng = n_hist - (int)n_ids;
+        *out_ids = malloc(((size_t)ng + 1) * sizeof(int32_t));
+        if (!*out_ids) { rc = qerr_set(e, "out of memory"); goto done; }
+        memcpy(*out_ids, hist + n_ids, (size_t)ng * sizeof(int32_t));
+        *n_out = ng;
+    }
+done:
+    free(pending.p);
+    sampler_free(smp);
+    free(want); free(pos); free(sq); free(logits); free(hist); free(ids);
+    return rc;
+}
