@@ -197,6 +197,9 @@ int qpool_size(const qpool *p);
 void qpool_run(qpool *p, qpool_fn fn, void *arg);
 /* Default thread count for this machine (online CPUs, at least 1). */
 int q_default_threads(void);
+/* Measures memory read bandwidth (bytes/s) with the pool's threads over a
+ * buffer of `bytes` (use several times the last-level cache); best of reps. */
+double q_measure_read_bandwidth(qpool *p, size_t bytes, int reps);
 
 /* ------------------------------------------------------------------------ */
 /* Numeric ops, scalar reference. Row-major; "rows" are contiguous. */
