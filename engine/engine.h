@@ -218,6 +218,19 @@ static inline float q_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
 float q_gelu(float x);
 
 /* ------------------------------------------------------------------------ */
+/* Tracing: spans recorded into memory and written as Chrome trace-event JSON
+ * (opens in Perfetto / chrome://tracing). Callers test the handle for NULL
+ * before reading the clock, so tracing that is off costs one branch. */
+typedef struct qtrace qtrace;
+qtrace *qtrace_new(void);
+void qtrace_free(qtrace *t);
+/* name and cat are copied (truncated to 47 characters); times in seconds
+ * from q_now(); arg < 0 means none (else shown as args.n). */
+void qtrace_span(qtrace *t, const char *name, const char *cat, double t0, double t1, long long arg);
+int qtrace_write(const qtrace *t, const char *path, qerr *e);
+size_t qtrace_count(const qtrace *t);
+
+/* ------------------------------------------------------------------------ */
 /* Random numbers: xoshiro256** seeded through splitmix64. Fixed algorithm and
  * arithmetic, so a seed gives the same stream on every machine. */
 typedef struct qrng {

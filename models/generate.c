@@ -66,6 +66,7 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     size_t n_ids = 0;
     if (tokenizer_encode(tok, prompt, prompt_len, p->add_special, p->parse_special, &ids, &n_ids, e)) return -1;
     st->t_tokenize = q_now() - t0;
+    if (c->trace) qtrace_span(c->trace, "tokenize", "stage", t0, t0 + st->t_tokenize, (long long)n_ids);
     st->bytes_in = prompt_len;
     st->n_prompt = (int)n_ids;
     if (n_ids == 0) {
@@ -93,6 +94,7 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     model_batch b = {(int)n_ids, ids, pos, sq, want};
     if (model_forward(c, &b, logits, e)) { rc = -1; goto done; }
     st->t_prefill = q_now() - t0;
+    if (c->trace) qtrace_span(c->trace, "prefill", "stage", t0, t0 + st->t_prefill, (long long)n_ids);
 
     int n_hist = (int)n_ids;
     size_t emitted = 0; /* bytes of pending already passed to emit */
@@ -100,7 +102,9 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     for (int g = 0; g < p->n_predict; g++) {
         t0 = q_now();
         int32_t tok_id = sampler_sample(smp, logits, hist, n_hist);
-        st->t_sample += q_now() - t0;
+        double t1 = q_now();
+        st->t_sample += t1 - t0;
+        if (c->trace) qtrace_span(c->trace, "sample", "stage", t0, t1, -1);
         if (tokenizer_is_eog(tok, tok_id)) { st->stop_reason = "eog"; break; }
         hist[n_hist++] = tok_id;
         st->n_gen++;
@@ -128,7 +132,9 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
             emitted = upto;
             if (!go_on) { st->stop_reason = "cancelled"; st->t_detokenize += q_now() - t0; break; }
         }
-        st->t_detokenize += q_now() - t0;
+        t1 = q_now();
+        st->t_detokenize += t1 - t0;
+        if (c->trace) qtrace_span(c->trace, "detokenize", "stage", t0, t1, -1);
         if (stop_hit) { st->stop_reason = "stop"; break; }
         if (g + 1 == p->n_predict) break;
 
@@ -136,7 +142,9 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
         int32_t ppos = n_hist - 1, pseq = seq;
         model_batch one = {1, &tok_id, &ppos, &pseq, NULL};
         if (model_forward(c, &one, logits, e)) { rc = -1; goto done; }
-        st->t_decode += q_now() - t0;
+        t1 = q_now();
+        st->t_decode += t1 - t0;
+        if (c->trace) qtrace_span(c->trace, "decode", "stage", t0, t1, 1);
     }
     /* Flush what is left (an incomplete UTF-8 tail at the very end is still
      * output: the text is what the model produced). */

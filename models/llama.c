@@ -10,6 +10,7 @@
 #include "models/models.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 int model_ctx_init(model_ctx *c, const model *m, const model_ctx_params *p, qerr *e) {
@@ -150,26 +151,43 @@ static void add_bias(float *y, const float *bias, int n_rows, int dim) {
         for (int d = 0; d < dim; d++) y[(size_t)i * dim + d] += bias[d];
 }
 
+/* Spans for --trace: one branch each when tracing is off. */
+#define SPAN_START() double span_t = c->trace ? q_now() : 0
+#define SPAN(name, cat, n)                                     \
+    do {                                                       \
+        if (c->trace) {                                        \
+            double span_now = q_now();                         \
+            qtrace_span(c->trace, name, cat, span_t, span_now, n); \
+            span_t = span_now;                                 \
+        }                                                      \
+    } while (0)
+
 /* Evaluates entries [off, off+n) of the batch; all K/V room is reserved. */
 static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, float *logits, int *n_out) {
     const model *m = c->m;
     const model_hparams *hp = &m->hp;
     int d = hp->n_embd, hd = hp->head_dim;
     int qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
+    SPAN_START();
+    double layer_t = span_t;
     const qtype_traits *et = qtype_get(m->tok_embd->type);
     size_t erow = qtype_row_size(m->tok_embd->type, d);
     for (int i = 0; i < n; i++)
         et->to_float((const uint8_t *)m->tok_embd->data + (size_t)b->tokens[off + i] * erow, c->x + (size_t)i * d, d);
+    SPAN("embed", "op", n);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer *L = &m->layers[l];
+        if (c->trace) layer_t = span_t;
         for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm, d, hp->rms_eps);
+        SPAN("attn_norm", "op", n);
         q_matmul(c->pool, L->wq->data, L->wq->type, qd, d, c->xb, n, c->q);
         q_matmul(c->pool, L->wk->data, L->wk->type, kvd, d, c->xb, n, c->k);
         q_matmul(c->pool, L->wv->data, L->wv->type, kvd, d, c->xb, n, c->v);
         add_bias(c->q, L->bq, n, qd);
         add_bias(c->k, L->bk, n, kvd);
         add_bias(c->v, L->bv, n, kvd);
+        SPAN("qkv", "op", n);
         for (int i = 0; i < n; i++) {
             int pos = b->pos[off + i], seq = b->seq[off + i];
             for (int h = 0; h < hp->n_head; h++)
@@ -182,17 +200,28 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
             kv_store(&c->kv, c->kv.k, cell, c->k + (size_t)i * kvd);
             kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kvd);
         }
+        SPAN("rope_kv_store", "op", n);
         attn_job aj = {c, b, l, off, n};
         qpool_run(c->pool, attn_task, &aj);
+        SPAN("attention", "op", n);
         q_matmul(c->pool, L->wo->data, L->wo->type, d, qd, c->att_out, n, c->xb);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+        SPAN("attn_output", "op", n);
 
         for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm, d, hp->rms_eps);
+        SPAN("ffn_norm", "op", n);
         q_matmul(c->pool, L->w_gate->data, L->w_gate->type, ff, d, c->xb, n, c->hb);
         q_matmul(c->pool, L->w_up->data, L->w_up->type, ff, d, c->xb, n, c->hb2);
         for (size_t i = 0; i < (size_t)n * ff; i++) c->hb[i] = q_silu(c->hb[i]) * c->hb2[i];
+        SPAN("ffn_gate_up", "op", n);
         q_matmul(c->pool, L->w_down->data, L->w_down->type, d, ff, c->hb, n, c->xb);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+        SPAN("ffn_down", "op", n);
+        if (c->trace) {
+            char name[32];
+            snprintf(name, sizeof name, "blk.%d", l);
+            qtrace_span(c->trace, name, "layer", layer_t, span_t, n);
+        }
     }
 
     int k = 0;
@@ -205,6 +234,7 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         q_matmul(c->pool, m->output->data, m->output->type, hp->n_vocab, d, c->out_norm, k,
                  logits + (size_t)*n_out * hp->n_vocab);
     *n_out += k;
+    SPAN("output", "op", k);
 }
 
 int model_forward(model_ctx *c, const model_batch *b, float *logits, qerr *e) {

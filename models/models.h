@@ -98,6 +98,7 @@ typedef struct model_ctx {
     /* scratch, sized for n_batch_max */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2, *att_scores;
     float *out_norm; /* normed final hidden states of entries wanting logits */
+    qtrace *trace;   /* per-layer and per-op spans when not NULL */
 } model_ctx;
 
 typedef struct model_ctx_params {

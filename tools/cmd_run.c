@@ -25,7 +25,8 @@ void help_run(FILE *out) {
             "  -t N               threads (default: all CPUs)\n"
             "  --no-special       do not add BOS/EOS; --special: parse special-token text in the prompt\n"
             "  --json             print {text, tokens, n_prompt, n_gen, seed, stop_reason, timings} instead\n"
-            "  --profile          print a per-stage timing table to stderr\n");
+            "  --profile          print a per-stage timing table to stderr\n"
+            "  --trace FILE       write Chrome trace-event JSON (stages, layers, ops; opens in Perfetto)\n");
 }
 
 typedef struct run_out {
@@ -72,7 +73,7 @@ static void print_profile(const gen_stats *st, double t_load, double total) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *mpath = NULL, *prompt = NULL, *pfile = NULL;
+    const char *mpath = NULL, *prompt = NULL, *pfile = NULL, *trace_path = NULL;
     long long n_predict = 128, threads = 0, n_ctx = 0;
     sampler_params sp = sampler_defaults();
     bool seed_given = false, json = false, profile = false, add_special = true, parse_special = false;
@@ -114,6 +115,7 @@ int cmd_run(int argc, char **argv) {
             stops[n_stop++] = v;
         } else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--profile")) profile = true;
+        else if (!strcmp(a, "--trace")) { VAL(); trace_path = v; }
         else if (!strcmp(a, "--no-special")) add_special = false;
         else if (!strcmp(a, "--special")) parse_special = true;
         else return cli_fail("run", "unknown argument '%s'", a);
@@ -161,6 +163,7 @@ int cmd_run(int argc, char **argv) {
     model_ctx_params cp = {.n_ctx = (int)n_ctx, .n_seq = 1, .n_threads = (int)threads};
     if (model_ctx_init(&ctx, m, &cp, &e)) { tokenizer_free(tok); model_free(m); free(fbuf); return cli_fail("run", "%s", e.msg); }
 
+    if (trace_path) ctx.trace = qtrace_new();
     gen_params gp = {.n_predict = (int)n_predict, .sp = sp, .stop = stops, .n_stop = n_stop,
                      .add_special = add_special, .parse_special = parse_special};
     run_out out = {.stream = !json};
@@ -196,7 +199,10 @@ int cmd_run(int argc, char **argv) {
             jw_obj_end(&w);
         }
         if (profile) print_profile(&st, t_load, total);
+        if (trace_path && qtrace_write(ctx.trace, trace_path, &e)) rc = cli_fail("run", "%s", e.msg);
     }
+    qtrace_free(ctx.trace);
+    ctx.trace = NULL;
     free(gen_ids);
     free(out.text);
     model_ctx_free(&ctx);
