@@ -30,6 +30,17 @@ int q_read_file(const char *path, char **out, size_t *len, qerr *e);
 /* Writes a file atomically: temp file in the same directory, fsync, rename,
  * fsync of the directory. Readers see the old file or the new one. */
 int q_write_file_atomic(const char *path, const void *data, size_t len, qerr *e);
+/* The same in steps, for writers that stream: open a temporary beside path,
+ * write to the descriptor (q_write_all), then commit (fsync, rename, fsync of
+ * the directory) or abort (close and unlink). */
+typedef struct q_atomic_file {
+    int fd;
+    char *tmp, *path;
+} q_atomic_file;
+int q_atomic_open(q_atomic_file *f, const char *path, qerr *e);
+int q_write_all(int fd, const void *data, size_t len, qerr *e);
+int q_atomic_commit(q_atomic_file *f, qerr *e);
+void q_atomic_abort(q_atomic_file *f);
 
 /* Checked arithmetic (returns false on overflow). */
 static inline bool q_mul_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_mul_overflow(a, b, r); }
@@ -183,6 +194,13 @@ int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s);
 /* The data is copied. ne[0] is the row length. */
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, int n_dims,
                            const int64_t *ne, const void *data, uint64_t nbytes);
+/* A tensor whose bytes are produced at write time, one tensor in memory at a
+ * time (large models): fill(ud, dst, nbytes) writes exactly nbytes into dst
+ * and returns 0, or -1 with a message in e. */
+typedef int (*gguf_fill_fn)(void *ud, void *dst, uint64_t nbytes, qerr *e);
+int gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, int type, int n_dims,
+                                const int64_t *ne, uint64_t nbytes, gguf_fill_fn fill, void *ud);
+/* Streams the file to a temporary beside path, fsyncs, renames. */
 int gguf_writer_write(gguf_writer *w, const char *path, qerr *e);
 
 /* ------------------------------------------------------------------------ */

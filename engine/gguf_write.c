@@ -2,13 +2,16 @@
  * memory, then serialized into one buffer and written atomically. */
 #include "engine/engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 typedef struct wtensor {
     char *name;
     int type, n_dims;
     int64_t ne[GGUF_MAX_DIMS];
-    void *data;
+    void *data;          /* owned copy, or NULL when filled at write time */
+    gguf_fill_fn fill;
+    void *ud;
     uint64_t nbytes;
 } wtensor;
 
@@ -193,27 +196,44 @@ int gguf_writer_set_str(gguf_writer *w, const char *key, const char *s) {
     return gguf_writer_set(w, key, &v);
 }
 
-int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
-                           const void *data, uint64_t nbytes) {
-    if (n_dims < 1 || n_dims > GGUF_MAX_DIMS) return -1;
+static wtensor *add_slot(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne, uint64_t nbytes) {
+    if (n_dims < 1 || n_dims > GGUF_MAX_DIMS) return NULL;
     if (w->n_t == w->cap_t) {
         int64_t cap = w->cap_t ? w->cap_t * 2 : 64;
         wtensor *t = realloc(w->t, (size_t)cap * sizeof *t);
-        if (!t) return -1;
+        if (!t) return NULL;
         w->t = t;
         w->cap_t = cap;
     }
     wtensor *t = &w->t[w->n_t];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);
-    t->data = malloc(nbytes ? nbytes : 1);
-    if (!t->name || !t->data) { free(t->name); free(t->data); return -1; }
-    memcpy(t->data, data, nbytes);
+    if (!t->name) return NULL;
     t->type = type;
     t->n_dims = n_dims;
     for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
     t->nbytes = nbytes;
     w->n_t++;
+    return t;
+}
+
+int gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
+                                uint64_t nbytes, gguf_fill_fn fill, void *ud) {
+    wtensor *t = add_slot(w, name, type, n_dims, ne, nbytes);
+    if (!t) return -1;
+    t->fill = fill;
+    t->ud = ud;
+    return 0;
+}
+
+int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, int n_dims, const int64_t *ne,
+                           const void *data, uint64_t nbytes) {
+    void *copy = malloc(nbytes ? nbytes : 1);
+    if (!copy) return -1;
+    memcpy(copy, data, nbytes);
+    wtensor *t = add_slot(w, name, type, n_dims, ne, nbytes);
+    if (!t) { free(copy); return -1; }
+    t->data = copy;
     return 0;
 }
 
@@ -222,6 +242,7 @@ int gguf_writer_write(gguf_writer *w, const char *path, qerr *e) {
     for (int64_t i = 0; i < w->n_kv; i++)
         if (strcmp(w->kv[i].key, "general.alignment") == 0 && w->kv[i].val.type == GGUF_U32)
             align = (uint32_t)w->kv[i].val.v.u;
+    /* Header, metadata and tensor infos go through one buffer. */
     buf b = {0};
     buf_u32(&b, 0x46554747u);
     buf_u32(&b, 3);
@@ -246,13 +267,31 @@ int gguf_writer_write(gguf_writer *w, const char *path, qerr *e) {
     static const uint8_t zeros[64] = {0};
     size_t pad = (align - b.n % align) % align;
     while (pad > 0) { size_t k = pad < 64 ? pad : 64; buf_put(&b, zeros, k); pad -= k; }
-    for (int64_t i = 0; i < w->n_t; i++) {
-        buf_put(&b, w->t[i].data, (size_t)w->t[i].nbytes);
-        size_t p = (align - w->t[i].nbytes % align) % align;
-        while (p > 0) { size_t k = p < 64 ? p : 64; buf_put(&b, zeros, k); p -= k; }
-    }
     if (b.oom) { free(b.p); return qerr_set(e, "%s: out of memory while serializing", path); }
-    int rc = q_write_file_atomic(path, b.p, b.n, e);
+
+    q_atomic_file f;
+    if (q_atomic_open(&f, path, e)) { free(b.p); return -1; }
+    int rc = q_write_all(f.fd, b.p, b.n, e);
     free(b.p);
-    return rc;
+    for (int64_t i = 0; i < w->n_t && rc == 0; i++) {
+        wtensor *t = &w->t[i];
+        if (t->data) {
+            rc = q_write_all(f.fd, t->data, (size_t)t->nbytes, e);
+        } else {
+            void *d = malloc(t->nbytes ? t->nbytes : 1);
+            if (!d) { rc = qerr_set(e, "out of memory for tensor %s (%llu bytes)", t->name, (unsigned long long)t->nbytes); break; }
+            rc = t->fill(t->ud, d, t->nbytes, e);
+            if (rc == 0) rc = q_write_all(f.fd, d, (size_t)t->nbytes, e);
+            else qerr_wrap(e, "tensor %s", t->name);
+            free(d);
+        }
+        size_t p = (align - t->nbytes % align) % align;
+        if (rc == 0 && p) rc = q_write_all(f.fd, zeros, p, e);
+    }
+    if (rc != 0) {
+        qerr_wrap(e, "%s", path);
+        q_atomic_abort(&f);
+        return -1;
+    }
+    return q_atomic_commit(&f, e);
 }

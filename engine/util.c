@@ -69,48 +69,71 @@ int q_read_file(const char *path, char **out, size_t *len, qerr *e) {
     return 0;
 }
 
-int q_write_file_atomic(const char *path, const void *data, size_t len, qerr *e) {
+int q_atomic_open(q_atomic_file *f, const char *path, qerr *e) {
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
     size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp) return qerr_set(e, "out of memory");
-    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) { qerr_set(e, "%s: %s", tmp, strerror(errno)); free(tmp); return -1; }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            qerr_set(e, "%s: write: %s", tmp, strerror(errno));
-            close(fd); unlink(tmp); free(tmp);
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        qerr_set(e, "%s: fsync: %s", tmp, strerror(errno));
-        unlink(tmp); free(tmp);
+    f->path = strdup(path);
+    f->tmp = malloc(pl + 32);
+    if (!f->path || !f->tmp) { q_atomic_abort(f); return qerr_set(e, "out of memory"); }
+    snprintf(f->tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        qerr_set(e, "%s: %s", f->tmp, strerror(errno));
+        free(f->tmp); f->tmp = NULL; /* nothing to unlink */
+        q_atomic_abort(f);
         return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        qerr_set(e, "%s: rename: %s", path, strerror(errno));
-        unlink(tmp); free(tmp);
-        return -1;
-    }
-    free(tmp);
-    /* Make the rename itself durable. */
-    char *dir = strdup(path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = ".";
-        if (slash) { if (slash == dir) slash[1] = 0; else *slash = 0; d = dir; }
-        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) { fsync(dfd); close(dfd); }
-        free(dir);
     }
     return 0;
+}
+
+int q_write_all(int fd, const void *data, size_t len, qerr *e) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return qerr_set(e, "write: %s", strerror(errno));
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+void q_atomic_abort(q_atomic_file *f) {
+    if (f->fd >= 0) close(f->fd);
+    if (f->tmp) unlink(f->tmp);
+    free(f->tmp);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+}
+
+int q_atomic_commit(q_atomic_file *f, qerr *e) {
+    if (fsync(f->fd) != 0) { qerr_set(e, "%s: fsync: %s", f->tmp, strerror(errno)); q_atomic_abort(f); return -1; }
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (rc != 0) { qerr_set(e, "%s: close: %s", f->tmp, strerror(errno)); q_atomic_abort(f); return -1; }
+    if (rename(f->tmp, f->path) != 0) { qerr_set(e, "%s: rename: %s", f->path, strerror(errno)); q_atomic_abort(f); return -1; }
+    /* Make the rename itself durable. */
+    char *slash = strrchr(f->path, '/');
+    const char *d = ".";
+    if (slash) { if (slash == f->path) slash[1] = 0; else *slash = 0; d = f->path; }
+    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
+    free(f->tmp);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    return 0;
+}
+
+int q_write_file_atomic(const char *path, const void *data, size_t len, qerr *e) {
+    q_atomic_file f;
+    if (q_atomic_open(&f, path, e)) return -1;
+    if (q_write_all(f.fd, data, len, e)) { qerr_wrap(e, "%s", path); q_atomic_abort(&f); return -1; }
+    return q_atomic_commit(&f, e);
 }
 
 /* IEEE binary16 <-> binary32. Subnormals, infinities and NaNs included. */

@@ -138,6 +138,51 @@ static void test_writer_roundtrip(void **state) {
     unlink(path);
 }
 
+static int fill_ramp(void *ud, void *dst, uint64_t n, qerr *e) {
+    (void)e;
+    float *f = dst;
+    for (uint64_t i = 0; i < n / 4; i++) f[i] = (float)i * *(float *)ud;
+    return 0;
+}
+static int fill_fail(void *ud, void *dst, uint64_t n, qerr *e) {
+    (void)ud; (void)dst; (void)n;
+    return qerr_set(e, "generator broke");
+}
+
+/* Tensors produced at write time; a failing producer leaves no file (and no
+ * temporary) behind. */
+static void test_writer_fill_and_atomicity(void **state) {
+    (void)state;
+    char dir[] = "/tmp/quire-test-dir-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/out.gguf", dir);
+    float scale = 0.5f;
+    int64_t ne[2] = {64, 3};
+    gguf_writer *w = gguf_writer_new();
+    assert_int_equal(gguf_writer_set_str(w, "general.architecture", "test"), 0);
+    assert_int_equal(gguf_writer_add_tensor_fill(w, "ramp", QT_F32, 2, ne, 64 * 3 * 4, fill_ramp, &scale), 0);
+    qerr e;
+    assert_int_equal(gguf_writer_write(w, path, &e), 0);
+    gguf_writer_free(w);
+    gguf *g;
+    assert_int_equal(gguf_open(&g, path, &e), 0);
+    const gguf_tensor *t = gguf_find_tensor(g, "ramp");
+    assert_non_null(t);
+    assert_true(((const float *)t->data)[191] == 95.5f);
+    gguf_close(g);
+    unlink(path);
+
+    w = gguf_writer_new();
+    assert_int_equal(gguf_writer_add_tensor_fill(w, "bad", QT_F32, 2, ne, 64 * 3 * 4, fill_fail, NULL), 0);
+    assert_int_not_equal(gguf_writer_write(w, path, &e), 0);
+    assert_non_null(strstr(e.msg, "generator broke"));
+    assert_non_null(strstr(e.msg, "bad"));
+    gguf_writer_free(w);
+    assert_int_not_equal(access(path, F_OK), 0);
+    assert_int_equal(rmdir(dir), 0); /* empty: the temporary was removed */
+}
+
 static void test_nested_arrays(void **state) {
     (void)state;
     gb b;
@@ -265,6 +310,7 @@ static void test_fp16(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_models_load), cmocka_unit_test(test_writer_roundtrip),
+        cmocka_unit_test(test_writer_fill_and_atomicity),
         cmocka_unit_test(test_nested_arrays),      cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_truncated_real_file), cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_fp16),
