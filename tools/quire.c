@@ -9,12 +9,14 @@ DECLARE(info);
 DECLARE(logits);
 DECLARE(run);
 DECLARE(bench);
+DECLARE(eval);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
     {"logits", "evaluate token ids and write the logits after each (float32)", cmd_logits, help_logits},
     {"run", "generate text from a prompt (streamed)", cmd_run, help_run},
     {"bench", "measure prompt and generation throughput (or: bench ann)", cmd_bench, help_bench},
+    {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
 };
 
 static void usage(FILE *out) {
