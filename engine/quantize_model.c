@@ -11,7 +11,7 @@
  *     chosen by use_more_bits() (the first and last eighth and every third
  *     layer between);
  *   - a K-quant whose row length is not a multiple of 256 falls back to a
- *     legacy type of similar size (F16 if even that does not fit).
+ *     32-block type of similar size (F16 if even that does not fit).
  * Tensors are written in the reference's order (non-layer tensors first,
  * then by layer number, by name within a group), so that the output lines
  * up with the reference's files. */
@@ -164,12 +164,11 @@ static int mix_tensor_type(mix_state *s, int t, const gguf_tensor *ten, const ch
         else if (ft == FT_Q5_K_M) t = QT_Q6_K;
     }
 
-    /* Rows must split into whole blocks. The reference's fallbacks: Q4_K ->
-     * Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; Q2_K/Q3_K -> IQ4_NL, which this
-     * engine cannot produce, so Q4_0 (same size, 4.5 bits) stands in. */
+    /* Rows must split into whole blocks. The reference's fallbacks: Q2_K,
+     * Q3_K -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0. */
     if (nx % qtype_get(t)->blck != 0) {
         switch (t) {
-        case QT_Q2_K: case QT_Q3_K: t = QT_Q4_0; break;
+        case QT_Q2_K: case QT_Q3_K: t = QT_IQ4_NL; break;
         case QT_Q4_K: t = QT_Q5_0; break;
         case QT_Q5_K: t = QT_Q5_1; break;
         case QT_Q6_K: t = QT_Q8_0; break;
