@@ -379,6 +379,22 @@ static void test_quantize_model_q4_k_m(void **state) {
     free(fb);
     unlink(out);
 
+    /* Qwen2 (tied embeddings, 2 layers, biases): only a Q8_0 source
+     * exists, so this requantizes it; the type map must still match */
+    if (!sanitized()) {
+        if (q_quantize_model(shared_path(SYN "syn-qwen2-Q8_0.gguf"), out, "Q4_K_M", 2, &e)) {
+            fprintf(stderr, "%s\n", e.msg);
+            fail();
+        }
+        assert_int_equal(gguf_open(&ours, out, &e), 0);
+        ref = open_shared(SYN "syn-qwen2-Q4_K_M.gguf");
+        assert_same_type_map(ours, ref);
+        assert_int_equal(gguf_find_tensor(ours, "token_embd.weight")->type, QT_Q6_K);
+        gguf_close(ref);
+        gguf_close(ours);
+        unlink(out);
+    }
+
     /* the single-type conversions of the F32 model: their tensors (here
      * the rules give output.weight Q6_K, which the reference's --pure files
      * do not have) */
