@@ -282,5 +282,16 @@ void sampler_free(sampler *s);
 /* Picks a token from logits[n_vocab] (modified in place). history: the ids
  * generated or prompted so far, for penalties. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_history);
+/* Model quantization (engine/quantize_model.c; added with the quantizers).
+ * Converts a GGUF model to a whole-file type, following the reference
+ * implementation's rules for which tensors are converted and to what.
+ * type_name: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K (=Q3_K_M)
+ * Q3_K_S Q3_K_M Q3_K_L Q4_K (=Q4_K_M) Q4_K_S Q4_K_M Q5_K (=Q5_K_M) Q5_K_S
+ * Q5_K_M Q6_K (case-insensitive). n_threads <= 0: q_default_threads().
+ * The output is GGUF v3 with general.file_type set to the LLAMA_FTYPE id and
+ * general.quantization_version = 2; it is written atomically. */
+int q_quantize_model(const char *in_path, const char *out_path, const char *type_name, int n_threads, qerr *e);
+/* LLAMA_FTYPE id of a whole-file type name (as above); -1 if unknown. */
+int q_quant_ftype_from_name(const char *type_name);
 
 #endif

@@ -873,6 +873,87 @@ static void q6_K_from_float(const float *x, void *y, int64_t n) {
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* IQ4_NL: 32 elements, x = d * kvalues[q] with a fixed non-uniform table of
+ * 16 levels (denser near zero); nibble order as Q4_0. The reference uses it
+ * as the fallback of Q2_K/Q3_K when rows do not split into 256-blocks. */
+#define QK4_NL 32
+typedef struct { uint16_t d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
+_Static_assert(sizeof(block_iq4_nl) == 18, "IQ4_NL block");
+
+static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static void iq4_nl_to_float(const void *x, float *y, int64_t n) {
+    const uint8_t *p = x;
+    for (int64_t b = 0; b < n / QK4_NL; b++, p += sizeof(block_iq4_nl), y += QK4_NL) {
+        block_iq4_nl blk;
+        memcpy(&blk, p, sizeof blk);
+        float d = H2F(blk.d);
+        for (int j = 0; j < QK4_NL / 2; j++) {
+            y[j] = d * kvalues_iq4nl[blk.qs[j] & 0x0f];
+            y[j + QK4_NL / 2] = d * kvalues_iq4nl[blk.qs[j] >> 4];
+        }
+    }
+}
+
+/* Index of the table level nearest to v (ties to the upper level, as the
+ * reference's binary search does). */
+static int iq4_nearest(float v) {
+    if (!(v > kvalues_iq4nl[0])) return v != v ? 8 : 0;
+    if (v >= kvalues_iq4nl[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (v < kvalues_iq4nl[mid]) hi = mid;
+        else lo = mid;
+    }
+    return v - kvalues_iq4nl[hi - 1] < kvalues_iq4nl[hi] - v ? hi - 1 : hi;
+}
+
+/* The reference's default (no importance matrix) IQ4_NL quantizer: weights
+ * x^2; start from "largest magnitude maps to the -127 end" and try 15 inverse
+ * scales (-127 + t)/max, t = -7..7, keeping the best weighted least-squares
+ * scale; then requantize against that (unrounded) scale. */
+static void iq4_nl_from_float(const float *x, void *y, int64_t n) {
+    uint8_t *p = y;
+    const int ntry = 7;
+    for (int64_t b = 0; b < n / QK4_NL; b++, p += sizeof(block_iq4_nl), x += QK4_NL) {
+        float amax = 0, max = 0, d = 0;
+        for (int j = 0; j < QK4_NL; j++)
+            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+        if (amax >= GROUP_MAX_EPS) {
+            float id = 1 / (-max / kvalues_iq4nl[0]);
+            float sumqx = 0, sumq2 = 0;
+            for (int j = 0; j < QK4_NL; j++) {
+                float q = kvalues_iq4nl[iq4_nearest(id * x[j])], w = x[j] * x[j];
+                sumqx += w * q * x[j];
+                sumq2 += w * q * q;
+            }
+            d = sumq2 > 0 ? sumqx / sumq2 : 1 / id; /* (weights underflow: keep the plain scale) */
+            float best = d * sumqx;
+            for (int t = -ntry; t <= ntry; t++) {
+                id = (t + kvalues_iq4nl[0]) / max;
+                sumqx = sumq2 = 0;
+                for (int j = 0; j < QK4_NL; j++) {
+                    float q = kvalues_iq4nl[iq4_nearest(id * x[j])], w = x[j] * x[j];
+                    sumqx += w * q * x[j];
+                    sumq2 += w * q * q;
+                }
+                if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                    d = sumqx / sumq2;
+                    best = d * sumqx;
+                }
+            }
+        }
+        block_iq4_nl blk;
+        blk.d = F2H(d);
+        float id = d != 0 ? 1 / d : 0;
+        for (int j = 0; j < QK4_NL / 2; j++)
+            blk.qs[j] = (uint8_t)(iq4_nearest(id * x[j]) | (iq4_nearest(id * x[j + QK4_NL / 2]) << 4));
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
 static const qtype_traits traits[QT_COUNT] = {
     [QT_F32] = {"F32", 1, 4, f32_to_float, f32_from_float},
     [QT_F16] = {"F16", 1, 2, f16_to_float, f16_from_float},
@@ -893,7 +974,7 @@ static const qtype_traits traits[QT_COUNT] = {
     [QT_IQ2_XS] = {"IQ2_XS", QK_K, 74, NULL, NULL},
     [QT_IQ3_XXS] = {"IQ3_XXS", QK_K, 98, NULL, NULL},
     [QT_IQ1_S] = {"IQ1_S", QK_K, 50, NULL, NULL},
-    [QT_IQ4_NL] = {"IQ4_NL", 32, 18, NULL, NULL},
+    [QT_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_float, iq4_nl_from_float},
     [QT_IQ3_S] = {"IQ3_S", QK_K, 110, NULL, NULL},
     [QT_IQ2_S] = {"IQ2_S", QK_K, 82, NULL, NULL},
     [QT_IQ4_XS] = {"IQ4_XS", QK_K, 136, NULL, NULL},

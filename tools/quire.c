@@ -10,12 +10,14 @@ DECLARE(logits);
 DECLARE(run);
 DECLARE(bench);
 DECLARE(eval);
+DECLARE(quantize);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
     {"logits", "evaluate token ids and write the logits after each (float32)", cmd_logits, help_logits},
     {"run", "generate text from a prompt (streamed)", cmd_run, help_run},
     {"bench", "measure prompt and generation throughput (or: bench ann)", cmd_bench, help_bench},
+    {"quantize", "convert a GGUF model to another tensor type (Q4_K_M, Q8_0, ...)", cmd_quantize, help_quantize},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
 };
 
