@@ -282,6 +282,8 @@ void sampler_free(sampler *s);
 /* Picks a token from logits[n_vocab] (modified in place). history: the ids
  * generated or prompted so far, for penalties. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_history);
+
+/* ------------------------------------------------------------------------ */
 /* Model quantization (engine/quantize_model.c; added with the quantizers).
  * Converts a GGUF model to a whole-file type, following the reference
  * implementation's rules for which tensors are converted and to what.
