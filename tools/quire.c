@@ -6,9 +6,11 @@
 
 #define DECLARE(n) int cmd_##n(int, char **); void help_##n(FILE *)
 DECLARE(info);
+DECLARE(bench);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
+    {"bench", "benchmarks: 'bench ann' measures the HNSW vector index", cmd_bench, help_bench},
 };
 
 static void usage(FILE *out) {
