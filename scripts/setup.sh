@@ -3,7 +3,7 @@
 # and builds the Release binary build/quire.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libuv1-dev libcmocka-dev libutf8proc-dev libstemmer-dev libopenblas-dev"
+pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libuv1-dev libcmocka-dev libutf8proc-dev libstemmer-dev libopenblas-dev zlib1g-dev"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
