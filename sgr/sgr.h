@@ -211,8 +211,8 @@ struct schema_node {
     schema_node **one_of; size_t n_one_of;
     schema_node *not_;
     schema_node *if_, *then_, *else_;
-    schema_dep_req *dep_required; size_t n_dep_required;
-    schema_prop *dep_schemas; size_t n_dep_schemas;
+    schema_dep_req *dep_required; size_t n_dep_required, cap_dep_required;
+    schema_prop *dep_schemas; size_t n_dep_schemas, cap_dep_schemas;
     char *ref_uri;               /* $ref resolved to an absolute URI */
     schema_node *ref;
     char *dynamic_ref_uri;       /* $dynamicRef */

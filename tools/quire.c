@@ -6,9 +6,11 @@
 
 #define DECLARE(n) int cmd_##n(int, char **); void help_##n(FILE *)
 DECLARE(info);
+DECLARE(schema);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
+    {"schema", "validate JSON against a JSON Schema, or check a schema is supported", cmd_schema, help_schema},
 };
 
 static void usage(FILE *out) {
