@@ -93,7 +93,7 @@ static bool check_duration(const char *s, size_t n) {
         const char *p = strchr(units, u);
         if (!p || u == 0) return false;
         int k = (int)(p - units);
-        if (k <= last) return false;
+        if (k <= last || (last >= 0 && k != last + 1)) return false; /* in order, none skipped (RFC 3339 ABNF) */
         last = k;
         count++;
     }
@@ -158,8 +158,6 @@ static bool check_ipv6(const char *s, size_t n) {
 
 static bool check_hostname(const char *s, size_t n) {
     if (n == 0 || n > 253) return false;
-    if (s[n - 1] == '.') n--; /* a trailing dot (FQDN) is allowed */
-    if (n == 0) return false;
     size_t st = 0;
     for (size_t i = 0; i <= n; i++) {
         if (i == n || s[i] == '.') {
@@ -216,7 +214,7 @@ static bool uri_char(char c) {
     return isalph(c) || isdig(c) || strchr("-._~:/?#[]@!$&'()*+,;=", c) != NULL;
 }
 
-static bool check_uri_ref(const char *s, size_t n, bool need_scheme) {
+static bool check_uri_ref(const char *s, size_t n, bool need_scheme, bool iri) {
     size_t i = 0;
     while (i < n && (isalph(s[i]) || (i > 0 && (isdig(s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')))) i++;
     bool scheme = i > 0 && i < n && s[i] == ':';
@@ -230,7 +228,7 @@ static bool check_uri_ref(const char *s, size_t n, bool need_scheme) {
             k += 2;
             continue;
         }
-        if (!uri_char(c)) return false;
+        if (!uri_char(c) && !(iri && (unsigned char)c >= 0x80)) return false;
     }
     /* authority: [ ] only around an IP literal host */
     if (hier + 1 < n && s[hier] == '/' && s[hier + 1] == '/') {
@@ -288,8 +286,10 @@ bool schema_format_check(const char *f, const char *s, size_t n, bool *known) {
     if (!strcmp(f, "hostname")) return check_hostname(s, n);
     if (!strcmp(f, "ipv4")) return check_ipv4(s, n);
     if (!strcmp(f, "ipv6")) return check_ipv6(s, n);
-    if (!strcmp(f, "uri")) return check_uri_ref(s, n, true);
-    if (!strcmp(f, "uri-reference")) return check_uri_ref(s, n, false);
+    if (!strcmp(f, "uri")) return check_uri_ref(s, n, true, false);
+    if (!strcmp(f, "uri-reference")) return check_uri_ref(s, n, false, false);
+    if (!strcmp(f, "iri")) return check_uri_ref(s, n, true, true);
+    if (!strcmp(f, "iri-reference")) return check_uri_ref(s, n, false, true);
     if (!strcmp(f, "uuid")) return check_uuid(s, n);
     if (!strcmp(f, "json-pointer")) return check_json_pointer(s, n);
     if (!strcmp(f, "relative-json-pointer")) return check_rel_pointer(s, n);

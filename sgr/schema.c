@@ -434,6 +434,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
     c->in->nodes[c->in->n_nodes++] = n;
     if (map_put(c->in, j, n)) abort();
     n->res = res;
+    n->draft = res->draft;
     n->min_contains = 1;
     n->max_props = n->max_items = n->max_length = n->max_contains = -1;
     if (json_is_bool(j)) {
@@ -451,6 +452,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
     }
     const json *id = json_get(j, "$id");
     if (!id && draft <= 4) id = json_get(j, "id");
+    n->draft = draft;
     bool legacy_ref = draft <= 7 && json_get(j, "$ref");
     if (id && json_is_string(id) && !legacy_ref) {
         const char *ids = json_string(id);

@@ -186,6 +186,7 @@ struct schema_node {
     const json *src;             /* this schema's JSON */
     char *location;              /* JSON pointer of src in its document */
     schema_resource *res;        /* the resource ($id scope) it belongs to */
+    int draft;                   /* dialect: 4, 6, 7, 2019 or 2020 (from $schema) */
 
     unsigned types;              /* ST_* */
     const json *enum_values;     /* array */

@@ -383,6 +383,9 @@ static int validate_in(vctx *c, const schema_node *n, const json *inst, uint8_t 
     }
     uint64_t kw = n->kw;
     unsigned t = inst_type(inst);
+    /* draft-04 (like its reference validators) counts only numbers written
+     * without fraction or exponent as integers: 1.0 is not one */
+    if (n->draft <= 4 && (t & ST_INTEGER) && strpbrk(inst->u.num.text, ".eE")) t &= ~(unsigned)ST_INTEGER;
     if ((kw & (1ull << SK_TYPE)) && !(n->types & t))
         return vfail(c, n, "type", "wrong type");
     if (n->enum_values) {
