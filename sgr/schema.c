@@ -251,21 +251,65 @@ static int map_put(schema_internal *in, const json *j, schema_node *n) {
         } \
     } while (0)
 
+/* String -> index tables (open addressing; the first entry of a key wins),
+ * so hostile schemas with many anchors or $ids resolve in linear time. */
+static uint64_t str_hash(const char *s) {
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+typedef const char *(*strix_key)(const schema_internal *in, size_t i);
+static const char *anchor_key(const schema_internal *in, size_t i) { return in->anchors[i].uri; }
+static const char *res_key(const schema_internal *in, size_t i) { return in->res[i]->uri; }
+
+static long strix_find(const schema_internal *in, const strix *t, strix_key key, const char *k) {
+    if (!t->cap) return -1;
+    size_t m = t->cap - 1, i = str_hash(k) & m;
+    while (t->slot[i]) {
+        if (!strcmp(key(in, t->slot[i] - 1), k)) return (long)t->slot[i] - 1;
+        i = (i + 1) & m;
+    }
+    return -1;
+}
+
+static void strix_add(const schema_internal *in, strix *t, strix_key key, size_t idx) {
+    const char *k = key(in, idx);
+    if (strix_find(in, t, key, k) >= 0) return;
+    if ((t->n + 1) * 2 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        uint32_t *ns = calloc(cap, sizeof *ns);
+        if (!ns) abort();
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->slot[i]) continue;
+            size_t x = str_hash(key(in, t->slot[i] - 1)) & (cap - 1);
+            while (ns[x]) x = (x + 1) & (cap - 1);
+            ns[x] = t->slot[i];
+        }
+        free(t->slot);
+        t->slot = ns;
+        t->cap = cap;
+    }
+    size_t m = t->cap - 1, i = str_hash(k) & m;
+    while (t->slot[i]) i = (i + 1) & m;
+    t->slot[i] = (uint32_t)idx + 1;
+    t->n++;
+}
+
 static void add_anchor(schema_internal *in, char *uri, schema_node *n, bool dynamic) {
     GROW(in->anchors, in->n_anchors, in->cap_anchors);
     in->anchors[in->n_anchors++] = (anchor_ent){uri, n, dynamic};
+    strix_add(in, dynamic ? &in->ix_dynamic : &in->ix_anchors, anchor_key, in->n_anchors - 1);
 }
 
 schema_node *schema_find_anchor(const schema_internal *in, const char *uri, bool dynamic_only) {
-    for (size_t i = 0; i < in->n_anchors; i++)
-        if ((!dynamic_only || in->anchors[i].dynamic) && !strcmp(in->anchors[i].uri, uri)) return in->anchors[i].node;
-    return NULL;
+    long i = strix_find(in, dynamic_only ? &in->ix_dynamic : &in->ix_anchors, anchor_key, uri);
+    return i < 0 ? NULL : in->anchors[i].node;
 }
 
 static schema_resource *find_resource(const schema_internal *in, const char *uri) {
-    for (size_t i = 0; i < in->n_res; i++)
-        if (!strcmp(in->res[i]->uri, uri)) return in->res[i];
-    return NULL;
+    long i = strix_find(in, &in->ix_res, res_key, uri);
+    return i < 0 ? NULL : in->res[i];
 }
 
 static schema_resource *new_resource(schema_internal *in, const char *uri, const json *root, int draft) {
@@ -277,6 +321,7 @@ static schema_resource *new_resource(schema_internal *in, const char *uri, const
     r->draft = draft;
     GROW(in->res, in->n_res, in->cap_res);
     in->res[in->n_res++] = r;
+    strix_add(in, &in->ix_res, res_key, in->n_res - 1);
     return r;
 }
 
@@ -391,7 +436,7 @@ static void record_unknown(cctx *c, const char *loc, const char *kw) {
     schema *s = c->s;
     GROW(s->unknown, s->n_unknown, c->in->cap_unknown);
     s->unknown[s->n_unknown].keyword = strdup(kw);
-    s->unknown[s->n_unknown].pointer = strdup(loc);
+    s->unknown[s->n_unknown].pointer = loc_join(loc, kw, strlen(kw));
     if (!s->unknown[s->n_unknown].keyword || !s->unknown[s->n_unknown].pointer) abort();
     s->n_unknown++;
 }
@@ -785,6 +830,9 @@ void schema_free(schema *s) {
         free(in->map_k);
         free(in->map_v);
         free(in->pending);
+        free(in->ix_anchors.slot);
+        free(in->ix_dynamic.slot);
+        free(in->ix_res.slot);
         free(in);
     }
     for (size_t i = 0; i < s->n_unknown; i++) { free(s->unknown[i].keyword); free(s->unknown[i].pointer); }

@@ -25,6 +25,11 @@ typedef struct pending_ref {
     bool dynamic;
 } pending_ref;
 
+typedef struct strix {
+    uint32_t *slot;       /* index + 1; 0 = empty */
+    size_t cap, n;
+} strix;
+
 typedef struct schema_internal {
     json **docs; size_t n_docs, cap_docs;          /* owned documents */
     schema_resource **res; size_t n_res, cap_res;
@@ -33,6 +38,7 @@ typedef struct schema_internal {
     pending_ref *pending; size_t n_pending, cap_pending;
     const json **map_k; schema_node **map_v; size_t map_n, map_cap; /* json -> node */
     size_t cap_unknown;
+    strix ix_anchors, ix_dynamic, ix_res;
 } schema_internal;
 
 schema_node *schema_find_anchor(const schema_internal *in, const char *uri, bool dynamic_only);

@@ -239,7 +239,7 @@ typedef struct schema_opts {
 /* A keyword the validator does not understand, found while compiling. */
 typedef struct schema_unknown {
     char *keyword;
-    char *pointer;               /* JSON pointer of the schema object holding it */
+    char *pointer;               /* JSON pointer of the keyword in the schema ("/properties/a/frobnicate") */
 } schema_unknown;
 
 typedef struct schema {

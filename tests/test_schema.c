@@ -219,7 +219,7 @@ static void test_schema_errors_and_pointers(void **state) {
     json_free(d); /* the schema holds its own copy */
     assert_int_equal(s->n_unknown, 1);
     assert_string_equal(s->unknown[0].keyword, "foo");
-    assert_string_equal(s->unknown[0].pointer, "");
+    assert_string_equal(s->unknown[0].pointer, "/foo");
     const char *ins = "{\"a/b\":[1,2,\"x\"]}";
     assert_int_equal(json_parse(ins, strlen(ins), NULL, &inst, &e), 0);
     schema_error err;
@@ -325,7 +325,7 @@ static void test_schema_cli(void **state) {
     snprintf(args, sizeof args, "schema check %s 2>&1", up);
     assert_int_equal(run_quire(args, &out), 2);
     assert_non_null(strstr(out, "frobnicate"));
-    assert_non_null(strstr(out, "/properties/a"));
+    assert_non_null(strstr(out, "/properties/a/frobnicate"));
     free(out);
     assert_int_equal(run_quire("schema --help", NULL), 0);
     remove(sp); remove(ip); remove(bp); remove(up);

@@ -72,8 +72,8 @@ int cmd_schema(int argc, char **argv) {
     int rc = EXIT_OK;
     if (!validate) {
         if (s->n_unknown) {
-            fprintf(stderr, "quire schema: unsupported keyword \"%s\" at %s\n", s->unknown[0].keyword,
-                    s->unknown[0].pointer[0] ? s->unknown[0].pointer : "/");
+            fprintf(stderr, "quire schema: unsupported keyword \"%s\" at %s (%zu unsupported in all)\n",
+                    s->unknown[0].keyword, s->unknown[0].pointer, s->n_unknown);
             rc = EXIT_USAGE;
         }
     } else if (load(files[1], &inst, &e)) {
