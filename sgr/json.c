@@ -607,6 +607,44 @@ int json_number_multiple_of(const json *a, const json *b) {
     return r;
 }
 
+static uint64_t mix(uint64_t h, uint64_t x) {
+    h ^= x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h;
+}
+static uint64_t bytes_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+uint64_t json_hash(const json *v) {
+    switch (v->type) {
+    case JSON_NULL: return 0x1234;
+    case JSON_TRUE: return 0x2345;
+    case JSON_FALSE: return 0x3456;
+    case JSON_STRING: return mix(0x4567, bytes_hash(v->u.str.s, v->u.str.len));
+    case JSON_NUMBER: {
+        decnum d;
+        dec_parse(v, &d);
+        uint64_t h = d.zero ? 0x5678 : mix(mix(bytes_hash(d.digits, d.nd), (uint64_t)d.exp), d.neg);
+        dec_free(&d);
+        return h;
+    }
+    case JSON_ARRAY: {
+        uint64_t h = 0x6789;
+        for (size_t i = 0; i < v->u.arr.n; i++) h = mix(h, json_hash(v->u.arr.items[i]));
+        return h;
+    }
+    case JSON_OBJECT: {
+        uint64_t h = 0x789a; /* order-independent: sum of member hashes */
+        for (size_t i = 0; i < v->u.obj.n; i++)
+            h += mix(bytes_hash(v->u.obj.m[i].key, v->u.obj.m[i].klen), json_hash(v->u.obj.m[i].val));
+        return h;
+    }
+    }
+    return 0;
+}
+
 bool json_equal(const json *a, const json *b) {
     if (a->type != b->type) return false;
     switch (a->type) {

@@ -94,6 +94,8 @@ const json *json_getn(const json *obj, const char *key, size_t klen);
 bool json_number_is_integer(const json *v);
 /* JSON equality: numbers by value (1 == 1.0), objects unordered. */
 bool json_equal(const json *a, const json *b);
+/* A hash consistent with json_equal (equal values hash alike). */
+uint64_t json_hash(const json *v);
 /* Compares two numbers exactly (decimal text); returns <0, 0, >0. */
 int json_number_cmp(const json *a, const json *b);
 /* Exact decimal test: is number a a multiple of number b (b > 0)? 1 yes,

@@ -284,6 +284,34 @@ static int check_object(vctx *c, const schema_node *n, const json *inst, uint8_t
     return 1;
 }
 
+typedef struct hidx { uint64_t h; size_t i; } hidx;
+static int hidx_cmp(const void *x, const void *y) {
+    const hidx *a = x, *b = y;
+    if (a->h != b->h) return a->h < b->h ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* Two equal items of an array: pairwise for short arrays, by hash for long. */
+static bool find_duplicate(const json *arr, size_t *a, size_t *b) {
+    size_t cnt = arr->u.arr.n;
+    if (cnt <= 32) {
+        for (size_t i = 1; i < cnt; i++)
+            for (size_t k = 0; k < i; k++)
+                if (json_equal(arr->u.arr.items[i], arr->u.arr.items[k])) { *a = k; *b = i; return true; }
+        return false;
+    }
+    hidx *h = malloc(cnt * sizeof *h);
+    if (!h) abort();
+    for (size_t i = 0; i < cnt; i++) h[i] = (hidx){json_hash(arr->u.arr.items[i]), i};
+    qsort(h, cnt, sizeof *h, hidx_cmp);
+    bool found = false;
+    for (size_t i = 0; i < cnt && !found; i++)
+        for (size_t k = i + 1; k < cnt && h[k].h == h[i].h && !found; k++)
+            if (json_equal(arr->u.arr.items[h[i].i], arr->u.arr.items[h[k].i])) { *a = h[i].i; *b = h[k].i; found = true; }
+    free(h);
+    return found;
+}
+
 static int check_array(vctx *c, const schema_node *n, const json *inst, uint8_t *ev) {
     size_t cnt = inst->u.arr.n;
     if ((n->kw & (1ull << SK_MIN_ITEMS)) && (int64_t)cnt < n->min_items)
@@ -291,10 +319,8 @@ static int check_array(vctx *c, const schema_node *n, const json *inst, uint8_t 
     if ((n->kw & (1ull << SK_MAX_ITEMS)) && (int64_t)cnt > n->max_items)
         return vfail(c, n, "maxItems", "more than %lld items", (long long)n->max_items);
     if (n->unique_items) {
-        for (size_t i = 1; i < cnt; i++)
-            for (size_t k = 0; k < i; k++)
-                if (json_equal(inst->u.arr.items[i], inst->u.arr.items[k]))
-                    return vfail(c, n, "uniqueItems", "items %zu and %zu are equal", k, i);
+        size_t a, b;
+        if (find_duplicate(inst, &a, &b)) return vfail(c, n, "uniqueItems", "items %zu and %zu are equal", a, b);
     }
     size_t np = n->n_prefix_items < cnt ? n->n_prefix_items : cnt;
     for (size_t i = 0; i < np; i++) {

@@ -261,6 +261,52 @@ static void test_schema_errors_and_pointers(void **state) {
     json_free(d);
 }
 
+/* 1 valid, 0 invalid, -1 stopped; fails the test when something does not parse or compile */
+static int check(const char *sch, const char *ins, bool fmt) {
+    json *d = NULL, *i = NULL;
+    qerr e;
+    if (json_parse(sch, strlen(sch), NULL, &d, &e) || json_parse(ins, strlen(ins), NULL, &i, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        fail();
+    }
+    schema *s;
+    schema_opts so = {0};
+    so.assert_format = fmt;
+    if (schema_compile(d, &so, &s, &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+    int r = schema_validate(s, i, NULL);
+    schema_free(s);
+    json_free(d);
+    json_free(i);
+    return r;
+}
+
+static void test_schema_keywords(void **state) {
+    (void)state;
+    assert_int_equal(check("{\"multipleOf\":0.01}", "19.99", false), 1);
+    assert_int_equal(check("{\"multipleOf\":0.01}", "19.999", false), 0);
+    assert_int_equal(check("{\"multipleOf\":0.1}", "1e300", false), 1);
+    assert_int_equal(check("{\"maximum\":9007199254740992}", "9007199254740993", false), 0);
+    assert_int_equal(check("{\"type\":\"integer\"}", "1.0", false), 1);
+    assert_int_equal(check("{\"$schema\":\"http://json-schema.org/draft-04/schema#\",\"type\":\"integer\"}", "1.0", false), 0);
+    assert_int_equal(check("{\"$schema\":\"http://json-schema.org/draft-04/schema#\",\"maximum\":3,\"exclusiveMaximum\":true}", "3", false), 0);
+    assert_int_equal(check("{\"items\":[{\"type\":\"string\"}],\"additionalItems\":false}", "[\"a\",1]", false), 0);
+    assert_int_equal(check("{\"dependencies\":{\"a\":[\"b\"]}}", "{\"a\":1}", false), 0);
+    assert_int_equal(check("{\"maxLength\":2}", "\"\\ud83d\\ude00\u00e9\"", false), 1);
+    assert_int_equal(check("{\"format\":\"date\"}", "\"2024-02-30\"", false), 1);
+    assert_int_equal(check("{\"format\":\"date\"}", "\"2024-02-30\"", true), 0);
+    assert_int_equal(check("{\"format\":\"ipv6\"}", "\"::ffff:1.2.3.4\"", true), 1);
+    assert_int_equal(check("{\"enum\":[{\"a\":[1,2]}]}", "{\"a\":[1.0,2e0]}", false), 1);
+    /* uniqueItems on a long array goes through hashing */
+    char big[20000];
+    size_t n = 0;
+    n += (size_t)sprintf(big + n, "[");
+    for (int i = 0; i < 2000; i++) n += (size_t)sprintf(big + n, "%d,", i);
+    sprintf(big + n, "{\"x\":1},\"s\",{\"x\":1.0}]");
+    assert_int_equal(check("{\"uniqueItems\":true}", big, false), 0);
+    sprintf(big + n, "{\"x\":1},\"s\",{\"x\":1.5}]");
+    assert_int_equal(check("{\"uniqueItems\":true}", big, false), 1);
+}
+
 static void test_regex(void **state) {
     (void)state;
     const struct { const char *re, *s; bool m; } cases[] = {
@@ -336,6 +382,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regex),
         cmocka_unit_test(test_schema_errors_and_pointers),
+        cmocka_unit_test(test_schema_keywords),
         cmocka_unit_test(test_draft2020_required),
         cmocka_unit_test(test_draft2020_optional),
         cmocka_unit_test(test_jsonschemabench),
