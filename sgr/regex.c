@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sgr.h"
+#include "unicode.h"
 
 #define RX_MAX_PROG 40000   /* instructions; bounds {m,n} blow-up */
 #define RX_MAX_DEPTH 200    /* group nesting */
@@ -149,6 +150,59 @@ static int add_set(rclass *c, char which) {
     return 0;
 }
 
+/* General_Category long names (PropertyValueAliases.txt) -> short. */
+static const char *const gc_alias[][2] = {
+    {"Other", "C"}, {"Control", "Cc"}, {"cntrl", "Cc"}, {"Format", "Cf"}, {"Unassigned", "Cn"},
+    {"Private_Use", "Co"}, {"Surrogate", "Cs"}, {"Letter", "L"}, {"Cased_Letter", "LC"},
+    {"Lowercase_Letter", "Ll"}, {"Modifier_Letter", "Lm"}, {"Other_Letter", "Lo"},
+    {"Titlecase_Letter", "Lt"}, {"Uppercase_Letter", "Lu"}, {"Mark", "M"}, {"Combining_Mark", "M"},
+    {"Spacing_Mark", "Mc"}, {"Enclosing_Mark", "Me"}, {"Nonspacing_Mark", "Mn"}, {"Number", "N"},
+    {"Decimal_Number", "Nd"}, {"digit", "Nd"}, {"Letter_Number", "Nl"}, {"Other_Number", "No"},
+    {"Punctuation", "P"}, {"punct", "P"}, {"Connector_Punctuation", "Pc"}, {"Dash_Punctuation", "Pd"},
+    {"Close_Punctuation", "Pe"}, {"Final_Punctuation", "Pf"}, {"Initial_Punctuation", "Pi"},
+    {"Other_Punctuation", "Po"}, {"Open_Punctuation", "Ps"}, {"Symbol", "S"}, {"Currency_Symbol", "Sc"},
+    {"Modifier_Symbol", "Sk"}, {"Math_Symbol", "Sm"}, {"Other_Symbol", "So"}, {"Separator", "Z"},
+    {"Line_Separator", "Zl"}, {"Paragraph_Separator", "Zp"}, {"Space_Separator", "Zs"},
+};
+
+/* Adds the code points of \p{name} to c: a General_Category value (short or
+ * long name, optionally "gc=" / "General_Category="), Any, ASCII or
+ * Assigned. Returns -1 for anything else (scripts, binary properties). */
+static int add_property(rclass *c, const char *name, size_t n) {
+    char buf[64];
+    if (n >= sizeof buf) return -1;
+    memcpy(buf, name, n);
+    buf[n] = 0;
+    const char *v = buf;
+    if (!strncmp(v, "General_Category=", 17)) v += 17;
+    else if (!strncmp(v, "gc=", 3)) v += 3;
+    if (strchr(v, '=')) return -1;
+    if (!strcmp(v, "Any")) return class_add(c, 0, 0x10FFFF) ? -2 : 0;
+    if (!strcmp(v, "ASCII")) return class_add(c, 0, 0x7F) ? -2 : 0;
+    bool assigned = !strcmp(v, "Assigned");
+    for (size_t i = 0; i < sizeof gc_alias / sizeof *gc_alias; i++)
+        if (!strcmp(v, gc_alias[i][0])) { v = gc_alias[i][1]; break; }
+    bool want[UNICODE_GC_COUNT] = {0}, cn = false, any = assigned;
+    for (int g = 0; g < UNICODE_GC_COUNT; g++) {
+        const char *gn = unicode_gc_names[g];
+        bool m = assigned || (strlen(v) == 1 && gn[0] == v[0]) || !strcmp(v, gn) ||
+                 (!strcmp(v, "LC") && (!strcmp(gn, "Lu") || !strcmp(gn, "Ll") || !strcmp(gn, "Lt")));
+        want[g] = m;
+        any |= m;
+    }
+    if (!strcmp(v, "C") || !strcmp(v, "Cn")) { cn = true; any = true; }
+    if (!any) return -1;
+    uint32_t next = 0;
+    for (size_t i = 0; i < unicode_gc_table_len; i++) {
+        const unicode_gc_range *r = &unicode_gc_table[i];
+        if (cn && r->lo > next && class_add(c, next, r->lo - 1)) return -2;
+        next = r->hi + 1;
+        if (want[r->gc] && class_add(c, r->lo, r->hi)) return -2;
+    }
+    if (cn && next <= 0x10FFFF && class_add(c, next, 0x10FFFF)) return -2;
+    return 0;
+}
+
 static int push_class(rparse *p, rclass c) {
     if (p->n_classes == p->cap_classes) {
         size_t cap = p->cap_classes ? p->cap_classes * 2 : 8;
@@ -196,12 +250,14 @@ static int read_hex(rparse *p, int digits, uint32_t *out) {
 /* Parses a character escape after '\' (p->pos at the letter). Returns 0 with
  * *cp, 1 when it is a set escape (*set = the letter), -1 on error. in_class
  * makes \b a backspace. */
-static int parse_escape(rparse *p, bool in_class, uint32_t *cp, char *set) {
+static int parse_escape(rparse *p, bool in_class, uint32_t *cp, rclass *set) {
     if (p->pos >= p->n) return rx_fail(p, "pattern ends with '\\'");
     char c = p->s[p->pos];
     switch (c) {
     case 'd': case 'D': case 'w': case 'W': case 's': case 'S':
-        p->pos++; *set = c; return 1;
+        p->pos++;
+        if (add_set(set, c)) return rx_fail(p, "out of memory");
+        return 1;
     case 't': p->pos++; *cp = '\t'; return 0;
     case 'n': p->pos++; *cp = '\n'; return 0;
     case 'v': p->pos++; *cp = '\v'; return 0;
@@ -246,8 +302,21 @@ static int parse_escape(rparse *p, bool in_class, uint32_t *cp, char *set) {
             else p->pos = save;
         }
         return 0;
-    case 'p': case 'P':
-        return rx_fail(p, "Unicode property escapes (\\p{...}) are not supported");
+    case 'p': case 'P': {
+        size_t st = p->pos + 2, e = st;
+        if (p->pos + 1 >= p->n || p->s[p->pos + 1] != '{') return rx_fail(p, "bad \\p escape (\\p{Name} expected)");
+        while (e < p->n && p->s[e] != '}') e++;
+        if (e >= p->n) return rx_fail(p, "unterminated \\p{...}");
+        rclass tmp = {0};
+        int r = add_property(&tmp, p->s + st, e - st);
+        if (r == 0) r = class_finish(&tmp, c == 'P') ? -2 : 0;
+        for (size_t i = 0; r == 0 && i < tmp.n; i++) if (class_add(set, tmp.r[i].lo, tmp.r[i].hi)) r = -2;
+        free(tmp.r);
+        if (r == -2) return rx_fail(p, "out of memory");
+        if (r) return rx_fail(p, "unsupported Unicode property in \\p{...} (only General_Category values, Any, ASCII, Assigned)");
+        p->pos = e + 1;
+        return 1;
+    }
     case 'k':
         return rx_fail(p, "named backreferences are not supported");
     default: break;
@@ -268,27 +337,23 @@ static int parse_class(rparse *p) {
         if (p->pos >= p->n) { free(c.r); return rx_fail(p, "unterminated character class"); }
         if (p->s[p->pos] == ']') { p->pos++; break; }
         uint32_t lo, hi;
-        char set = 0;
         int k;
         if (p->s[p->pos] == '\\') {
             p->pos++;
-            k = parse_escape(p, true, &lo, &set);
+            k = parse_escape(p, true, &lo, &c);
             if (k < 0) { free(c.r); return -1; }
         } else { lo = next_cp(p); k = 0; }
-        if (k == 1) {
-            if (add_set(&c, set)) { free(c.r); p->oom = true; return rx_fail(p, "out of memory"); }
-            continue;
-        }
+        if (k == 1) continue; /* a set escape, already added */
         hi = lo;
         if (p->pos + 1 < p->n && p->s[p->pos] == '-' && p->s[p->pos + 1] != ']') {
             p->pos++;
             if (p->s[p->pos] == '\\') {
                 p->pos++;
-                k = parse_escape(p, true, &hi, &set);
+                k = parse_escape(p, true, &hi, &c);
                 if (k < 0) { free(c.r); return -1; }
                 if (k == 1) {
-                    /* [a-\d]: Annex B reads '-' literally */
-                    if (class_add(&c, lo, lo) || class_add(&c, '-', '-') || add_set(&c, set)) { free(c.r); return rx_fail(p, "out of memory"); }
+                    /* [a-\d]: Annex B reads '-' literally (the set is already added) */
+                    if (class_add(&c, lo, lo) || class_add(&c, '-', '-')) { free(c.r); return rx_fail(p, "out of memory"); }
                     continue;
                 }
             } else hi = next_cp(p);
@@ -364,12 +429,11 @@ static int parse_atom(rparse *p) {
             return new_node(p, p->s[p->pos++] == 'b' ? N_WORDB : N_NWORDB);
         }
         uint32_t cp;
-        char set = 0;
-        int k = parse_escape(p, false, &cp, &set);
-        if (k < 0) return -1;
+        rclass cl = {0};
+        int k = parse_escape(p, false, &cp, &cl);
+        if (k < 0) { free(cl.r); return -1; }
         if (k == 1) {
-            rclass cl = {0};
-            if (add_set(&cl, set) || class_finish(&cl, false)) { free(cl.r); return rx_fail(p, "out of memory"); }
+            if (class_finish(&cl, false)) { free(cl.r); return rx_fail(p, "out of memory"); }
             int idx = push_class(p, cl);
             if (idx < 0) return rx_fail(p, "out of memory");
             nd = new_node(p, N_CLASS);

@@ -123,9 +123,11 @@ const json *json_pointer_get(const json *root, const char *ptr, size_t n);
  * over code points — linear in the input, no catastrophic backtracking.
  * Supported: literals, ., [classes] with ranges and negation, \d \D \w \W \s
  * \S \b \B, \t \n \v \f \r \0 \cX \xHH \uHHHH \u{H..}, identity escapes of
- * syntax characters, ^ $, (groups), (?:groups), (?<name>groups), |,
- * * + ? {m} {m,} {m,n} and their lazy forms. Backreferences, lookaround and
- * \p{..} are rejected with an error, never ignored. */
+ * syntax characters, \p{..} / \P{..} for General_Category values (L, Lu,
+ * Letter, Nd, digit, gc=Zs, ...) and Any/ASCII/Assigned, ^ $, (groups),
+ * (?:groups), (?<name>groups), |, * + ? {m} {m,} {m,n} and their lazy forms.
+ * Backreferences, lookaround, scripts and binary properties are rejected
+ * with an error, never ignored. */
 /* ======================================================================== */
 
 typedef struct regex regex;

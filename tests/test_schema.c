@@ -134,6 +134,15 @@ static void test_draft2020_required(void **state) {
         }
         if (!listed) { fprintf(stderr, "unexpected failure: %s\n", t.failed[i]); unexpected++; }
     }
+    /* listed cases that now pass: the list should shrink with them */
+    for (char *p = known; p && *p;) {
+        char *nl = strchr(p, '\n');
+        size_t l = nl ? (size_t)(nl - p) : strlen(p);
+        bool still = l == 0;
+        for (size_t i = 0; i < t.n_failed && !still; i++) still = strlen(t.failed[i]) == l && !strncmp(p, t.failed[i], l);
+        if (!still) printf("known failure now passes (remove it from the list): %.*s\n", (int)l, p);
+        p = nl ? nl + 1 : NULL;
+    }
     double rate = 100.0 * t.pass / t.total;
     printf("draft2020-12 required: %d/%d passed (%.2f%%), %zu known failures\n", t.pass, t.total, rate, t.n_failed);
     free(known);
@@ -316,6 +325,9 @@ static void test_regex(void **state) {
         {"^\\u00e9.$", "\xc3\xa9\xf0\x9f\x90\xb2", true}, {"^[\\u{1F400}-\\u{1F4FF}]$", "\xf0\x9f\x90\xb2", true},
         {"^.$", "\n", false}, {"[]", "a", false}, {"^[^]$", "\n", true}, {"a{,5}", "a{,5}", true},
         {"^\\w+@\\w+\\.com$", "x_1@y.com", true}, {"^\\s$", "\xe3\x80\x80", true}, {"^\\cJ$", "\n", true},
+        {"^\\p{Lu}\\p{Ll}+$", "\xc3\x89lan", true}, {"^\\p{Lu}", "\xc3\xa9lan", false},
+        {"^[\\P{L}x]+$", "1x2", true}, {"^\\p{Letter}+$", "\xe6\x97\xa5\xe6\x9c\xac", true},
+        {"^\\p{digit}$", "\xe0\xa7\xaa", true}, {"^\\p{gc=Zs}$", "\xe3\x80\x80", true},
         {"(a*)*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -328,7 +340,7 @@ static void test_regex(void **state) {
         }
         regex_free(re);
     }
-    const char *bad[] = {"(?=a)", "(?<!a)", "\\1", "\\p{L}", "a**", "(", "a)", "[b-a]", "x{3,2}", "\\k<n>",
+    const char *bad[] = {"(?=a)", "(?<!a)", "\\1", "\\p{Script=Greek}", "\\p{Alphabetic}", "a**", "(", "a)", "[b-a]", "x{3,2}", "\\k<n>",
                          "((a{1,100}){1,100}){1,100}", "^*"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         regex *re;
