@@ -230,27 +230,91 @@ static bool check_uri_ref(const char *s, size_t n, bool need_scheme, bool iri) {
         }
         if (!uri_char(c) && !(iri && (unsigned char)c >= 0x80)) return false;
     }
-    /* authority: [ ] only around an IP literal host */
+    /* authority: [userinfo@]host[:port]; [ ] only around an IP literal */
     if (hier + 1 < n && s[hier] == '/' && s[hier + 1] == '/') {
         size_t a = hier + 2, e = a;
         while (e < n && s[e] != '/' && s[e] != '?' && s[e] != '#') e++;
+        size_t h = a;
         for (size_t k = a; k < e; k++) {
-            if (s[k] == '[') {
-                size_t c = k;
-                while (c < e && s[c] != ']') c++;
-                if (c >= e || (k > a && s[k - 1] != '@')) return false;
-                if (!check_ipv6(s + k + 1, c - k - 1)) return false;
-                k = c;
-            } else if (s[k] == ']') return false;
+            if (s[k] == '@') {
+                if (h != a) return false; /* more than one '@' */
+                h = k + 1;
+            }
         }
+        for (size_t k = a; k + 1 < h; k++) if (s[k] == '[' || s[k] == ']') return false; /* userinfo */
+        size_t pe = e; /* end of host */
+        if (h < e && s[h] == '[') {
+            size_t c = h;
+            while (c < e && s[c] != ']') c++;
+            if (c >= e) return false;
+            const char *lit = s + h + 1;
+            size_t ln = c - h - 1;
+            if (ln > 0 && (lit[0] == 'v' || lit[0] == 'V')) {
+                size_t q = 1;
+                while (q < ln && ishex(lit[q])) q++;
+                if (q == 1 || q >= ln - 1 || lit[q] != '.') return false;
+            } else if (!check_ipv6(lit, ln)) return false;
+            pe = c + 1;
+            if (pe < e && s[pe] != ':') return false;
+        } else {
+            for (pe = h; pe < e && s[pe] != ':'; pe++)
+                if (s[pe] == '[' || s[pe] == ']') return false;
+        }
+        if (pe < e) { /* port */
+            for (size_t k = pe + 1; k < e; k++) if (!isdig(s[k])) return false;
+        }
+        for (size_t k = e; k < n; k++) if (s[k] == '[' || s[k] == ']') return false;
     } else {
         size_t e = 0;
         while (e < n && s[e] != '#' && s[e] != '?') e++;
         for (size_t k = 0; k < e; k++) if (s[k] == '[' || s[k] == ']') return false;
+        if (!scheme) { /* relative-path reference: no ':' in the first segment */
+            for (size_t k = 0; k < e && s[k] != '/'; k++) if (s[k] == ':') return false;
+        }
     }
     /* at most one '#' */
     const char *h = memchr(s, '#', n);
     if (h && memchr(h + 1, '#', n - (size_t)(h - s) - 1)) return false;
+    return true;
+}
+
+/* RFC 6570 level 4 syntax. */
+static bool check_uri_template(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '{') {
+            i++;
+            if (i < n && strchr("+#./;?&=,!@|", s[i])) i++;
+            for (;;) {
+                size_t st = i;
+                bool dot_ok = false;
+                while (i < n) {
+                    if (isalph(s[i]) || isdig(s[i]) || s[i] == '_') { i++; dot_ok = true; }
+                    else if (s[i] == '%' && i + 2 < n && ishex(s[i + 1]) && ishex(s[i + 2])) { i += 3; dot_ok = true; }
+                    else if (s[i] == '.' && dot_ok) { i++; dot_ok = false; }
+                    else break;
+                }
+                if (i == st || !dot_ok) return false;
+                if (i < n && s[i] == ':') {
+                    size_t d = ++i;
+                    while (i < n && isdig(s[i])) i++;
+                    if (i == d || i - d > 4 || s[d] == '0') return false;
+                } else if (i < n && s[i] == '*') i++;
+                if (i < n && s[i] == ',') { i++; continue; }
+                if (i < n && s[i] == '}') { i++; break; }
+                return false;
+            }
+            continue;
+        }
+        if (c < 0x21 || c == 0x7F || strchr("\"<>\\^`|}", (int)c)) return false;
+        if (c == '%') {
+            if (i + 2 >= n || !ishex(s[i + 1]) || !ishex(s[i + 2])) return false;
+            i += 3;
+            continue;
+        }
+        i++;
+    }
     return true;
 }
 
@@ -291,6 +355,7 @@ bool schema_format_check(const char *f, const char *s, size_t n, bool *known) {
     if (!strcmp(f, "iri")) return check_uri_ref(s, n, true, true);
     if (!strcmp(f, "iri-reference")) return check_uri_ref(s, n, false, true);
     if (!strcmp(f, "uuid")) return check_uuid(s, n);
+    if (!strcmp(f, "uri-template")) return check_uri_template(s, n);
     if (!strcmp(f, "json-pointer")) return check_json_pointer(s, n);
     if (!strcmp(f, "relative-json-pointer")) return check_rel_pointer(s, n);
     if (!strcmp(f, "regex")) {
