@@ -432,10 +432,11 @@ static schema_prop *sub_map(cctx *c, const json *v, schema_resource *res, const 
     return arr;
 }
 
-static void record_unknown(cctx *c, const char *loc, const char *kw) {
+/* Records an unsupported keyword (what) found at loc/kw. */
+static void record_unknown(cctx *c, const char *loc, const char *kw, const char *what) {
     schema *s = c->s;
     GROW(s->unknown, s->n_unknown, c->in->cap_unknown);
-    s->unknown[s->n_unknown].keyword = strdup(kw);
+    s->unknown[s->n_unknown].keyword = strdup(what);
     s->unknown[s->n_unknown].pointer = loc_join(loc, kw, strlen(kw));
     if (!s->unknown[s->n_unknown].keyword || !s->unknown[s->n_unknown].pointer) abort();
     s->n_unknown++;
@@ -666,6 +667,17 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
         } else if (!strcmp(k, "format")) {
             if (!json_is_string(v)) return cfail(c, loc, "%s", "format must be a string"), NULL;
             SET(SK_FORMAT); n->format = json_string(v);
+            bool known;
+            (void)schema_format_check(n->format, "", 0, &known);
+            if (!known) {
+                /* an annotation the validator cannot check: reported by check */
+                strb b = {0};
+                sbs(&b, "format \"");
+                sbs(&b, n->format);
+                sbs(&b, "\"");
+                record_unknown(c, loc, k, b.p);
+                free(b.p);
+            }
         } else if (!strcmp(k, "minimum") || !strcmp(k, "maximum") || !strcmp(k, "multipleOf")) {
             if (!json_is_number(v)) return cfail(c, loc, "%s must be a number", k), NULL;
             if (k[1] == 'i') { SET(SK_MINIMUM); n->minimum = v; }
@@ -746,7 +758,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
         } else if (!strcmp(k, "id") && draft <= 4) {
             /* draft-04 identifier, handled above */
         } else if (!is_annotation(k)) {
-            record_unknown(c, loc, k);
+            record_unknown(c, loc, k, k);
         }
     }
     return c->err ? NULL : n;

@@ -240,7 +240,8 @@ typedef struct schema_opts {
     const char *base_uri;        /* NULL = "urn:quire:root" */
 } schema_opts;
 
-/* A keyword the validator does not understand, found while compiling. */
+/* A keyword the validator does not understand, found while compiling; also
+ * a "format" whose value it cannot check (keyword is then `format "int32"`). */
 typedef struct schema_unknown {
     char *keyword;
     char *pointer;               /* JSON pointer of the keyword in the schema ("/properties/a/frobnicate") */

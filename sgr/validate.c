@@ -422,10 +422,15 @@ static int validate_in(vctx *c, const schema_node *n, const json *inst, uint8_t 
     if ((kw & (1ull << SK_CONST)) && !json_equal(inst, n->const_value))
         return vfail(c, n, "const", "value is not the const value");
 
+    /* A schema with unevaluated* sees only the annotations of its own
+     * keywords and in-place subschemas (not its cousins'), so it collects
+     * into a fresh marks array, merged into the caller's when it passes. */
+    uint8_t *parent_ev = NULL;
     bool own_ev = false;
     bool is_container = inst->type == JSON_OBJECT || inst->type == JSON_ARRAY;
     if (!is_container) ev = NULL;
-    else if (!ev && ((inst->type == JSON_OBJECT && n->unevaluated_props) || (inst->type == JSON_ARRAY && n->unevaluated_items))) {
+    else if ((inst->type == JSON_OBJECT && n->unevaluated_props) || (inst->type == JSON_ARRAY && n->unevaluated_items)) {
+        parent_ev = ev;
         ev = ev_new(inst);
         own_ev = true;
     }
@@ -501,7 +506,10 @@ static int validate_in(vctx *c, const schema_node *n, const json *inst, uint8_t 
     }
 #undef CHECK
 done:
-    if (own_ev) free(ev);
+    if (own_ev) {
+        if (r == 1) ev_merge(parent_ev, ev, json_size(inst));
+        free(ev);
+    }
     return r;
 }
 

@@ -304,6 +304,11 @@ static void test_schema_keywords(void **state) {
     assert_int_equal(check("{\"format\":\"date\"}", "\"2024-02-30\"", false), 1);
     assert_int_equal(check("{\"format\":\"date\"}", "\"2024-02-30\"", true), 0);
     assert_int_equal(check("{\"format\":\"ipv6\"}", "\"::ffff:1.2.3.4\"", true), 1);
+    /* unevaluatedProperties does not see annotations of cousin subschemas */
+    assert_int_equal(check("{\"allOf\":[{\"properties\":{\"foo\":true}},{\"unevaluatedProperties\":false}],"
+                           "\"unevaluatedProperties\":false}", "{\"foo\":1}", false), 0);
+    assert_int_equal(check("{\"allOf\":[{\"properties\":{\"foo\":true},\"unevaluatedProperties\":false}],"
+                           "\"unevaluatedProperties\":false}", "{\"foo\":1}", false), 1);
     assert_int_equal(check("{\"enum\":[{\"a\":[1,2]}]}", "{\"a\":[1.0,2e0]}", false), 1);
     /* uniqueItems on a long array goes through hashing */
     char big[20000];
