@@ -624,6 +624,8 @@ static void gen(rgen *g, int ni, int depth) {
     }
 }
 
+size_t regex_program_size(const regex *re) { return re ? re->n : 0; }
+
 void regex_free(regex *re) {
     if (!re) return;
     for (size_t i = 0; i < re->n_classes; i++) free(re->classes[i].r);

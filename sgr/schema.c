@@ -330,7 +330,28 @@ typedef struct cctx {
     schema_internal *in;
     qerr *e;
     int err;
+    size_t regex_insts;   /* budget: total compiled regex program size */
+    size_t loc_bytes;     /* budget: total bytes of node location strings */
 } cctx;
+
+#define MAX_REGEX_INSTS 4000000   /* about 48 MB of regex programs */
+#define MAX_LOC_BYTES (64u << 20)
+
+/* Compiles a schema regex and charges it to the budget. */
+static int cregex(cctx *c, const char *pat, size_t n, regex **out, const char *loc) {
+    if (regex_compile(pat, n, out, c->e)) {
+        c->err = 1;
+        qerr_wrap(c->e, "schema at '%.200s'", loc[0] ? loc : "/");
+        return -1;
+    }
+    c->regex_insts += regex_program_size(*out);
+    if (c->regex_insts > MAX_REGEX_INSTS) {
+        qerr_set(c->e, "schema: too large (regex programs exceed %d instructions in all)", MAX_REGEX_INSTS);
+        c->err = 1;
+        return -1;
+    }
+    return 0;
+}
 
 static int cfail(cctx *c, const char *loc, const char *fmt, const char *arg) {
     if (!c->err) {
@@ -471,6 +492,8 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
     size_t max_nodes = c->s->opts.max_nodes ? c->s->opts.max_nodes : 200000;
     if (c->in->n_nodes >= max_nodes) { cfail(c, loc, "%s", "schema too large (node limit)"); return NULL; }
     if (!json_is_bool(j) && !json_is_object(j)) { cfail(c, loc, "%s", "a schema must be an object or a boolean"); return NULL; }
+    c->loc_bytes += strlen(loc) + 1;
+    if (c->loc_bytes > MAX_LOC_BYTES) { cfail(c, "", "%s", "schema too large (locations exceed 64 MB)"); return NULL; }
     n = calloc(1, sizeof *n);
     if (!n) abort();
     n->src = j;
@@ -603,7 +626,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
                 schema_pattern_prop *pp = &n->pattern_props[i];
                 n->n_pattern_props = i + 1;
                 pp->source = m->key;
-                if (regex_compile(m->key, m->klen, &pp->re, c->e)) { free(l); c->err = 1; qerr_wrap(c->e, "schema at '%s'", loc); return NULL; }
+                if (cregex(c, m->key, m->klen, &pp->re, loc)) { free(l); return NULL; }
                 char *li = loc_join(l, m->key, m->klen);
                 pp->s = compile_node(c, m->val, res, li, depth + 1);
                 free(li);
@@ -659,11 +682,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
             if (!json_is_string(v)) return cfail(c, loc, "%s", "pattern must be a string"), NULL;
             SET(SK_PATTERN);
             n->pattern_src = json_string(v);
-            if (regex_compile(json_string(v), json_string_len(v), &n->pattern, c->e)) {
-                c->err = 1;
-                qerr_wrap(c->e, "schema at '%s'", loc[0] ? loc : "/");
-                return NULL;
-            }
+            if (cregex(c, json_string(v), json_string_len(v), &n->pattern, loc)) return NULL;
         } else if (!strcmp(k, "format")) {
             if (!json_is_string(v)) return cfail(c, loc, "%s", "format must be a string"), NULL;
             SET(SK_FORMAT); n->format = json_string(v);
@@ -868,7 +887,7 @@ int schema_compile(const json *doc, const schema_opts *o, schema **out, qerr *e)
     if (json_is_string(sv)) draft = draft_of(json_string(sv));
     const char *base = s->opts.base_uri ? s->opts.base_uri : "urn:quire:root";
     schema_resource *r = new_resource(in, base, copy, draft);
-    cctx c = {s, in, e, 0};
+    cctx c = {s, in, e, 0, 0, 0};
     schema_node *root = compile_node(&c, copy, r, "", 0);
     if (root && !r->node) {
         r->node = root;

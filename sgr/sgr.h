@@ -135,6 +135,8 @@ int regex_compile(const char *pat, size_t n, regex **out, qerr *e);
 /* True when the pattern matches somewhere in s (ECMA RegExp.test semantics). */
 bool regex_match(const regex *re, const char *s, size_t n);
 void regex_free(regex *re);
+/* NFA instructions (memory and per-character cost are proportional). */
+size_t regex_program_size(const regex *re);
 
 /* ======================================================================== */
 /* JSON Schema                                                              */
@@ -237,6 +239,7 @@ typedef struct schema_opts {
     schema_loader load;          /* NULL: remote refs are an error */
     void *load_ud;
     size_t max_nodes;            /* 0 = default 200000 compiled nodes */
+    uint64_t max_steps;          /* validation budget in subschema visits; 0 = 100 million */
     const char *base_uri;        /* NULL = "urn:quire:root" */
 } schema_opts;
 
@@ -268,7 +271,8 @@ typedef struct schema_error {
 } schema_error;
 
 /* Returns 1 valid, 0 invalid (err filled if not NULL), -1 when validation
- * could not finish (e.g. a $ref cycle that never consumes instance; err->msg). */
+ * could not finish (err->msg): a $ref cycle that never consumes instance, or
+ * the step budget ran out (schemas whose $refs fan out exponentially). */
 int schema_validate(const schema *s, const json *instance, schema_error *err);
 
 /* Format checkers (also usable on their own). */

@@ -31,6 +31,7 @@ typedef struct vctx {
     schema_resource **scope; size_t n_scope, cap_scope;
     bool fatal;
     char fatal_msg[256];
+    uint64_t steps, max_steps;
 } vctx;
 
 #define VGROW(arr, n, cap) do { \
@@ -515,6 +516,11 @@ done:
 
 static int validate(vctx *c, const schema_node *n, const json *inst, uint8_t *ev) {
     if (c->fatal) return -1;
+    if (++c->steps > c->max_steps) {
+        c->fatal = true;
+        snprintf(c->fatal_msg, sizeof c->fatal_msg, "validation budget of %llu steps exhausted", (unsigned long long)c->max_steps);
+        return -1;
+    }
     bool pushed = false;
     if (n->res && (c->n_scope == 0 || c->scope[c->n_scope - 1] != n->res)) {
         VGROW(c->scope, c->n_scope, c->cap_scope);
@@ -530,11 +536,12 @@ int schema_validate(const schema *s, const json *instance, schema_error *err) {
     vctx c = {0};
     c.s = s;
     c.err = err;
+    c.max_steps = s->opts.max_steps ? s->opts.max_steps : 100000000ULL;
     if (err) memset(err, 0, sizeof *err);
     int r = validate(&c, s->root, instance, NULL);
     if (c.fatal && err) {
         snprintf(err->msg, sizeof err->msg, "%s", c.fatal_msg);
-        snprintf(err->keyword, sizeof err->keyword, "$ref");
+        snprintf(err->keyword, sizeof err->keyword, "%s", strstr(c.fatal_msg, "budget") ? "" : "$ref");
     }
     free(c.path);
     free(c.refs);

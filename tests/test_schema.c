@@ -251,6 +251,23 @@ static void test_schema_errors_and_pointers(void **state) {
     schema_free(s);
     json_free(d);
 
+    /* exponential fan-out through $refs runs into the step budget */
+    {
+        char fan[4000];
+        size_t m = (size_t)sprintf(fan, "{\"$ref\":\"#/$defs/d0\",\"$defs\":{");
+        for (int i = 0; i < 40; i++)
+            m += (size_t)sprintf(fan + m, "\"d%d\":{\"anyOf\":[{\"$ref\":\"#/$defs/d%d\"},{\"$ref\":\"#/$defs/d%d\"}],\"not\":{}},", i, i + 1, i + 1);
+        sprintf(fan + m, "\"d40\":true}}");
+        assert_int_equal(json_parse(fan, strlen(fan), NULL, &d, &e), 0);
+        schema_opts so = {0};
+        so.max_steps = 100000;
+        assert_int_equal(schema_compile(d, &so, &s, &e), 0);
+        assert_int_equal(schema_validate(s, d, &err), -1);
+        assert_non_null(strstr(err.msg, "budget"));
+        schema_free(s);
+        json_free(d);
+    }
+
     /* unsupported regex features are compile errors, never ignored */
     const char *bad = "{\"pattern\":\"(?=x)\"}";
     assert_int_equal(json_parse(bad, strlen(bad), NULL, &d, &e), 0);
