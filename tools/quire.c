@@ -12,6 +12,7 @@ DECLARE(bench);
 DECLARE(eval);
 DECLARE(quantize);
 DECLARE(synth);
+DECLARE(schema);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
@@ -20,6 +21,7 @@ static const cli_command commands[] = {
     {"bench", "measure prompt and generation throughput (or: bench ann)", cmd_bench, help_bench},
     {"quantize", "convert a GGUF model to another tensor type (Q4_K_M, Q8_0, ...)", cmd_quantize, help_quantize},
     {"synth", "write a random-weight model at a real model's shape (for benchmarks)", cmd_synth, help_synth},
+    {"schema", "validate JSON against a JSON Schema, or check a schema is supported", cmd_schema, help_schema},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
 };
 
