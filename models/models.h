@@ -170,6 +170,25 @@ typedef struct gen_stats {
     const char *stop_reason; /* "eog", "stop", "length", "cancelled" */
 } gen_stats;
 
+/* Assembles generated text: takes each token's bytes and releases only
+ * text that is final — complete UTF-8, and no longer able to become the
+ * start of a stop string. A stop string found anywhere (across token
+ * boundaries) ends the text before it; it is never released. */
+typedef struct gen_text {
+    char *buf;
+    size_t n, cap, emitted;
+    const char *const *stop;
+    int n_stop;
+    bool stopped;
+} gen_text;
+
+void gen_text_init(gen_text *g, const char *const *stop, int n_stop);
+void gen_text_free(gen_text *g);
+/* Adds a piece; out and out_len receive the text released by this call (may be empty). */
+int gen_text_feed(gen_text *g, const char *piece, size_t len, const char **out, size_t *out_len, qerr *e);
+/* At the end of generation (not after a stop): whatever was held back. */
+void gen_text_flush(gen_text *g, const char **out, size_t *out_len);
+
 /* Return false to cancel generation. */
 typedef bool (*gen_emit_fn)(void *ud, const char *text, size_t len);
 

@@ -13,6 +13,7 @@ DECLARE(eval);
 DECLARE(quantize);
 DECLARE(synth);
 DECLARE(schema);
+DECLARE(serve);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
@@ -22,6 +23,7 @@ static const cli_command commands[] = {
     {"quantize", "convert a GGUF model to another tensor type (Q4_K_M, Q8_0, ...)", cmd_quantize, help_quantize},
     {"synth", "write a random-weight model at a real model's shape (for benchmarks)", cmd_synth, help_synth},
     {"schema", "validate JSON against a JSON Schema, or check a schema is supported", cmd_schema, help_schema},
+    {"serve", "run the HTTP service (OpenAI-compatible API)", cmd_serve, help_serve},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
 };
 
