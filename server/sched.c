@@ -134,10 +134,14 @@ static bool admit(sched *s, job *j) {
     /* the last prompt token is always evaluated, for its logits */
     if (best_common >= j->n_prompt) best_common = j->n_prompt - 1;
     int need = blocks_for(j->n_prompt + j->max_tokens) - blocks_for(best_common);
-    int held = 0; /* blocks other idle slots hold only as cache: reclaim them */
+    /* blocks idle slots hold only as cache can be reclaimed, and so can the
+     * chosen slot's blocks past the shared prefix */
+    int held = kv->seqs[best].n_blocks - blocks_for(best_common);
+    if (held < 0) held = 0;
     for (int i = 0; i < s->n_slots; i++)
         if (!s->slots[i] && i != best) held += kv->seqs[i].n_blocks;
     if (need > kv->n_free + held) return false;
+    kv_cache_seq_truncate(kv, best, best_common);
     for (int i = 0; i < s->n_slots && need > kv->n_free; i++)
         if (!s->slots[i] && i != best && kv->seqs[i].n_blocks > 0) {
             kv_cache_seq_truncate(kv, i, 0);

@@ -51,6 +51,8 @@ bool cli_parse_float(const char *s, double *out) {
 
 void jw_init(jw *w, FILE *f) { memset(w, 0, sizeof *w); w->f = f; }
 
+static void jw_raw_str(jw *w, const char *s, size_t n);
+
 static void jw_pre(jw *w) {
     if (w->after_key) { w->after_key = false; return; }
     if (w->depth > 0 && w->need_comma[w->depth]) fputc(',', w->f);
@@ -61,9 +63,9 @@ void jw_obj_begin(jw *w) { jw_pre(w); fputc('{', w->f); w->depth++; w->need_comm
 void jw_obj_end(jw *w) { fputc('}', w->f); w->depth--; if (w->depth == 0) fputc('\n', w->f); }
 void jw_arr_begin(jw *w) { jw_pre(w); fputc('[', w->f); w->depth++; w->need_comma[w->depth] = false; }
 void jw_arr_end(jw *w) { fputc(']', w->f); w->depth--; if (w->depth == 0) fputc('\n', w->f); }
-void jw_key(jw *w, const char *k) { jw_pre(w); jw_strn(w, k, strlen(k)); w->after_key = false; fputc(':', w->f); w->after_key = true; }
+void jw_key(jw *w, const char *k) { jw_pre(w); jw_raw_str(w, k, strlen(k)); fputc(':', w->f); w->after_key = true; }
 
-void jw_strn(jw *w, const char *s, size_t n) {
+static void jw_raw_str(jw *w, const char *s, size_t n) {
     fputc('"', w->f);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -82,7 +84,8 @@ void jw_strn(jw *w, const char *s, size_t n) {
     }
     fputc('"', w->f);
 }
-void jw_str(jw *w, const char *s) { jw_pre(w); jw_strn(w, s, strlen(s)); }
+void jw_strn(jw *w, const char *s, size_t n) { jw_pre(w); jw_raw_str(w, s, n); }
+void jw_str(jw *w, const char *s) { jw_strn(w, s, strlen(s)); }
 void jw_int(jw *w, long long v) { jw_pre(w); fprintf(w->f, "%lld", v); }
 void jw_num(jw *w, double v) {
     jw_pre(w);
