@@ -6,9 +6,15 @@
 
 #define DECLARE(n) int cmd_##n(int, char **); void help_##n(FILE *)
 DECLARE(info);
+DECLARE(tokenize);
+DECLARE(detokenize);
+DECLARE(bench_tokenizer);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
+    {"tokenize", "print the token ids of a text", cmd_tokenize, help_tokenize},
+    {"detokenize", "print the text of token ids", cmd_detokenize, help_detokenize},
+    {"bench-tokenizer", "measure tokenizer throughput (MB/s, tokens/s)", cmd_bench_tokenizer, help_bench_tokenizer},
 };
 
 static void usage(FILE *out) {
