@@ -338,6 +338,46 @@ static void test_long_inputs(void **state) {
     free(buf);
 }
 
+/* The SPM chunking shortcut gives exactly the reference's whole-fragment
+ * result. */
+extern bool tok_spm_whole;
+static void test_spm_chunking_exact(void **state) {
+    (void)state;
+    size_t len;
+    char *text = mixed_text(&len);
+    const char *vocabs[] = {"vocab/ggml-vocab-llama-spm.gguf", "models/stories260K.gguf"};
+    for (size_t v = 0; v < 2; v++) {
+        tokenizer *t = load_tok(vocabs[v]);
+        for (int k = 0; k < 3; k++) {
+            const char *in = text;
+            size_t n = len;
+            char rnd[3000];
+            if (k > 0) { /* random soup of spaces, ▁-heavy and ASCII */
+                uint32_t st = (uint32_t)k;
+                for (size_t i = 0; i < sizeof rnd; i++) {
+                    st = st * 1103515245u + 12345u;
+                    rnd[i] = " \n ab.\xe2\x96\x81x "[(st >> 16) % 12];
+                }
+                in = rnd;
+                n = sizeof rnd;
+            }
+            int32_t *a, *b;
+            size_t na, nb;
+            qerr e;
+            tok_spm_whole = true;
+            assert_int_equal(tokenizer_encode(t, in, n, true, false, &a, &na, &e), 0);
+            tok_spm_whole = false;
+            assert_int_equal(tokenizer_encode(t, in, n, true, false, &b, &nb, &e), 0);
+            assert_int_equal(na, nb);
+            assert_memory_equal(a, b, na * sizeof *a);
+            free(a);
+            free(b);
+        }
+        tokenizer_free(t);
+    }
+    free(text);
+}
+
 static void test_special_tokens(void **state) {
     (void)state;
     tokenizer *t = load_tok("vocab/ggml-vocab-gpt-2.gguf");
@@ -580,6 +620,7 @@ int main(void) {
         cmocka_unit_test(test_stream_detok),
         cmocka_unit_test(test_hostile_bytes),
         cmocka_unit_test(test_long_inputs),
+        cmocka_unit_test(test_spm_chunking_exact),
         cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_pretokenizers),
         cmocka_unit_test(test_load_validation),

@@ -77,7 +77,10 @@ struct tokenizer {
     int32_t *sp_ids;
     uint32_t sp_start[257];
     uint32_t max_len;
+    bool spm_chunks; /* SPM: no token holds ▁ after another character */
 };
+
+bool tok_spm_whole = false;
 
 static uint64_t hash_bytes(const void *p, size_t n) {
     const uint8_t *s = p;
@@ -522,6 +525,20 @@ int tokenizer_load(tokenizer **out, const gguf *g, qerr *e) {
         }
     }
 
+    if (type == TOKENIZER_SPM) {
+        t->spm_chunks = true;
+        for (int id = 0; id < nv && t->spm_chunks; id++) {
+            const uint8_t *s = (const uint8_t *)t->blob + t->off[id];
+            uint32_t l = t->len[id];
+            for (uint32_t i = 1; i + 3 <= l; i++) {
+                if (s[i] == 0xE2 && s[i + 1] == 0x96 && s[i + 2] == 0x81 &&
+                    !(i >= 3 && s[i - 3] == 0xE2 && s[i - 2] == 0x96 && s[i - 1] == 0x81)) {
+                    t->spm_chunks = false;
+                    break;
+                }
+            }
+        }
+    }
     if (build_pieces(t, e) || build_specials(t, e)) { tokenizer_free(t); return -1; }
     *out = t;
     return 0;
@@ -949,7 +966,24 @@ static int encode_raw(const tokenizer *t, work *w, const uint8_t *s, size_t n, b
             if (s[i] == ' ') { memcpy(b->p + b->n, "\xe2\x96\x81", 3); b->n += 3; }
             else b->p[b->n++] = s[i];
         }
-        return spm_tokenize(t, w, b->p, b->n, out);
+        if (!t->spm_chunks || tok_spm_whole) return spm_tokenize(t, w, b->p, b->n, out);
+        /* no token has ▁ after another character, so no merge can cross
+         * a symbol boundary where a ▁-run starts after other text:
+         * tokenize those chunks separately (identical result, small heaps) */
+        size_t st = 0;
+        bool prev_sp = false;
+        for (size_t i = 0; i < b->n;) { /* walk the same UTF-8 symbols spm_tokenize makes */
+            size_t l = (size_t)tok_utf8_len(b->p[i]);
+            if (l > b->n - i) l = b->n - i;
+            bool sp = l == 3 && b->p[i] == 0xE2 && b->p[i + 1] == 0x96 && b->p[i + 2] == 0x81;
+            if (sp && !prev_sp && i > st) {
+                if (spm_tokenize(t, w, b->p + st, i - st, out)) return -1;
+                st = i;
+            }
+            prev_sp = sp;
+            i += l;
+        }
+        return spm_tokenize(t, w, b->p + st, b->n - st, out);
     }
     if (t->type == TOKENIZER_BPE) return bpe_tokenize(t, w, s, n, out);
     return wpm_tokenize(t, w, s, n, out);
