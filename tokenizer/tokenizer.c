@@ -78,6 +78,7 @@ struct tokenizer {
     uint32_t sp_start[257];
     uint32_t max_len;
     bool spm_chunks; /* SPM: no token holds ▁ after another character */
+    char *chat_tmpl;
 };
 
 bool tok_spm_whole = false;
@@ -120,6 +121,7 @@ static const merge_ent *merge_find(const tokenizer *t, int32_t l, int32_t r) {
 void tokenizer_free(tokenizer *t) {
     if (!t) return;
     free(t->blob); free(t->off); free(t->len); free(t->scores); free(t->ttype); free(t->hash);
+    free(t->chat_tmpl);
     free(t->pblob); free(t->poff); free(t->plen); free(t->merges); free(t->eog); free(t->sp_ids);
     for (int i = 0; i < t->n_rx; i++) tok_rx_free(t->rx[i]);
     free(t->rx);
@@ -539,6 +541,8 @@ int tokenizer_load(tokenizer **out, const gguf *g, qerr *e) {
             }
         }
     }
+    const char *ct = gguf_get_str(g, "tokenizer.chat_template");
+    if (ct && !(t->chat_tmpl = strdup(ct))) { tokenizer_free(t); return qerr_set(e, "out of memory"); }
     if (build_pieces(t, e) || build_specials(t, e)) { tokenizer_free(t); return -1; }
     *out = t;
     return 0;
@@ -1119,4 +1123,18 @@ void detok_stream_flush(detok_stream *s, const char **out, size_t *out_len) {
     s->n_held = 0;
     s->n_fed = 0;
     s->strip = strips_leading_space(s->t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chat templates */
+
+const char *tokenizer_chat_template(const tokenizer *t) { return t->chat_tmpl; }
+
+int tokenizer_chat_apply(const tokenizer *t, const char *tmpl, const chat_msg *msgs, size_t n_msgs,
+                         bool add_generation_prompt, char **out, size_t *out_len, qerr *e) {
+    if (!tmpl) tmpl = t->chat_tmpl;
+    if (!tmpl) { *out = NULL; *out_len = 0; return qerr_set(e, "tokenizer: the model has no chat template"); }
+    const char *bos = t->bos >= 0 ? t->blob + t->off[t->bos] : "";
+    const char *eos = t->eos >= 0 ? t->blob + t->off[t->eos] : "";
+    return chat_template_render(tmpl, msgs, n_msgs, add_generation_prompt, bos, eos, out, out_len, e);
 }
