@@ -610,11 +610,85 @@ static void test_cli(void **state) {
     free(out);
 }
 
+/* The prompts of the golden files, re-tokenized with add_special, equal the
+ * reference's ids. A tiny scanner for the simple JSON there: each "key":
+ * "string" is followed by its "tokens": [ids]. */
+static const char *json_str(const char *p, char *out, size_t cap) {
+    size_t n = 0;
+    while (*p && *p != '"' && n + 4 < cap) {
+        if (*p == '\\') {
+            p++;
+            if (*p == 'n') out[n++] = '\n';
+            else if (*p == 't') out[n++] = '\t';
+            else if (*p == 'u') {
+                unsigned cp = (unsigned)strtoul((char[5]){p[1], p[2], p[3], p[4], 0}, NULL, 16);
+                p += 4;
+                if (cp < 0x80) out[n++] = (char)cp;
+                else if (cp < 0x800) { out[n++] = (char)(0xC0 | (cp >> 6)); out[n++] = (char)(0x80 | (cp & 0x3F)); }
+                else { out[n++] = (char)(0xE0 | (cp >> 12)); out[n++] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[n++] = (char)(0x80 | (cp & 0x3F)); }
+            } else out[n++] = *p;
+            p++;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = 0;
+    return p;
+}
+
+static int check_golden(const char *model, const char *json, const char *key) {
+    tokenizer *t = load_tok(model);
+    char *js = test_read_file(shared_path(json), NULL);
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": \"", key);
+    int n_checked = 0;
+    for (const char *p = strstr(js, pat); p; p = strstr(p, pat)) {
+        char text[4096];
+        p = json_str(p + strlen(pat), text, sizeof text);
+        const char *tk = strstr(p, "\"tokens\": [");
+        assert_non_null(tk);
+        tk += strlen("\"tokens\": [");
+        int32_t want[1024];
+        size_t nw = 0;
+        while (*tk && *tk != ']') {
+            char *end;
+            want[nw++] = (int32_t)strtol(tk, &end, 10);
+            tk = end;
+            while (*tk == ',' || *tk == ' ') tk++;
+        }
+        int32_t *ids;
+        size_t n;
+        qerr e;
+        assert_int_equal(tokenizer_encode(t, text, strlen(text), true, true, &ids, &n, &e), 0);
+        if (n != nw || memcmp(ids, want, n * sizeof *ids) != 0) {
+            fprintf(stderr, "%s: '%s': %zu ids, want %zu\n", json, text, n, nw);
+            for (size_t i = 0; i < n || i < nw; i++)
+                fprintf(stderr, "  %zu: got %d want %d\n", i, i < n ? ids[i] : -1, i < nw ? want[i] : -1);
+            fail();
+        }
+        free(ids);
+        n_checked++;
+        p = tk;
+    }
+    free(js);
+    tokenizer_free(t);
+    return n_checked;
+}
+
+static void test_golden_prompts(void **state) {
+    (void)state;
+    assert_int_equal(check_golden("models/stories260K.gguf", "golden/golden-stories260K.json", "prompt"), 1);
+    assert_int_equal(check_golden("models/synthetic/syn-llama-F32.gguf", "golden/golden-syn-llama-F32.json", "prompt"), 1);
+    assert_int_equal(check_golden("models/synthetic/syn-qwen2-Q8_0.gguf", "golden/golden-syn-qwen2-Q8_0.json", "prompt"), 1);
+    assert_int_equal(check_golden("models/synthetic/syn-bert-F16.gguf", "golden/golden-syn-bert-F16.json", "text"), 5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors_spm),
         cmocka_unit_test(test_vectors_bpe),
         cmocka_unit_test(test_vectors_wordpiece),
+        cmocka_unit_test(test_golden_prompts),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_wordpiece_normalize),
         cmocka_unit_test(test_stream_detok),
