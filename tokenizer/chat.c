@@ -88,10 +88,18 @@ typedef struct jctx {
 #define CHAT_MAX_STEPS 20000000ull
 #define CHAT_MAX_OUTPUT (64u << 20)
 
+/* Records the first error; arg is quoted into one line (control bytes
+ * become '?', long text is cut). */
 static int jfail(jctx *c, const char *fmt, const char *arg) {
     if (!c->failed) {
         c->failed = true;
-        qerr_set(c->e, fmt, arg ? arg : "");
+        char clean[128];
+        size_t n = 0;
+        for (const char *p = arg ? arg : ""; *p && n < sizeof clean - 4; p++)
+            clean[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+        if (arg && strlen(arg) > n) { memcpy(clean + n, "...", 3); n += 3; }
+        clean[n] = 0;
+        qerr_set(c->e, fmt, clean);
     }
     return -1;
 }

@@ -489,7 +489,7 @@ int tokenizer_load(tokenizer **out, const gguf *g, qerr *e) {
         for (uint64_t i = 0; i < nm && i < INT32_MAX; i++) {
             const gguf_str *s = &merges->v.arr.strs[i];
             const char *sp = s->len > 1 ? memchr(s->s + 1, ' ', s->len - 1) : NULL;
-            if (!sp) { tokenizer_free(t); return qerr_set(e, "tokenizer: merge %llu '%.40s' has no space", (unsigned long long)i, s->s); }
+            if (!sp) { tokenizer_free(t); return qerr_set(e, "tokenizer: merge %llu has no space", (unsigned long long)i); }
             size_t ll = (size_t)(sp - s->s), rl = s->len - ll - 1;
             int32_t l = tokenizer_find(t, s->s, ll), r = tokenizer_find(t, sp + 1, rl);
             if (l < 0 || r < 0) continue; /* can never apply */
@@ -565,7 +565,16 @@ typedef struct bigram {
     int32_t res;
 } bigram;
 
+/* Per-call cache of BPE results for short words (text repeats words). */
+#define WC_SLOTS 8192
+#define WC_MAX_WORD 48
+typedef struct wc_ent { uint64_t h; uint32_t boff, blen, ioff, ilen; } wc_ent;
+
 typedef struct work {
+    wc_ent *wc;
+    size_t wc_n;
+    bvec wc_bytes;
+    ivec wc_ids;
     sym *s;
     size_t ns, cs;
     bigram *h;
@@ -821,7 +830,38 @@ static int bpe_tokenize(const tokenizer *t, work *w, const uint8_t *text, size_t
             if (bvec_reserve(&w->buf, 4)) goto done;
             w->buf.n += (size_t)tok_utf8_put(w->cp[i], w->buf.p + w->buf.n);
         }
+        if (w->buf.n > WC_MAX_WORD) {
+            if (bpe_word(t, w, w->buf.p, w->buf.n, out)) goto done;
+            continue;
+        }
+        if (!w->wc && !(w->wc = calloc(WC_SLOTS, sizeof *w->wc))) goto done;
+        uint64_t h = hash_bytes(w->buf.p, w->buf.n) | 1;
+        size_t slot = h & (WC_SLOTS - 1);
+        const wc_ent *hit = NULL;
+        for (; w->wc[slot].h; slot = (slot + 1) & (WC_SLOTS - 1)) {
+            const wc_ent *ce = &w->wc[slot];
+            if (ce->h == h && ce->blen == w->buf.n && memcmp(w->wc_bytes.p + ce->boff, w->buf.p, ce->blen) == 0) { hit = ce; break; }
+        }
+        if (hit) {
+            for (uint32_t k = 0; k < hit->ilen; k++)
+                if (ivec_push(out, w->wc_ids.p[hit->ioff + k])) goto done;
+            continue;
+        }
+        size_t mark = out->n;
         if (bpe_word(t, w, w->buf.p, w->buf.n, out)) goto done;
+        if (w->wc_n >= WC_SLOTS / 2) { /* full: start over */
+            memset(w->wc, 0, WC_SLOTS * sizeof *w->wc);
+            w->wc_n = 0;
+            w->wc_bytes.n = 0;
+            w->wc_ids.n = 0;
+            slot = h & (WC_SLOTS - 1);
+        }
+        wc_ent ne = {h, (uint32_t)w->wc_bytes.n, (uint32_t)w->buf.n, (uint32_t)w->wc_ids.n, (uint32_t)(out->n - mark)};
+        if (bvec_put(&w->wc_bytes, w->buf.p, w->buf.n)) goto done;
+        for (size_t k = mark; k < out->n; k++)
+            if (ivec_push(&w->wc_ids, out->p[k])) goto done;
+        w->wc[slot] = ne;
+        w->wc_n++;
     }
     rc = 0;
 done:
@@ -1021,6 +1061,9 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool add_
     free(w.h);
     free(w.buf.p);
     free(w.cp);
+    free(w.wc);
+    free(w.wc_bytes.p);
+    free(w.wc_ids.p);
     if (rc) { free(out.p); return qerr_set(e, "tokenizer: out of memory (input %zu bytes)", len); }
     *ids = out.p;
     *n_ids = out.n;
