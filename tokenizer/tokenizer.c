@@ -558,8 +558,11 @@ typedef struct sym {
     int32_t id; /* BPE: token id of the symbol, -1 if none */
 } sym;
 
+/* Heap order in one integer: the high half ranks the pair (SPM: higher
+ * score first; BPE: lower merge rank first), the low half is the left
+ * position (ties: leftmost first), as in the reference's comparators. */
 typedef struct bigram {
-    double score; /* SPM: the token's score, higher first; BPE: -rank */
+    uint64_t key;
     int32_t left, right;
     uint32_t size;
     int32_t res;
@@ -585,7 +588,7 @@ typedef struct work {
 } work;
 
 static inline bool bg_before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
+    return a->key < b->key;
 }
 
 static int heap_push(work *w, bigram b) {
@@ -639,7 +642,11 @@ static int spm_try_bigram(const tokenizer *t, work *w, const uint8_t *text, int3
     size_t n = (size_t)w->s[l].n + w->s[r].n;
     int32_t id = tokenizer_find(t, (const char *)text + w->s[l].off, n);
     if (id < 0) return 0;
-    bigram b = {t->scores[id], l, r, (uint32_t)n, id};
+    float sc = t->scores[id];
+    if (sc == 0.0f) sc = 0.0f; /* -0 ties with +0 */
+    uint32_t u = q_bits_from_f32(sc);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* increasing with the score */
+    bigram b = {((uint64_t)~u << 32) | (uint32_t)l, l, r, (uint32_t)n, id};
     return heap_push(w, b);
 }
 
@@ -743,7 +750,7 @@ static int bpe_word(const tokenizer *t, work *w, const uint8_t *bytes, size_t n,
     for (size_t i = 1; i < n; i++) {
         const merge_ent *m = merge_find(t, w->s[i - 1].id, w->s[i].id);
         if (m) {
-            bigram b = {-(double)m->rank, (int32_t)i - 1, (int32_t)i, 2, m->res};
+            bigram b = {((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)(i - 1), (int32_t)i - 1, (int32_t)i, 2, m->res};
             if (heap_push(w, b)) return -1;
         }
     }
@@ -759,14 +766,16 @@ static int bpe_word(const tokenizer *t, work *w, const uint8_t *bytes, size_t n,
         if (L->prev >= 0) {
             const merge_ent *m = merge_find(t, w->s[L->prev].id, L->id);
             if (m) {
-                bigram nb = {-(double)m->rank, L->prev, b.left, w->s[L->prev].n + L->n, m->res};
+                bigram nb = {((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)L->prev, L->prev, b.left,
+                             w->s[L->prev].n + L->n, m->res};
                 if (heap_push(w, nb)) return -1;
             }
         }
         if (L->next >= 0) {
             const merge_ent *m = merge_find(t, L->id, w->s[L->next].id);
             if (m) {
-                bigram nb = {-(double)m->rank, b.left, L->next, L->n + w->s[L->next].n, m->res};
+                bigram nb = {((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)b.left, b.left, L->next,
+                             L->n + w->s[L->next].n, m->res};
                 if (heap_push(w, nb)) return -1;
             }
         }
