@@ -45,4 +45,8 @@ void tok_rx_free(tok_rx *r);
 /* Length of the match starting at pos within [pos, end) of cp, or -1. */
 long tok_rx_match(const tok_rx *r, const uint32_t *cp, size_t pos, size_t end);
 
+/* Testing hook: SPM tokenizes each fragment as one symbol list (the
+ * reference's way) instead of in independent chunks. */
+extern bool tok_spm_whole;
+
 #endif

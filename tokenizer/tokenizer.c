@@ -77,7 +77,11 @@ struct tokenizer {
     int32_t *sp_ids;
     uint32_t sp_start[257];
     uint32_t max_len;
+    bool spm_chunks; /* SPM: no token holds ▁ after another character */
+    char *chat_tmpl;
 };
+
+bool tok_spm_whole = false;
 
 static uint64_t hash_bytes(const void *p, size_t n) {
     const uint8_t *s = p;
@@ -117,6 +121,7 @@ static const merge_ent *merge_find(const tokenizer *t, int32_t l, int32_t r) {
 void tokenizer_free(tokenizer *t) {
     if (!t) return;
     free(t->blob); free(t->off); free(t->len); free(t->scores); free(t->ttype); free(t->hash);
+    free(t->chat_tmpl);
     free(t->pblob); free(t->poff); free(t->plen); free(t->merges); free(t->eog); free(t->sp_ids);
     for (int i = 0; i < t->n_rx; i++) tok_rx_free(t->rx[i]);
     free(t->rx);
@@ -191,9 +196,18 @@ static const pre_def pre_defs[] = {
     {"llama3|llama-v3|llama-bpe|falcon3|pixtral|dbrx|smaug-bpe", {RX_LLAMA3}, true},
     {"deepseek-llm",
      {"[\r\n]",
-      "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-"
-      "ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-"
-      "ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+      "\\s?[A-Za-z\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF"
+      "\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5"
+      "\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA"
+      "\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45"
+      "\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE"
+      "\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC"
+      "\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139"
+      "\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2\u2CF3"
+      "\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06"
+      "\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A\U00010400-\U0001044F\U000104B0-\U000104D3"
+      "\U000104D8-\U000104FB\U00010C80-\U00010CB2\U00010CC0-\U00010CF2\U000118A0-\U000118DF"
+      "\U0001E900-\U0001E943]+",
       "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+", "\\p{N}+"},
      false},
     {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}, false},
@@ -475,7 +489,7 @@ int tokenizer_load(tokenizer **out, const gguf *g, qerr *e) {
         for (uint64_t i = 0; i < nm && i < INT32_MAX; i++) {
             const gguf_str *s = &merges->v.arr.strs[i];
             const char *sp = s->len > 1 ? memchr(s->s + 1, ' ', s->len - 1) : NULL;
-            if (!sp) { tokenizer_free(t); return qerr_set(e, "tokenizer: merge %llu '%.40s' has no space", (unsigned long long)i, s->s); }
+            if (!sp) { tokenizer_free(t); return qerr_set(e, "tokenizer: merge %llu has no space", (unsigned long long)i); }
             size_t ll = (size_t)(sp - s->s), rl = s->len - ll - 1;
             int32_t l = tokenizer_find(t, s->s, ll), r = tokenizer_find(t, sp + 1, rl);
             if (l < 0 || r < 0) continue; /* can never apply */
@@ -513,6 +527,22 @@ int tokenizer_load(tokenizer **out, const gguf *g, qerr *e) {
         }
     }
 
+    if (type == TOKENIZER_SPM) {
+        t->spm_chunks = true;
+        for (int id = 0; id < nv && t->spm_chunks; id++) {
+            const uint8_t *s = (const uint8_t *)t->blob + t->off[id];
+            uint32_t l = t->len[id];
+            for (uint32_t i = 1; i + 3 <= l; i++) {
+                if (s[i] == 0xE2 && s[i + 1] == 0x96 && s[i + 2] == 0x81 &&
+                    !(i >= 3 && s[i - 3] == 0xE2 && s[i - 2] == 0x96 && s[i - 1] == 0x81)) {
+                    t->spm_chunks = false;
+                    break;
+                }
+            }
+        }
+    }
+    const char *ct = gguf_get_str(g, "tokenizer.chat_template");
+    if (ct && !(t->chat_tmpl = strdup(ct))) { tokenizer_free(t); return qerr_set(e, "out of memory"); }
     if (build_pieces(t, e) || build_specials(t, e)) { tokenizer_free(t); return -1; }
     *out = t;
     return 0;
@@ -528,14 +558,26 @@ typedef struct sym {
     int32_t id; /* BPE: token id of the symbol, -1 if none */
 } sym;
 
+/* Heap order in one integer: the high half ranks the pair (SPM: higher
+ * score first; BPE: lower merge rank first), the low half is the left
+ * position (ties: leftmost first), as in the reference's comparators. */
 typedef struct bigram {
-    double score; /* SPM: the token's score, higher first; BPE: -rank */
+    uint64_t key;
     int32_t left, right;
     uint32_t size;
     int32_t res;
 } bigram;
 
+/* Per-call cache of BPE results for short words (text repeats words). */
+#define WC_SLOTS 8192
+#define WC_MAX_WORD 48
+typedef struct wc_ent { uint64_t h; uint32_t boff, blen, ioff, ilen; } wc_ent;
+
 typedef struct work {
+    wc_ent *wc;
+    size_t wc_n;
+    bvec wc_bytes;
+    ivec wc_ids;
     sym *s;
     size_t ns, cs;
     bigram *h;
@@ -546,7 +588,7 @@ typedef struct work {
 } work;
 
 static inline bool bg_before(const bigram *a, const bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
+    return a->key < b->key;
 }
 
 static int heap_push(work *w, bigram b) {
@@ -600,7 +642,11 @@ static int spm_try_bigram(const tokenizer *t, work *w, const uint8_t *text, int3
     size_t n = (size_t)w->s[l].n + w->s[r].n;
     int32_t id = tokenizer_find(t, (const char *)text + w->s[l].off, n);
     if (id < 0) return 0;
-    bigram b = {t->scores[id], l, r, (uint32_t)n, id};
+    float sc = t->scores[id];
+    if (sc == 0.0f) sc = 0.0f; /* -0 ties with +0 */
+    uint32_t u = q_bits_from_f32(sc);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* increasing with the score */
+    bigram b = {((uint64_t)~u << 32) | (uint32_t)l, l, r, (uint32_t)n, id};
     return heap_push(w, b);
 }
 
@@ -704,7 +750,7 @@ static int bpe_word(const tokenizer *t, work *w, const uint8_t *bytes, size_t n,
     for (size_t i = 1; i < n; i++) {
         const merge_ent *m = merge_find(t, w->s[i - 1].id, w->s[i].id);
         if (m) {
-            bigram b = {-(double)m->rank, (int32_t)i - 1, (int32_t)i, 2, m->res};
+            bigram b = {((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)(i - 1), (int32_t)i - 1, (int32_t)i, 2, m->res};
             if (heap_push(w, b)) return -1;
         }
     }
@@ -720,14 +766,16 @@ static int bpe_word(const tokenizer *t, work *w, const uint8_t *bytes, size_t n,
         if (L->prev >= 0) {
             const merge_ent *m = merge_find(t, w->s[L->prev].id, L->id);
             if (m) {
-                bigram nb = {-(double)m->rank, L->prev, b.left, w->s[L->prev].n + L->n, m->res};
+                bigram nb = {((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)L->prev, L->prev, b.left,
+                             w->s[L->prev].n + L->n, m->res};
                 if (heap_push(w, nb)) return -1;
             }
         }
         if (L->next >= 0) {
             const merge_ent *m = merge_find(t, L->id, w->s[L->next].id);
             if (m) {
-                bigram nb = {-(double)m->rank, b.left, L->next, L->n + w->s[L->next].n, m->res};
+                bigram nb = {((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)b.left, b.left, L->next,
+                             L->n + w->s[L->next].n, m->res};
                 if (heap_push(w, nb)) return -1;
             }
         }
@@ -791,7 +839,38 @@ static int bpe_tokenize(const tokenizer *t, work *w, const uint8_t *text, size_t
             if (bvec_reserve(&w->buf, 4)) goto done;
             w->buf.n += (size_t)tok_utf8_put(w->cp[i], w->buf.p + w->buf.n);
         }
+        if (w->buf.n > WC_MAX_WORD) {
+            if (bpe_word(t, w, w->buf.p, w->buf.n, out)) goto done;
+            continue;
+        }
+        if (!w->wc && !(w->wc = calloc(WC_SLOTS, sizeof *w->wc))) goto done;
+        uint64_t h = hash_bytes(w->buf.p, w->buf.n) | 1;
+        size_t slot = h & (WC_SLOTS - 1);
+        const wc_ent *hit = NULL;
+        for (; w->wc[slot].h; slot = (slot + 1) & (WC_SLOTS - 1)) {
+            const wc_ent *ce = &w->wc[slot];
+            if (ce->h == h && ce->blen == w->buf.n && memcmp(w->wc_bytes.p + ce->boff, w->buf.p, ce->blen) == 0) { hit = ce; break; }
+        }
+        if (hit) {
+            for (uint32_t k = 0; k < hit->ilen; k++)
+                if (ivec_push(out, w->wc_ids.p[hit->ioff + k])) goto done;
+            continue;
+        }
+        size_t mark = out->n;
         if (bpe_word(t, w, w->buf.p, w->buf.n, out)) goto done;
+        if (w->wc_n >= WC_SLOTS / 2) { /* full: start over */
+            memset(w->wc, 0, WC_SLOTS * sizeof *w->wc);
+            w->wc_n = 0;
+            w->wc_bytes.n = 0;
+            w->wc_ids.n = 0;
+            slot = h & (WC_SLOTS - 1);
+        }
+        wc_ent ne = {h, (uint32_t)w->wc_bytes.n, (uint32_t)w->buf.n, (uint32_t)w->wc_ids.n, (uint32_t)(out->n - mark)};
+        if (bvec_put(&w->wc_bytes, w->buf.p, w->buf.n)) goto done;
+        for (size_t k = mark; k < out->n; k++)
+            if (ivec_push(&w->wc_ids, out->p[k])) goto done;
+        w->wc[slot] = ne;
+        w->wc_n++;
     }
     rc = 0;
 done:
@@ -940,7 +1019,24 @@ static int encode_raw(const tokenizer *t, work *w, const uint8_t *s, size_t n, b
             if (s[i] == ' ') { memcpy(b->p + b->n, "\xe2\x96\x81", 3); b->n += 3; }
             else b->p[b->n++] = s[i];
         }
-        return spm_tokenize(t, w, b->p, b->n, out);
+        if (!t->spm_chunks || tok_spm_whole) return spm_tokenize(t, w, b->p, b->n, out);
+        /* no token has ▁ after another character, so no merge can cross
+         * a symbol boundary where a ▁-run starts after other text:
+         * tokenize those chunks separately (identical result, small heaps) */
+        size_t st = 0;
+        bool prev_sp = false;
+        for (size_t i = 0; i < b->n;) { /* walk the same UTF-8 symbols spm_tokenize makes */
+            size_t l = (size_t)tok_utf8_len(b->p[i]);
+            if (l > b->n - i) l = b->n - i;
+            bool sp = l == 3 && b->p[i] == 0xE2 && b->p[i + 1] == 0x96 && b->p[i + 2] == 0x81;
+            if (sp && !prev_sp && i > st) {
+                if (spm_tokenize(t, w, b->p + st, i - st, out)) return -1;
+                st = i;
+            }
+            prev_sp = sp;
+            i += l;
+        }
+        return spm_tokenize(t, w, b->p + st, b->n - st, out);
     }
     if (t->type == TOKENIZER_BPE) return bpe_tokenize(t, w, s, n, out);
     return wpm_tokenize(t, w, s, n, out);
@@ -974,6 +1070,9 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool add_
     free(w.h);
     free(w.buf.p);
     free(w.cp);
+    free(w.wc);
+    free(w.wc_bytes.p);
+    free(w.wc_ids.p);
     if (rc) { free(out.p); return qerr_set(e, "tokenizer: out of memory (input %zu bytes)", len); }
     *ids = out.p;
     *n_ids = out.n;
@@ -1076,4 +1175,18 @@ void detok_stream_flush(detok_stream *s, const char **out, size_t *out_len) {
     s->n_held = 0;
     s->n_fed = 0;
     s->strip = strips_leading_space(s->t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chat templates */
+
+const char *tokenizer_chat_template(const tokenizer *t) { return t->chat_tmpl; }
+
+int tokenizer_chat_apply(const tokenizer *t, const char *tmpl, const chat_msg *msgs, size_t n_msgs,
+                         bool add_generation_prompt, char **out, size_t *out_len, qerr *e) {
+    if (!tmpl) tmpl = t->chat_tmpl;
+    if (!tmpl) { *out = NULL; *out_len = 0; return qerr_set(e, "tokenizer: the model has no chat template"); }
+    const char *bos = t->bos >= 0 ? t->blob + t->off[t->bos] : "";
+    const char *eos = t->eos >= 0 ? t->blob + t->off[t->eos] : "";
+    return chat_template_render(tmpl, msgs, n_msgs, add_generation_prompt, bos, eos, out, out_len, e);
 }

@@ -85,4 +85,19 @@ int detok_stream_feed(detok_stream *s, int32_t id, const char **out, size_t *out
 /* Releases whatever is held back (end of the stream) and resets the stream. */
 void detok_stream_flush(detok_stream *s, const char **out, size_t *out_len);
 
+/* Chat templates: a Jinja subset interpreter (see chat.c for what it
+ * covers), rendering with the context the Hugging Face runner gives:
+ * messages (role, content), add_generation_prompt, bos_token, eos_token. */
+typedef struct chat_msg {
+    const char *role;
+    const char *content;
+} chat_msg;
+int chat_template_render(const char *tmpl, const chat_msg *msgs, size_t n_msgs, bool add_generation_prompt,
+                         const char *bos_token, const char *eos_token, char **out, size_t *out_len, qerr *e);
+/* The model's template (tokenizer.chat_template), NULL if it has none. */
+const char *tokenizer_chat_template(const tokenizer *t);
+/* Renders tmpl (NULL: the model's own) with the vocabulary's BOS/EOS texts. */
+int tokenizer_chat_apply(const tokenizer *t, const char *tmpl, const chat_msg *msgs, size_t n_msgs,
+                         bool add_generation_prompt, char **out, size_t *out_len, qerr *e);
+
 #endif

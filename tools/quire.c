@@ -14,10 +14,16 @@ DECLARE(quantize);
 DECLARE(synth);
 DECLARE(schema);
 DECLARE(serve);
+DECLARE(tokenize);
+DECLARE(detokenize);
+DECLARE(bench_tokenizer);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
     {"logits", "evaluate token ids and write the logits after each (float32)", cmd_logits, help_logits},
+    {"tokenize", "print the token ids of a text", cmd_tokenize, help_tokenize},
+    {"detokenize", "print the text of token ids", cmd_detokenize, help_detokenize},
+    {"bench-tokenizer", "measure tokenizer throughput (MB/s, tokens/s)", cmd_bench_tokenizer, help_bench_tokenizer},
     {"run", "generate text from a prompt (streamed)", cmd_run, help_run},
     {"bench", "measure prompt and generation throughput (or: bench ann)", cmd_bench, help_bench},
     {"quantize", "convert a GGUF model to another tensor type (Q4_K_M, Q8_0, ...)", cmd_quantize, help_quantize},
