@@ -431,6 +431,8 @@ static int grow(hnsw *h, size_t nc) {
     RE(h->lk, nc);
     RE(h->st, nc);
 #undef RE
+    /* zeroed so saved files are byte-identical for identical graphs */
+    memset(h->l0 + h->cap * (size_t)(h->M0 + 1), 0, (nc - h->cap) * (size_t)(h->M0 + 1) * sizeof(uint32_t));
     for (size_t i = h->cap; i < nc; i++) {
         h->up[i] = NULL;
         h->lk[i] = 0;
@@ -496,6 +498,7 @@ void hnsw_free(hnsw *h) {
 
 size_t hnsw_count(const hnsw *h) { return __atomic_load_n(&h->n_live, __ATOMIC_RELAXED); }
 int hnsw_dim(const hnsw *h) { return h->dim; }
+size_t hnsw_slots(const hnsw *h) { return __atomic_load_n(&h->n_slots, __ATOMIC_ACQUIRE); }
 
 size_t hnsw_memory_bytes(const hnsw *h) {
     size_t per = sizeof(uint64_t) + sizeof(int32_t) + (size_t)(h->M0 + 1) * 4 + sizeof(void *) + 2;

@@ -96,6 +96,7 @@ int hnsw_search(hnsw *h, const float *query, int k, const hnsw_search_opts *opts
                 uint64_t *ids, float *dists, int *n_out, hnsw_search_stats *stats, qerr *e);
 
 size_t hnsw_count(const hnsw *h);     /* live ids */
+size_t hnsw_slots(const hnsw *h);     /* slots in use or free for reuse (high-water mark) */
 int hnsw_dim(const hnsw *h);
 size_t hnsw_memory_bytes(const hnsw *h); /* heap bytes of vectors and graph */
 
