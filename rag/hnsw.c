@@ -919,7 +919,7 @@ int hnsw_search(hnsw *h, const float *query, int k, const hnsw_search_opts *o, u
     if (!rc && ep != NONE && plan == HNSW_PLAN_BRUTE) rc = brute(h, &qc, k, &f, sc, &nr, &st.n_dist);
     st.plan = plan;
     if (!rc) {
-        qsort(sc->r, nr, sizeof(cand), cand_cmp);
+        if (nr) qsort(sc->r, nr, sizeof(cand), cand_cmp);
         int n = nr < (size_t)k ? (int)nr : k;
         for (int j = 0; j < n; j++) {
             ids[j] = h->ids[sc->r[j].i];

@@ -79,7 +79,7 @@ static hnsw *build(hnsw_metric m, hnsw_storage s, bool rerank, const float *base
     p.storage = s;
     p.rerank_f32 = rerank;
     p.M = 12;
-    p.ef_construction = 100;
+    p.ef_construction = 64;
     p.capacity = 64; /* force growth */
     hnsw *h;
     qerr e;
