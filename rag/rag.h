@@ -13,7 +13,7 @@
 /* ======================================================================== */
 /* HNSW — hierarchical navigable small world graph (Malkov & Yashunin 2016/
  * 2018), with the paper's neighbour-selection heuristic (Algorithm 4, without
- * extendCandidates or keepPrunedConnections, as hnswlib), caller-provided uint64 ids,
+ * extendCandidates; keepPrunedConnections optional), caller-provided uint64 ids,
  * delete with slot reuse, filtered search with a brute-force planner,
  * f32 or int8 storage, CRC32C-checked persistence.
  *
@@ -41,6 +41,9 @@ typedef struct hnsw_params {
     int ef_search;         /* default ef for hnsw_search; default 64 */
     hnsw_storage storage;  /* HNSW_I8: symmetric per-vector scale int8 */
     bool rerank_f32;       /* I8 only: also keep f32 vectors and re-rank results with them */
+    bool keep_pruned;      /* the paper's keepPrunedConnections: fill lists up to M/2M with
+                              the nearest pruned candidates; denser graph, better for
+                              restrictive filters (two-hop walk), slower build */
     uint64_t seed;         /* level-generator seed; same seed + same insertion order
                               (single-threaded) gives the same graph */
     size_t capacity;       /* initial slots (grows as needed); 0 = 1024 */

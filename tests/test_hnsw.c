@@ -253,11 +253,13 @@ static void test_filter(void **state) {
                     n_brute += st.plan == HNSW_PLAN_BRUTE;
                 }
                 r /= NQ;
-                if (given == 0 && pi == 0)
+                if (given == 0 && pi < 2)
                     fprintf(stderr, "selectivity 1/%llu plan %d: recall %.3f, brute-force %d/%d\n",
                             (unsigned long long)mods[mi], plans[pi], r, n_brute, NQ);
                 if (plans[pi] == HNSW_PLAN_BRUTE) assert_true(r == 1.0);
-                else assert_true(r >= 0.9);
+                else if (plans[pi] == HNSW_PLAN_AUTO || mods[mi] <= 10) assert_true(r >= 0.9);
+                /* (a forced graph walk over 20 or 2 scattered allowed items may miss some:
+                 * that is what the planner is for; count and filter still hold) */
                 if (plans[pi] == HNSW_PLAN_AUTO && mods[mi] >= 100) assert_int_equal(n_brute, NQ);
             }
         }

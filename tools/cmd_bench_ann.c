@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "cli.h"
@@ -21,12 +22,15 @@ void help_bench_ann(FILE *out) {
             "  -k 10                    results per query; recall@k against the first k of G\n"
             "  -t THREADS               build threads (default: all CPUs); queries run on one thread\n"
             "  --storage f32|i8         vector storage (default f32); --rerank re-ranks i8 with f32\n"
+"  --keep-pruned            keepPrunedConnections (denser graph; helps filtered search)\n"
             "  --seed S                 level-generator seed (default 42)\n"
             "  --nq N                   use only the first N queries\n"
             "  --filter-labels L.gz --filter qmod10\n"
             "                           filtered search: allow base items whose label (IDX labels\n"
             "                           file) equals query_index mod 10; G must be the matching truth\n"
             "  --plan auto|graph|brute  filtered-search plan (default auto)\n"
+            "  --index PATH             load the index from PATH if it exists (build_s is then the\n"
+            "                           load time), else build it and save it there\n"
             "  --json                   one JSON object: build_s, runs [{ef, recall@10, queries_per_s}], ...\n");
 }
 
@@ -139,7 +143,7 @@ static bool label_eq(uint64_t id, void *ctx) {
 int cmd_bench_ann(int argc, char **argv) {
     const char *cmd = "bench ann";
     const char *base = NULL, *queries = NULL, *gt = NULL, *labels_path = NULL, *filter = NULL;
-    const char *ef_list = "16,32,64,128";
+    const char *ef_list = "16,32,64,128", *index_path = NULL;
     hnsw_params p;
     hnsw_params_default(&p);
     long long k = 10, threads = q_default_threads(), nq_max = -1;
@@ -150,6 +154,7 @@ int cmd_bench_ann(int argc, char **argv) {
         long long iv;
         if (strcmp(a, "--json") == 0) { json = true; continue; }
         if (strcmp(a, "--rerank") == 0) { p.rerank_f32 = true; continue; }
+        if (strcmp(a, "--keep-pruned") == 0) { p.keep_pruned = true; continue; }
         if (a[0] != '-') return cli_fail(cmd, "unexpected argument %s", a);
         if (!(v = cli_value(cmd, argc, argv, &i))) return EXIT_USAGE;
         if (strcmp(a, "--base") == 0) base = v;
@@ -158,6 +163,7 @@ int cmd_bench_ann(int argc, char **argv) {
         else if (strcmp(a, "--ef") == 0) ef_list = v;
         else if (strcmp(a, "--filter-labels") == 0) labels_path = v;
         else if (strcmp(a, "--filter") == 0) filter = v;
+        else if (strcmp(a, "--index") == 0) index_path = v;
         else if (strcmp(a, "--metric") == 0) {
             if (strcmp(v, "l2") == 0) p.metric = HNSW_L2;
             else if (strcmp(v, "ip") == 0) p.metric = HNSW_IP;
@@ -219,28 +225,36 @@ int cmd_bench_ann(int argc, char **argv) {
     }
     p.dim = (int)B.d;
     p.capacity = B.n;
-    if (hnsw_new(&h, &p, &e)) FAIL("%s", e.msg);
+    bool loaded = false;
+    double t0 = q_now();
+    if (index_path && access(index_path, R_OK) == 0) {
+        if (hnsw_load(&h, index_path, &e)) FAIL("%s", e.msg);
+        if (hnsw_dim(h) != (int)B.d || hnsw_count(h) != B.n) FAIL("%s: index does not match the base set", index_path);
+        loaded = true;
+    } else if (hnsw_new(&h, &p, &e)) FAIL("%s", e.msg);
     ids = malloc(B.n * sizeof *ids);
     out = malloc((size_t)k * sizeof *out);
     if (!ids || !out) FAIL("out of memory");
     for (size_t i = 0; i < B.n; i++) ids[i] = i;
     pool = qpool_new((int)threads);
     if (!pool) FAIL("cannot start %lld threads", threads);
-    double t0 = q_now();
-    if (hnsw_add_batch(h, ids, B.f, B.n, pool, &e)) FAIL("%s", e.msg);
+    if (!loaded && hnsw_add_batch(h, ids, B.f, B.n, pool, &e)) FAIL("%s", e.msg);
     double build_s = q_now() - t0;
+    if (!loaded && index_path && hnsw_save(h, index_path, &e)) FAIL("%s", e.msg);
 
     jw w;
     jw_init(&w, stdout);
     if (json) {
         jw_obj_begin(&w);
         jw_key(&w, "build_s"); jw_num(&w, build_s);
+        jw_key(&w, "index_loaded"); jw_bool(&w, loaded);
         jw_key(&w, "n_base"); jw_int(&w, (long long)B.n);
         jw_key(&w, "n_queries"); jw_int(&w, (long long)nq);
         jw_key(&w, "dim"); jw_int(&w, (long long)B.d);
         jw_key(&w, "metric"); jw_str(&w, p.metric == HNSW_L2 ? "l2" : p.metric == HNSW_IP ? "ip" : "cos");
         jw_key(&w, "storage"); jw_str(&w, p.storage == HNSW_I8 ? (p.rerank_f32 ? "i8+f32rerank" : "i8") : "f32");
         jw_key(&w, "M"); jw_int(&w, p.M);
+        jw_key(&w, "keep_pruned"); jw_bool(&w, p.keep_pruned);
         jw_key(&w, "ef_construction"); jw_int(&w, p.ef_construction);
         jw_key(&w, "k"); jw_int(&w, k);
         jw_key(&w, "build_threads"); jw_int(&w, threads);
