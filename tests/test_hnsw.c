@@ -4,6 +4,7 @@
  * during inserts, SIMD/scalar kernel agreement. Small random data, fixed
  * seeds, no timing assertions. */
 #include <math.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ static double overlap(const uint64_t *a, int na, const uint64_t *b, int nb) {
     return nb ? (double)h / nb : 1.0;
 }
 
+static bool g_keep_pruned;
+
 static hnsw *build(hnsw_metric m, hnsw_storage s, bool rerank, const float *base, int n, qpool *pool) {
     hnsw_params p;
     hnsw_params_default(&p);
@@ -78,8 +81,9 @@ static hnsw *build(hnsw_metric m, hnsw_storage s, bool rerank, const float *base
     p.metric = m;
     p.storage = s;
     p.rerank_f32 = rerank;
-    p.M = 12;
-    p.ef_construction = 64;
+    p.keep_pruned = g_keep_pruned;
+    p.M = 10;
+    p.ef_construction = 40;
     p.capacity = 64; /* force growth */
     hnsw *h;
     qerr e;
@@ -130,6 +134,14 @@ static void test_recall_metrics(void **state) {
     assert_true(r >= 0.95);
     hnsw_free(h);
     qpool_free(pool);
+    /* keepPrunedConnections build */
+    g_keep_pruned = true;
+    h = build(HNSW_L2, HNSW_F32, false, base, N, NULL);
+    g_keep_pruned = false;
+    r = recall(h, HNSW_L2, base, qs, 64);
+    fprintf(stderr, "keep-pruned recall@10 %.3f\n", r);
+    assert_true(r >= 0.95);
+    hnsw_free(h);
     free(base);
     free(qs);
 }
@@ -193,8 +205,11 @@ static void test_delete_reuse(void **state) {
         for (int j = 0; j < n; j++) assert_true(got[j] >= 100000 || !dead[got[j]]);
         assert_true(got[0] == (uint64_t)(100000 + i)); /* the exact vector is found */
     }
-    /* delete everything: searches return nothing, then the index refills */
-    for (int i = 0; i < N; i++) hnsw_delete(h, dead[i] ? (uint64_t)(100000 + i) : (uint64_t)i, &e);
+    hnsw_free(h);
+    /* delete everything (small index): searches return nothing, then it refills */
+    h = build(HNSW_L2, HNSW_F32, false, base, 300, NULL);
+    slots = hnsw_slots(h);
+    for (int i = 0; i < 300; i++) assert_int_equal(hnsw_delete(h, (uint64_t)i, &e), 0);
     assert_int_equal(hnsw_count(h), 0);
     uint64_t got[K];
     int n = 5;
@@ -238,7 +253,7 @@ static void test_filter(void **state) {
                 int n_brute = 0;
                 for (int qi = 0; qi < NQ; qi++) {
                     modfilt f = {mods[mi], 0};
-                    hnsw_search_opts o = {32, allow_mod, &f, given ? 1.0 / (double)mods[mi] : 0, plans[pi]};
+                    hnsw_search_opts o = {64, allow_mod, &f, given ? 1.0 / (double)mods[mi] : 0, plans[pi]};
                     uint64_t got[K], want[K];
                     float d[K];
                     hnsw_search_stats st;
@@ -409,6 +424,7 @@ static void *reader(void *arg) {
         for (int j = 0; j < n; j++)
             if (got[j] >= started) abort();
         q++;
+        if (q % 4 == 0) { struct timespec ts = {0, 100000}; nanosleep(&ts, NULL); } /* let the writer run */
     }
     __atomic_fetch_add(&c->searches, q, __ATOMIC_SEQ_CST);
     return NULL;
@@ -493,6 +509,13 @@ static void test_errors(void **state) {
     assert_int_equal(q_crc32c(0, "123456789", 9), 0xe3069283u);
     hnsw_free(h);
 }
+
+static double now_s(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return (double)ts.tv_sec + ts.tv_nsec * 1e-9; }
+static double t_start;
+static int setup_t(void **state) { (void)state; t_start = now_s(); return 0; }
+static int teardown_t(void **state) { (void)state; fprintf(stderr, "  (%.2f s)\n", now_s() - t_start); return 0; }
+#undef cmocka_unit_test
+#define cmocka_unit_test(f) cmocka_unit_test_setup_teardown(f, setup_t, teardown_t)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
