@@ -719,7 +719,7 @@ static int add_locked(hnsw *h, uint64_t id, const float *vec, int level, bool *n
     }
     if (level < 0) level = draw_level(h);
     __atomic_store_n(&h->st[s], ST_WRITING, __ATOMIC_RELEASE);
-    h->n_live++;
+    __atomic_fetch_add(&h->n_live, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&h->meta);
 
     scratch *sc = scratch_get(h);
@@ -729,7 +729,7 @@ static int add_locked(hnsw *h, uint64_t id, const float *vec, int level, bool *n
         scratch_put(h, sc);
         pthread_mutex_lock(&h->meta);
         map_del(h, id);
-        h->n_live--;
+        __atomic_fetch_sub(&h->n_live, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&h->st[s], ST_FREE, __ATOMIC_RELEASE);
         h->freel[h->n_free++] = s; /* freel has room: capacity tracks cap */
         pthread_mutex_unlock(&h->meta);
@@ -917,7 +917,7 @@ int hnsw_delete(hnsw *h, uint64_t id, qerr *e) {
     }
     map_del(h, id);
     h->st[s] = ST_FREE;
-    h->n_live--;
+    __atomic_fetch_sub(&h->n_live, 1, __ATOMIC_RELAXED);
     int ls = h->lvl[s];
     /* Every list that mentions s: drop s, refill from s's own neighbours. */
     for (size_t t = 0; t < h->n_slots; t++) {
