@@ -376,7 +376,9 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
     bm25_stats st = {0};
     if (k <= 0) { if (stats) *stats = st; return 0; }
     termbuf tb = {0};
+    double ta = q_now();
     analyzer_run(a, query, qlen, termbuf_emit, &tb);
+    st.t_analyze = q_now() - ta;
     if (tb.oom) { free(tb.b); free(tb.off); return qerr_set(e, "out of memory"); }
     /* unique terms in first-occurrence order, with counts */
     int nq = 0;

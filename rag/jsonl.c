@@ -3,6 +3,7 @@
  * checked, raw control characters and invalid UTF-8 rejected, duplicate keys
  * rejected, depth limited. Every read is bounds-checked against len. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -276,4 +277,70 @@ bool jsonl_next_line(const char *buf, size_t len, size_t *pos, const char **line
     *line = buf + st;
     *line_len = l;
     return true;
+}
+
+typedef struct sbuf {
+    char *b;
+    size_t n, cap;
+    bool oom;
+} sbuf;
+
+static void sb_put(sbuf *s, const char *p, size_t n) {
+    if (s->oom) return;
+    if (s->n + n + 1 > s->cap) {
+        size_t nc = (s->n + n + 1) * 2;
+        char *nb = realloc(s->b, nc);
+        if (!nb) { s->oom = true; return; }
+        s->b = nb;
+        s->cap = nc;
+    }
+    memcpy(s->b + s->n, p, n);
+    s->n += n;
+    s->b[s->n] = 0;
+}
+
+static void sb_str(sbuf *s, const char *p, size_t n) {
+    sb_put(s, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        char esc[8];
+        if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; sb_put(s, esc, 2); }
+        else if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); sb_put(s, esc, 6); }
+        else sb_put(s, p + i, 1);
+    }
+    sb_put(s, "\"", 1);
+}
+
+static void sb_val(sbuf *s, const jv *v) {
+    char num[40];
+    switch (v->type) {
+    case JV_NULL: sb_put(s, "null", 4); break;
+    case JV_BOOL: sb_put(s, v->b ? "true" : "false", v->b ? 4 : 5); break;
+    case JV_NUM: {
+        int l = snprintf(num, sizeof num, "%.17g", v->num);
+        sb_put(s, num, (size_t)l);
+        break;
+    }
+    case JV_STR: sb_str(s, v->str, v->len); break;
+    default:
+        sb_put(s, v->type == JV_OBJ ? "{" : "[", 1);
+        for (size_t i = 0; i < v->len; i++) {
+            if (i) sb_put(s, ",", 1);
+            if (v->type == JV_OBJ) {
+                sb_str(s, v->keys[i], strlen(v->keys[i]));
+                sb_put(s, ":", 1);
+            }
+            sb_val(s, &v->items[i]);
+        }
+        sb_put(s, v->type == JV_OBJ ? "}" : "]", 1);
+    }
+}
+
+int jsonl_dump(const jv *v, char **out, size_t *len, qerr *e) {
+    sbuf s = {0};
+    sb_val(&s, v);
+    if (s.oom || !s.b) { free(s.b); return qerr_set(e, "out of memory"); }
+    *out = s.b;
+    if (len) *len = s.n;
+    return 0;
 }

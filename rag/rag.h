@@ -143,6 +143,8 @@ typedef struct jv {
 int jsonl_parse(const char *s, size_t len, jv *out, qerr *e);
 void jsonl_free(jv *v);
 const jv *jsonl_get(const jv *obj, const char *key); /* NULL if absent / not an object */
+/* Compact JSON text of v (malloc'd, NUL-terminated). */
+int jsonl_dump(const jv *v, char **out, size_t *len, qerr *e);
 /* Next line of buf starting at *pos (without the newline, CR stripped);
  * false at the end. */
 bool jsonl_next_line(const char *buf, size_t len, size_t *pos, const char **line, size_t *line_len);
@@ -193,6 +195,7 @@ typedef struct bm25_stats {
     uint64_t n_scored;    /* documents fully scored */
     uint64_t n_filtered;  /* candidates rejected by the filter */
     int n_clauses;
+    double t_analyze;     /* seconds spent analyzing the query */
 } bm25_stats;
 
 int bm25_new(bm25 **out, const bm25_params *p, qerr *e);

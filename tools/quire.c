@@ -12,6 +12,8 @@ DECLARE(bench);
 DECLARE(eval);
 DECLARE(quantize);
 DECLARE(synth);
+DECLARE(index);
+DECLARE(search);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
@@ -21,6 +23,8 @@ static const cli_command commands[] = {
     {"quantize", "convert a GGUF model to another tensor type (Q4_K_M, Q8_0, ...)", cmd_quantize, help_quantize},
     {"synth", "write a random-weight model at a real model's shape (for benchmarks)", cmd_synth, help_synth},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
+    {"index", "build a retrieval index: add JSONL / text / Markdown documents, rm, verify", cmd_index, help_index},
+    {"search", "search an index: BM25, vector or hybrid, with filters and ACL principals", cmd_search, help_search},
 };
 
 static void usage(FILE *out) {
