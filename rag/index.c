@@ -262,8 +262,13 @@ static int map_rebuild(rag_index *x, size_t cap) {
     x->map_used = x->n_live;
     return 0;
 }
+/* d is already a live entry of docs[]: a rebuild inserts it. */
 static int map_insert(rag_index *x, size_t d) {
-    if ((x->map_used + 1) * 2 > x->map_cap && map_rebuild(x, x->map_cap ? x->map_cap * 2 : 1024)) return -1;
+    if ((x->map_used + 1) * 2 > x->map_cap) {
+        size_t cap = x->map_cap ? x->map_cap : 1024;
+        while ((x->n_live + 1) * 2 > cap) cap *= 2;
+        return map_rebuild(x, cap * (x->map_cap ? 2 : 1));
+    }
     size_t s = hstr(x->docs[d].id) & (x->map_cap - 1);
     while (x->map[s] >= 0) s = (s + 1) & (x->map_cap - 1);
     if (x->map[s] == -1) x->map_used++;
