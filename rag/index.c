@@ -467,7 +467,7 @@ static int manifest_read(const char *dir, manifest *m, qerr *e) {
     if (ls > 0 && buf[ls - 1] == '\n') ls--;
     while (ls > 0 && buf[ls - 1] != '\n') ls--;
     unsigned crc;
-    if (len - ls < 12 || sscanf(buf + ls, "crc %8x", &crc) != 1 || crc != q_crc32c(0, buf, ls)) {
+    if (len - ls != 13 || buf[len - 1] != '\n' || sscanf(buf + ls, "crc %8x", &crc) != 1 || crc != q_crc32c(0, buf, ls)) {
         free(buf);
         return qerr_set(e, "%s/MANIFEST: checksum mismatch (corrupt file)", dir);
     }
