@@ -182,6 +182,7 @@ static int jp_number(jp *p, jv *v) {
         buf[l] = 0;
         v->num = strtod(buf, NULL);
     }
+    if (!isfinite(v->num)) return jp_fail(p, "number out of range");
     v->type = JV_NUM;
     return 0;
 }

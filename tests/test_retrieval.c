@@ -206,7 +206,7 @@ static void test_jsonl_strict(void **state) {
     free(dump);
     jsonl_free(&v);
     const char *bad[] = {"{\"a\":1,}", "[1,]", "01", "{\"a\":1 \"b\":2}", "\"\\x\"", "\"\\ud800\"", "{\"a\":1,\"a\":2}",
-                         "\"a\nb\"", "[1] 2", "tru", "-", "1.", "1e", "\"\xff\"", "{\"a\"}", "", "[", "\"\xed\xa0\x80\""};
+                         "\"a\nb\"", "[1] 2", "tru", "-", "1.", "1e", "\"\xff\"", "{\"a\"}", "", "[", "\"\xed\xa0\x80\"", "1e999"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         if (jsonl_parse(bad[i], strlen(bad[i]), &v, &e) == 0) { fprintf(stderr, "accepted: %s\n", bad[i]); fail(); }
         assert_non_null(strstr(e.msg, "JSON:"));
