@@ -456,6 +456,78 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
         }
         free(acc);
         free(hit);
+    } else if (m > 0 && m <= 64) {
+        /* Windowed MaxScore (as Lucene's MaxScoreBulkScorer): essential
+         * lists are scored term-at-a-time into a window of WIN documents;
+         * each touched document then probes the non-essential lists while
+         * its bound can still beat the k-th score. */
+        enum { WIN = 2048 };
+        for (int i = 0; i < m; i++) ord[i] = i;
+        qsort_r(ord, (size_t)m, sizeof *ord, cmp_clause_ub, cl);
+        double cum[64];
+        double s = 0;
+        for (int i = 0; i < m; i++) { s += cl[ord[i]].ub; cum[i] = s; }
+        uint64_t *has = malloc(WIN * sizeof *has);
+        float *sc = malloc((size_t)m * WIN * sizeof *sc);
+        if (!has || !sc) {
+            free(has); free(sc);
+            free(tb.b); free(tb.off); free(uo); free(cnt); free(cl); free(ord); free(heap);
+            return qerr_set(e, "out of memory");
+        }
+        double theta = -1;
+        int first_ess = 0;
+        for (uint32_t base = 0; base < x->n_docs && first_ess < m; base += WIN) {
+            uint32_t end = x->n_docs - base > WIN ? base + WIN : x->n_docs;
+            int fe = first_ess;
+            memset(has, 0, (size_t)(end - base) * sizeof *has);
+            for (int i = fe; i < m; i++) {
+                int c = ord[i];
+                clause *cc = &cl[c];
+                const plist *l = cc->l;
+                uint32_t p = cc->pos;
+                while (p < l->n && l->doc[p] < end) {
+                    uint32_t d = l->doc[p], j = d - base;
+                    sc[(size_t)c * WIN + j] = clause_score(x, cache[cc->field], cc, d, l->tf[p], avgdl[cc->field]);
+                    has[j] |= 1ull << c;
+                    p++;
+                }
+                cc->pos = p;
+            }
+            for (uint32_t j = 0; j < end - base; j++) {
+                if (!has[j]) continue;
+                uint32_t d = base + j;
+                if (x->deleted[d]) continue;
+                double partial = 0;
+                for (uint64_t b = has[j]; b; b &= b - 1) partial += sc[(size_t)__builtin_ctzll(b) * WIN + j];
+                bool pruned = false;
+                for (int i = fe - 1; i >= 0; i--) {
+                    if (nh == k && (partial + cum[i]) * (1 + 1e-6) <= theta) { pruned = true; break; }
+                    int c = ord[i];
+                    clause *cc = &cl[c];
+                    cc->pos = gallop(cc->l, cc->pos, d);
+                    if (cc->pos < cc->l->n && cc->l->doc[cc->pos] == d) {
+                        float v = clause_score(x, cache[cc->field], cc, d, cc->l->tf[cc->pos], avgdl[cc->field]);
+                        sc[(size_t)c * WIN + j] = v;
+                        has[j] |= 1ull << c;
+                        partial += v;
+                    }
+                }
+                if (pruned) continue;
+                float total = 0; /* clause order, as the exhaustive path */
+                for (uint64_t b = has[j]; b; b &= b - 1) total += sc[(size_t)__builtin_ctzll(b) * WIN + j];
+                st.n_scored++;
+                bm25_hit v = {d, total};
+                if (nh == k && !worse(&heap[0], &v)) continue;
+                if (filter && !filter(d, fctx)) { st.n_filtered++; continue; }
+                heap_push(heap, &nh, k, v);
+                if (nh == k) {
+                    theta = heap[0].score;
+                    while (first_ess < m && cum[first_ess] * (1 + 1e-6) <= theta) first_ess++;
+                }
+            }
+        }
+        free(has);
+        free(sc);
     } else if (m > 0) {
         for (int i = 0; i < m; i++) ord[i] = i;
         qsort_r(ord, (size_t)m, sizeof *ord, cmp_clause_ub, cl);
