@@ -590,6 +590,24 @@ static void test_cli(void **state) {
     free(out);
     snprintf(args, sizeof args, "index verify %s/db", dir);
     assert_int_equal(run_quire(args, NULL), 0);
+    /* Markdown files: id is the path, offsets index the file's bytes */
+    snprintf(path, sizeof path, "%s/notes.md", dir);
+    f = fopen(path, "w");
+    const char *md = "# Garden\n\nTomatoes need sun.\n\n## Pests\n\nAphids eat tomatoes.\n";
+    fputs(md, f);
+    fclose(f);
+    snprintf(args, sizeof args, "index add %s/db %s --chunk-tokens 6 2>/dev/null", dir, path);
+    assert_int_equal(run_quire(args, NULL), 2); /* settings are fixed at creation */
+    snprintf(args, sizeof args, "index add %s/md %s --chunk-tokens 6", dir, path);
+    assert_int_equal(run_quire(args, NULL), 0);
+    snprintf(args, sizeof args, "search %s/md -q aphids", dir);
+    assert_int_equal(run_quire(args, &out), 0);
+    char want[600];
+    long st = strstr(md, "## Pests") - md;
+    snprintf(want, sizeof want, "\"chunk\":\"## Pests\\n\\nAphids eat tomatoes.\",\"start\":%ld,\"end\":%ld", st, (long)strlen(md) - 1);
+    if (!strstr(out, want)) { fprintf(stderr, "%s\nwant %s\n", out, want); fail(); }
+    assert_non_null(strstr(out, path));
+    free(out);
     snprintf(args, sizeof args, "search %s/nope -q x 2>/dev/null", dir);
     assert_int_equal(run_quire(args, NULL), 2);
     /* eval retrieval */
