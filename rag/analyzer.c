@@ -31,8 +31,9 @@ static const char *const stop_words[] = {"a",    "an",   "and",   "are",   "as",
                                          "they", "this", "to",    "was",   "will", "with"};
 
 bool analyzer_is_stopword(const char *w, size_t len) {
+    if (len == 0 || len > 5) return false; /* the longest stop words have 5 letters */
     for (size_t i = 0; i < sizeof stop_words / sizeof *stop_words; i++)
-        if (strlen(stop_words[i]) == len && memcmp(stop_words[i], w, len) == 0) return true;
+        if (stop_words[i][0] == w[0] && strlen(stop_words[i]) == len && memcmp(stop_words[i], w, len) == 0) return true;
     return false;
 }
 
@@ -95,6 +96,7 @@ static int wb_class(utf8proc_int32_t c) {
 
 /* Decodes one code point at s[i] (invalid bytes: U+FFFD, advance 1). */
 static utf8proc_int32_t next_cp(const char *s, size_t n, size_t i, size_t *adv) {
+    if ((unsigned char)s[i] < 0x80) { *adv = 1; return (unsigned char)s[i]; }
     utf8proc_int32_t c;
     utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
     if (r <= 0) { *adv = 1; return 0xFFFD; }
@@ -120,6 +122,11 @@ static void analyzer_term(analyzer *a, const char *t, size_t len, analyzer_emit_
         size_t adv;
         utf8proc_int32_t c = next_cp(t, len, i, &adv);
         i += adv;
+        if (c < 0x80) {
+            if (k + 1 > a->cap) break;
+            a->buf[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            continue;
+        }
         c = utf8proc_tolower(c);
         if (k + 4 > a->cap) break;
         k += (size_t)utf8proc_encode_char(c, (utf8proc_uint8_t *)a->buf + k);

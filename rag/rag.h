@@ -283,7 +283,12 @@ bool filter_eval(const filter *f, const meta *m, const char *doc_id);
  * snapshots and replays log records with a larger LSN. A torn final record
  * (incomplete, or failing its CRC at the very end of the log) is dropped;
  * any other damage is an error naming the file. The BM25 index is rebuilt
- * from the stored chunks at open. */
+ * from the stored chunks at open.
+ *
+ * Threads: a handle is used by one thread at a time (searches share its
+ * analyzer and lazily load the embedding model); open one handle per thread
+ * for concurrent readers, or serialize. Processes: one writer or many
+ * readers (flock on LOCK). */
 typedef struct rag_index rag_index;
 
 typedef struct index_config {
