@@ -86,6 +86,8 @@ typedef struct crash_db {
     bool model;
     signed char *state; /* 1: acked present, -1: acked removed, 2: removal in flight, 0: never acked */
     int next, acks;
+    int mid_checkpoint; /* kills that left a snapshot the MANIFEST does not list */
+    int log_replays;    /* kills after which the log held records to replay */
 } crash_db;
 
 /* One kill cycle on db; then the checks. */
@@ -129,6 +131,18 @@ static void crash_cycle(crash_db *c, int kill_no, bool sanitized) {
     char mf[200];
     snprintf(mf, sizeof mf, "%s/MANIFEST", c->path);
     if (stat(mf, &sb) != 0) { assert_int_equal(c->acks, 0); return; }
+    /* where did the kill land? (informational) */
+    DIR *dd = opendir(c->path);
+    int snaps = 0;
+    if (dd) {
+        struct dirent *de;
+        while ((de = readdir(dd))) snaps += strncmp(de->d_name, "docs-", 5) == 0;
+        closedir(dd);
+    }
+    if (snaps > 1) c->mid_checkpoint++;
+    char wal[200];
+    snprintf(wal, sizeof wal, "%s/wal.log", c->path);
+    if (stat(wal, &sb) == 0 && sb.st_size > 0) c->log_replays++;
     qerr e;
     if (index_verify(c->path, &e)) { fprintf(stderr, "after kill %d: %s\n", kill_no, e.msg); fail(); }
     rag_index *x;
@@ -169,8 +183,10 @@ static void test_kill9(void **state) {
         crash_db *c = &dbs[it % 4 == 3 ? 1 : 0]; /* every 4th cycle: the index with an embedding model */
         crash_cycle(c, ++kills, sanitized);
     }
-    printf("seed %u: %d kills; plain index %d docs / %d acks, embedding index %d docs / %d acks\n", seed, kills,
-           dbs[0].next, dbs[0].acks, dbs[1].next, dbs[1].acks);
+    printf("seed %u: %d kills; plain index %d docs / %d acks, embedding index %d docs / %d acks; "
+           "kills inside a checkpoint (stray snapshot left) %d, with a log to replay %d\n",
+           seed, kills, dbs[0].next, dbs[0].acks, dbs[1].next, dbs[1].acks, dbs[0].mid_checkpoint + dbs[1].mid_checkpoint,
+           dbs[0].log_replays + dbs[1].log_replays);
     assert_true(kills >= 50);
     assert_true(dbs[0].acks > 50 && dbs[1].acks > 0);
     for (int i = 0; i < 2; i++) free(dbs[i].state);
