@@ -215,10 +215,11 @@ int cmd_index(int argc, char **argv) {
     if ((model && strcmp(have->embed_model, cfg.embed_model) != 0) ||
         (cfg_given && (have->chunk_tokens != cfg.chunk_tokens || have->overlap != cfg.overlap || have->k1 != cfg.k1 ||
                        have->b != cfg.b || have->multi_field != cfg.multi_field))) {
+        int rc = cli_fail("index", "%s exists with other settings (model '%s', chunk-tokens %d, overlap %d); they are fixed at creation",
+                          db, have->embed_model, have->chunk_tokens, have->overlap);
         index_free(x);
         free(files);
-        return cli_fail("index", "%s exists with other settings (model '%s', chunk-tokens %d, overlap %d); they are fixed at creation",
-                        db, have->embed_model, have->chunk_tokens, have->overlap);
+        return rc;
     }
     if (threads) index_set_threads(x, (int)threads, &e);
     double t0 = q_now();
