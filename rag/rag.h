@@ -134,4 +134,268 @@ int32_t vec_dot_i8_scalar(const int8_t *a, const int8_t *b, size_t n);
  * whether SIMD is now in use. For tests and benchmarks. */
 bool vec_use_simd(bool on);
 
+/* ======================================================================== */
+/* JSON reader (rag/jsonl.c): a small strict RFC 8259 parser for one JSONL
+ * line — bounds-checked, depth-limited (64), UTF-8 validated, duplicate
+ * keys rejected. Strings are decoded (NUL-terminated; may contain NUL). */
+typedef enum jv_type { JV_NULL = 0, JV_BOOL, JV_NUM, JV_STR, JV_ARR, JV_OBJ } jv_type;
+typedef struct jv {
+    int type;          /* jv_type */
+    bool b;
+    double num;
+    char *str;         /* JV_STR */
+    size_t len;        /* JV_STR: bytes; JV_ARR/JV_OBJ: items */
+    struct jv *items;  /* JV_ARR elements / JV_OBJ values */
+    char **keys;       /* JV_OBJ keys */
+} jv;
+int jsonl_parse(const char *s, size_t len, jv *out, qerr *e);
+void jsonl_free(jv *v);
+const jv *jsonl_get(const jv *obj, const char *key); /* NULL if absent / not an object */
+/* Compact JSON text of v (malloc'd, NUL-terminated). */
+int jsonl_dump(const jv *v, char **out, size_t *len, qerr *e);
+/* Next line of buf starting at *pos (without the newline, CR stripped);
+ * false at the end. */
+bool jsonl_next_line(const char *buf, size_t len, size_t *pos, const char **line, size_t *line_len);
+
+/* ======================================================================== */
+/* Analyzer (rag/analyzer.c): Anserini's default English analyzer —
+ * UAX#29-style word splitting (letters with marks, numbers such as 3.5 and
+ * 1,000, words such as don't; each Han/Hiragana character a token), English
+ * possessive removal, lower-casing, Lucene's English stop words, Porter
+ * stemming (libstemmer "porter"). Not thread-safe: one per thread. */
+typedef struct analyzer analyzer;
+typedef struct analyzer_opts {
+    bool keep_stopwords;
+    bool no_stem;
+} analyzer_opts;
+int analyzer_new(analyzer **out, const analyzer_opts *o, qerr *e); /* o may be NULL */
+void analyzer_free(analyzer *a);
+/* emit(term, len, ctx) for each output term, in order. */
+typedef void (*analyzer_emit_fn)(const char *term, size_t len, void *ctx);
+void analyzer_run(analyzer *a, const char *text, size_t len, analyzer_emit_fn emit, void *ctx);
+bool analyzer_is_stopword(const char *w, size_t len);
+
+/* ======================================================================== */
+/* BM25 (rag/bm25.c): in-memory inverted index with Lucene's BM25
+ * (idf = ln(1 + (N - df + 0.5)/(df + 0.5)), tf/(tf + k1(1 - b + b dl/avgdl)),
+ * no (k1+1) factor; document lengths through Lucene's 1-byte SmallFloat norm
+ * unless exact_norms). One or more fields (flat: title+text in one field).
+ * Top-k by MaxScore (exact: equals exhaustive scoring, ties to lower ids).
+ * Deleted documents stay in the statistics until the index is rebuilt
+ * (Lucene's behaviour before a merge). Not thread-safe for writes; searches
+ * may run concurrently with each other. */
+#define BM25_MAX_FIELDS 4
+typedef struct bm25_params {
+    float k1, b;                        /* defaults 0.9, 0.4 (Anserini) */
+    int n_fields;                       /* 1 (flat) .. BM25_MAX_FIELDS */
+    float field_weight[BM25_MAX_FIELDS];/* default 1 */
+    bool exact_norms;                   /* false: Lucene's lossy 1-byte norms */
+} bm25_params;
+void bm25_params_default(bm25_params *p);
+
+typedef struct bm25 bm25;
+typedef bool (*bm25_filter_fn)(uint32_t id, void *ctx);
+typedef struct bm25_hit {
+    uint32_t id;
+    float score;
+} bm25_hit;
+typedef struct bm25_stats {
+    uint64_t n_scored;    /* documents fully scored */
+    uint64_t n_filtered;  /* candidates rejected by the filter */
+    int n_clauses;
+    double t_analyze;     /* seconds spent analyzing the query */
+} bm25_stats;
+
+int bm25_new(bm25 **out, const bm25_params *p, qerr *e);
+void bm25_free(bm25 *x);
+/* Adds the next document (ids are dense: 0, 1, 2, ...). fields[f] of lens[f] bytes. */
+int bm25_add(bm25 *x, analyzer *a, const char *const *fields, const size_t *lens, uint32_t *id, qerr *e);
+void bm25_delete(bm25 *x, uint32_t id);
+bool bm25_is_deleted(const bm25 *x, uint32_t id);
+uint32_t bm25_count(const bm25 *x); /* ids handed out (including deleted) */
+/* Top k by score (descending; ties: lower id first). filter may be NULL.
+ * out has room for k; *n_out = hits written. exhaustive: score every
+ * posting (reference for tests). stats may be NULL. */
+int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int k, bm25_filter_fn filter, void *fctx,
+                bool exhaustive, bm25_hit *out, int *n_out, bm25_stats *stats, qerr *e);
+/* Lucene's SmallFloat.intToByte4 / byte4ToInt. */
+uint8_t bm25_int_to_byte4(uint32_t i);
+uint32_t bm25_byte4_to_int(uint8_t b);
+
+/* ======================================================================== */
+/* Chunking (rag/chunk.c): paragraphs (Markdown: also headings), then
+ * sentences, then words, packed under a token budget with overlap. Every
+ * chunk is a byte range [start, end) of the original text. */
+typedef enum chunk_format { CHUNK_TEXT = 0, CHUNK_MARKDOWN = 1 } chunk_format;
+/* Token count of text[0..len); NULL counter: whitespace-separated words. */
+typedef int (*chunk_count_fn)(const char *text, size_t len, void *ctx);
+typedef struct chunk_opts {
+    int max_tokens;      /* budget per chunk (> 0) */
+    int overlap;         /* tokens of trailing sentences repeated at the next chunk's start */
+    int format;          /* chunk_format */
+    chunk_count_fn count;
+    void *count_ctx;
+} chunk_opts;
+typedef struct chunk_span {
+    size_t start, end;
+} chunk_span;
+/* *spans is malloc'd; an empty or all-space text gives no chunk. */
+int chunk_text(const char *text, size_t len, const chunk_opts *o, chunk_span **spans, size_t *n, qerr *e);
+int chunk_count_words(const char *text, size_t len, void *ctx);
+
+/* ======================================================================== */
+/* Metadata filters (rag/filter.c). Expression language:
+ *   expr    := or ; or := and ("or" and)* ; and := unary ("and" unary)*
+ *   unary   := "not" unary | "(" expr ")" | cmp
+ *   cmp     := FIELD ("=" | "==" | "!=" | "<" | "<=" | ">" | ">=") VALUE
+ *            | FIELD "in" "[" VALUE ("," VALUE)* "]" | FIELD "exists"
+ *   VALUE   := "string" (JSON escapes) | number | true | false
+ *   FIELD   := [A-Za-z_][A-Za-z0-9_.-]*   (_id is the document id)
+ * A missing field or a type mismatch makes a comparison false; "!=" is
+ * "not =". Metadata values: strings, numbers, booleans, or arrays of them
+ * (a comparison holds when any element satisfies it). */
+typedef struct meta_val {
+    int type;   /* JV_STR, JV_NUM or JV_BOOL */
+    double num;
+    bool b;
+    char *str;
+} meta_val;
+typedef struct meta_field {
+    char *key;
+    meta_val *vals;
+    int n_vals;
+} meta_field;
+typedef struct meta {
+    meta_field *fields;
+    int n;
+} meta;
+/* From a JSON object (nested objects and nulls are skipped). */
+int meta_from_json(meta *m, const jv *obj, qerr *e);
+void meta_free(meta *m);
+
+typedef struct filter filter;
+int filter_parse(filter **out, const char *expr, qerr *e);
+void filter_free(filter *f);
+bool filter_eval(const filter *f, const meta *m, const char *doc_id);
+
+/* ======================================================================== */
+/* Index directory (rag/index.c). One directory per index:
+ *   MANIFEST       config + snapshot files with sizes and CRC32C (atomic)
+ *   wal.log        write-ahead log: [u32 len][u32 crc32c][payload], fsync'd
+ *                  before an add/rm returns; payload starts with a u64 LSN
+ *   docs-G.dat     snapshot of live documents and chunks (CRC32C trailer)
+ *   hnsw-G.bin     snapshot of the vector index (when embedding)
+ *   LOCK           flock: writers exclusive, readers shared
+ * A checkpoint writes new snapshots, then the MANIFEST (which records the
+ * last LSN they contain), then truncates the log; opening loads the
+ * snapshots and replays log records with a larger LSN. A torn final record
+ * (incomplete, or failing its CRC at the very end of the log) is dropped;
+ * any other damage is an error naming the file. The BM25 index is rebuilt
+ * from the stored chunks at open.
+ *
+ * Threads: a handle is used by one thread at a time (searches share its
+ * analyzer and lazily load the embedding model); open one handle per thread
+ * for concurrent readers, or serialize. Processes: one writer or many
+ * readers (flock on LOCK). */
+typedef struct rag_index rag_index;
+
+typedef struct index_config {
+    char embed_model[1024]; /* empty: no vectors */
+    int chunk_tokens;       /* 0: the model's context - 2 (512 words without a model) */
+    int overlap;            /* tokens */
+    float k1, b;
+    bool multi_field;       /* title and text as separate BM25 fields */
+} index_config;
+void index_config_default(index_config *c);
+
+enum { INDEX_READ = 0, INDEX_WRITE = 1, INDEX_CREATE = 2 };
+/* dir NULL: in memory only (no durability). cfg: used at creation; NULL
+ * for defaults. */
+int index_open(rag_index **out, const char *dir, int mode, const index_config *cfg, qerr *e);
+/* Checkpoints if the log is non-empty and the index is writable. */
+int index_close(rag_index *x, qerr *e);
+void index_free(rag_index *x); /* no checkpoint */
+const index_config *index_get_config(const rag_index *x);
+/* Checkpoint when the log exceeds this many bytes (0: only at close). */
+void index_set_checkpoint_bytes(rag_index *x, uint64_t bytes);
+int index_set_threads(rag_index *x, int n, qerr *e);
+
+typedef struct index_doc {
+    const char *id;
+    const char *title;       /* may be NULL */
+    const char *text;
+    size_t text_len;
+    const char *meta_json;   /* JSON object text or NULL */
+    const char *const *acl;  /* principals; n_acl 0: public */
+    int n_acl;
+    int format;              /* chunk_format */
+} index_doc;
+/* Adds (or replaces) documents; durable (log fsync'd) when it returns 0. */
+int index_add(rag_index *x, const index_doc *docs, size_t n, qerr *e);
+/* Removes a document and all its chunks; *found tells whether it existed. */
+int index_rm(rag_index *x, const char *doc_id, bool *found, qerr *e);
+int index_checkpoint(rag_index *x, qerr *e);
+/* Checks every file's checksum and the in-memory structures. */
+int index_verify(const char *dir, qerr *e);
+bool index_has_doc(const rag_index *x, const char *doc_id);
+size_t index_doc_count(const rag_index *x);
+size_t index_chunk_count(const rag_index *x);
+
+/* Search. */
+enum search_mode { SEARCH_BM25 = 0, SEARCH_VECTOR = 1, SEARCH_HYBRID = 2 };
+enum fusion { FUSION_RRF = 0, FUSION_WEIGHTED = 1 };
+/* Rerank hook (a cross-encoder later): fills scores[i] for texts[i]. */
+typedef int (*rerank_fn)(void *ctx, const char *query, const char *const *texts, int n, float *scores, qerr *e);
+enum { ST_ANALYZE, ST_BM25, ST_EMBED, ST_HNSW, ST_FUSE, ST_FILTER, ST_RERANK, ST_COUNT };
+extern const char *const search_stage_names[ST_COUNT];
+typedef struct search_opts {
+    int k;
+    int mode;                    /* search_mode */
+    int fusion;                  /* fusion */
+    float alpha;                 /* weighted fusion: alpha*bm25 + (1-alpha)*vector; default 0.5 */
+    int rrf_k;                   /* default 60 */
+    int depth;                   /* candidates per list for hybrid; 0: max(k, 100) */
+    const filter *filter;        /* may be NULL */
+    const char *const *principals;
+    int n_principals;
+    rerank_fn rerank;
+    void *rerank_ctx;
+    bool group_by_doc;           /* one result per document (its best chunk) */
+} search_opts;
+void search_opts_default(search_opts *o);
+typedef struct search_hit {
+    const char *doc_id;          /* valid until the index changes */
+    const char *chunk;
+    size_t chunk_len;
+    size_t start, end;
+    float score;
+    uint64_t chunk_id;
+} search_hit;
+typedef struct search_result {
+    search_hit *hits;
+    int n;
+    double t[ST_COUNT];          /* seconds per stage */
+} search_result;
+int index_search(rag_index *x, const char *query, const search_opts *o, search_result *r, qerr *e);
+void search_result_free(search_result *r);
+
+/* ======================================================================== */
+/* Retrieval evaluation (rag/eval.c), BEIR conventions (pytrec_eval):
+ * nDCG@10 with graded gains rel / log2(rank + 1) and the ideal ranking from
+ * all judged documents with rel > 0; recall@100 = relevant retrieved in the
+ * first 100 / relevant; MRR@10 = 1 / rank of the first relevant. */
+typedef struct qrels qrels;
+/* TSV: query-id, corpus-id, score (an optional header line is skipped). */
+int qrels_load(qrels **out, const char *path, qerr *e);
+void qrels_free(qrels *q);
+size_t qrels_query_count(const qrels *q);
+bool qrels_has_query(const qrels *q, const char *qid);
+/* ranked: distinct doc ids, best first. Returns false if the query has no
+ * relevant document (not counted by BEIR). */
+/* Orders a run the way trec_eval does before scoring: score descending,
+ * ties by document id descending (strcmp). */
+void qrels_sort_run(const char **ids, float *scores, int n);
+bool qrels_eval_query(const qrels *q, const char *qid, const char *const *ranked, int n, double *ndcg10,
+                      double *recall100, double *mrr10);
+
 #endif

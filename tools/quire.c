@@ -17,6 +17,8 @@ DECLARE(serve);
 DECLARE(tokenize);
 DECLARE(detokenize);
 DECLARE(bench_tokenizer);
+DECLARE(index);
+DECLARE(search);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
@@ -31,6 +33,8 @@ static const cli_command commands[] = {
     {"schema", "validate JSON against a JSON Schema, or check a schema is supported", cmd_schema, help_schema},
     {"serve", "run the HTTP service (OpenAI-compatible API)", cmd_serve, help_serve},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
+    {"index", "build a retrieval index: add JSONL / text / Markdown documents, rm, verify", cmd_index, help_index},
+    {"search", "search an index: BM25, vector or hybrid, with filters and ACL principals", cmd_search, help_search},
 };
 
 static void usage(FILE *out) {
