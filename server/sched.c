@@ -105,7 +105,7 @@ static bool admit(sched *s, job *j) {
         qerr e;
         int32_t *ids;
         size_t n;
-        if (tokenizer_encode(s->tok, j->prompt, j->prompt_len, true, j->kind == JOB_CHAT, &ids, &n, &e)) {
+        if (tokenizer_encode(s->tok, j->prompt, j->prompt_len, j->add_special, j->kind == JOB_CHAT, &ids, &n, &e)) {
             fail_job(s, j, 400, e.msg);
             return true;
         }

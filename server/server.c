@@ -57,6 +57,7 @@ typedef struct srv {
     tokenizer *tok;
     bert_model *bert;
     tokenizer *btok;
+    char *chat_template; /* override template source, or NULL */
     qpool *bpool;
     pthread_mutex_t bert_mu;
     sched sch;
@@ -413,7 +414,7 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
     /* the prompt */
     sbuf prompt = {0};
     if (kind == JOB_CHAT) {
-        if (chat_render(s->m->g, s->tok, s->cfg.chat_template, json_get(body, "messages"), &prompt, &e)) {
+        if (chat_render(s->m->g, s->tok, s->chat_template, json_get(body, "messages"), &prompt, &e)) {
             send_error(c, 400, "invalid_request_error", "messages", e.msg);
             ok = false;
         }
@@ -490,6 +491,14 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
     if (!ok) { sb_free(&prompt); job_release(j); return; }
     j->prompt = prompt.p;
     j->prompt_len = prompt.n;
+    /* a template that writes the BOS text itself must not get a second one */
+    j->add_special = true;
+    int32_t bos = tokenizer_bos(s->tok);
+    if (kind == JOB_CHAT && bos >= 0) {
+        size_t bl;
+        const char *bt = tokenizer_token_text(s->tok, bos, &bl);
+        if (bt && bl && prompt.n >= bl && memcmp(prompt.p, bt, bl) == 0) j->add_special = false;
+    }
     if (s->cfg.request_timeout > 0) j->deadline = j->t_arrive + s->cfg.request_timeout;
     j->conn = c;
     if (!sched_submit(&s->sch, j)) {
@@ -942,6 +951,14 @@ int server_run(const server_config *cfg, qerr *e) {
         pthread_mutex_init(&s->bert_mu, NULL);
     }
     if (cfg->api_key_file && load_keys(s, cfg->api_key_file, e)) goto out;
+    if (cfg->chat_template) {
+        if (strcmp(cfg->chat_template, "chatml") == 0) {
+            s->chat_template = strdup(chat_template_chatml);
+        } else if (q_read_file(cfg->chat_template, &s->chat_template, NULL, e)) {
+            qerr_wrap(e, "--chat-template");
+            goto out;
+        }
+    }
 
     s->loop = uv_default_loop();
     uv_async_init(s->loop, &s->async, on_async);
@@ -992,6 +1009,7 @@ out:
     tokenizer_free(s->tok);
     model_free(s->m);
     free(s->keys);
+    free(s->chat_template);
     free(s);
     return rc;
 }

@@ -42,6 +42,7 @@ typedef struct job {
     char **stop;
     int n_stop;
     bool stream, include_usage;
+    bool add_special;        /* add BOS: false when the rendered template already has it */
     double t_arrive, deadline; /* q_now() seconds; deadline 0: none */
     /* filled by the scheduler */
     double t_admit, t_first, t_done;
@@ -101,8 +102,10 @@ bool sched_submit(sched *s, job *j);
 job_event *sched_take_events(sched *s, int *n);
 void job_release(job *j);
 
-/* chat.c — render OpenAI messages with the model's chat template. */
-int chat_render(const gguf *g, const tokenizer *tok, const char *override_name, const json *messages, sbuf *out,
+/* chat.c — render OpenAI messages with the model's chat template (or the
+ * override template's source). */
+extern const char *const chat_template_chatml;
+int chat_render(const gguf *g, const tokenizer *tok, const char *override_tmpl, const json *messages, sbuf *out,
                 qerr *e);
 
 #endif
