@@ -90,6 +90,22 @@ static void test_bert_golden(void **state) {
     sb[1] = 0;
     assert_int_not_equal(bert_embed(m, pool, big, sb, 1, -1, batch, &e), 0);
     free(big);
+    /* the CLI: the first golden text, mean pooling (the model's default) */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "embed -m %s -p \"The invoice total is 1,250.00 EUR, due on 2024-03-15.\"",
+             shared_path("models/synthetic/syn-bert-F16.gguf"));
+    char *out;
+    assert_int_equal(run_quire(cmd, &out), 0);
+    const char *p = strstr(out, "\"embedding\":[");
+    assert_non_null(p);
+    p += 13;
+    float cli[1024];
+    int k = 0;
+    while (*p && *p != ']' && k < 1024) { char *end; cli[k++] = strtof(p, &end); p = end; if (*p == ',') p++; }
+    assert_int_equal(k, d);
+    assert_int_equal(read_array(json, "embedding_mean", 0, ref, 1024), d);
+    assert_true(cosine(cli, ref, d) >= 0.9999);
+    free(out);
     free(batch);
     free(single);
     qpool_free(pool);

@@ -10,6 +10,7 @@
 
 #include "models/models.h"
 #include "testutil.h"
+#include "sgr/sgr.h"
 #include "tokenizer/tokenizer.h"
 
 static char *trim(char *s) {
@@ -79,6 +80,12 @@ static void test_stop_strings(void **state) {
 static void test_json_and_profile(void **state) {
     (void)state;
     char *out = quire_out("run -m %s -p \"Once upon a time\" -n 16 --temp 0 --json", shared_path(STORIES));
+    json *doc;
+    qerr e;
+    if (json_parse(out, strlen(out), NULL, &doc, &e)) { fprintf(stderr, "run --json is not JSON: %s\n%s\n", e.msg, out); fail(); }
+    assert_true(json_is_string(json_get(doc, "text")));
+    assert_int_equal(json_size(json_get(doc, "tokens")), 16);
+    json_free(doc);
     assert_non_null(strstr(out, "\"n_gen\":16"));
     assert_non_null(strstr(out, "\"n_prompt\":5"));
     const char *stages[] = {"\"tokenize\":", "\"prefill\":", "\"decode\":", "\"sample\":", "\"detokenize\":"};

@@ -19,6 +19,7 @@ DECLARE(detokenize);
 DECLARE(bench_tokenizer);
 DECLARE(index);
 DECLARE(search);
+DECLARE(embed);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
@@ -33,6 +34,7 @@ static const cli_command commands[] = {
     {"schema", "validate JSON against a JSON Schema, or check a schema is supported", cmd_schema, help_schema},
     {"serve", "run the HTTP service (OpenAI-compatible API)", cmd_serve, help_serve},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
+    {"embed", "embed a text with a BERT encoder (L2-normalized)", cmd_embed, help_embed},
     {"index", "build a retrieval index: add JSONL / text / Markdown documents, rm, verify", cmd_index, help_index},
     {"search", "search an index: BM25, vector or hybrid, with filters and ACL principals", cmd_search, help_search},
 };
