@@ -509,6 +509,20 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
     c->job = j; /* the loop's reference is released when the job's done event arrives */
 }
 
+/* base64 (RFC 4648) of little-endian float32s: encoding_format "base64". */
+static void sb_base64_f32(sbuf *b, const float *v, int n) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *p = (const uint8_t *)v; /* x86-64 and aarch64 Linux are little-endian */
+    size_t len = (size_t)n * 4;
+    sb_put(b, "\"", 1);
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t x = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < len ? p[i + 2] : 0);
+        char o[4] = {tab[x >> 18], tab[(x >> 12) & 63], i + 1 < len ? tab[(x >> 6) & 63] : '=', i + 2 < len ? tab[x & 63] : '='};
+        sb_put(b, o, 4);
+    }
+    sb_put(b, "\"", 1);
+}
+
 static void embed_work(uv_work_t *w) {
     conn *c = w->data;
     srv *s = c->s;
@@ -536,9 +550,16 @@ static void embed_work(uv_work_t *w) {
         }
         free(ids);
         total += (long)nt;
-        sb_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", i ? "," : "", i);
-        for (int k = 0; k < d; k++) sb_printf(b, "%s%.8g", k ? "," : "", vec[k]);
-        sb_puts(b, "]}");
+        sb_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
+        const json *fmt = json_get(c->emb_req, "encoding_format");
+        if (json_is_string(fmt) && strcmp(json_string(fmt), "base64") == 0) {
+            sb_base64_f32(b, vec, d);
+        } else {
+            sb_puts(b, "[");
+            for (int k = 0; k < d; k++) sb_printf(b, "%s%.8g", k ? "," : "", vec[k]);
+            sb_puts(b, "]");
+        }
+        sb_puts(b, "}");
     }
     pthread_mutex_unlock(&s->bert_mu);
     free(vec);
@@ -569,6 +590,13 @@ static void handle_embeddings(conn *c, const http_request *r) {
     qerr e;
     if (json_parse(r->body ? r->body : "", r->body_len, NULL, &c->emb_req, &e)) { send_error(c, 400, "invalid_request_error", NULL, e.msg); return; }
     const json *in = json_get(c->emb_req, "input");
+    const json *fmt = json_get(c->emb_req, "encoding_format");
+    if (fmt && (!json_is_string(fmt) || (strcmp(json_string(fmt), "float") && strcmp(json_string(fmt), "base64")))) {
+        json_free(c->emb_req);
+        c->emb_req = NULL;
+        send_error(c, 400, "invalid_request_error", "encoding_format", "encoding_format must be \"float\" or \"base64\"");
+        return;
+    }
     if (!in || (!json_is_string(in) && !json_is_array(in)) || (json_is_array(in) && (json_size(in) == 0 || json_size(in) > 2048))) {
         json_free(c->emb_req);
         c->emb_req = NULL;

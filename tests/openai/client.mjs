@@ -1,0 +1,90 @@
+// The official openai client against a running `quire serve`: chat,
+// streaming chat with usage, structured output (refused honestly until
+// constrained decoding lands), completions, embeddings, models, errors.
+// Exits non-zero on the first failed check; prints "N passed, N failed".
+import OpenAI from "openai";
+
+const base = process.argv[2];
+const client = new OpenAI({ baseURL: base, apiKey: "test-key-for-the-openai-client", maxRetries: 0 });
+let passed = 0, failed = 0;
+async function check(name, fn) {
+  try { await fn(); passed++; console.log(`ok   ${name}`); }
+  catch (e) { failed++; console.log(`FAIL ${name}: ${e && e.stack || e}`); }
+}
+function assert(c, msg) { if (!c) throw new Error(msg); }
+
+await check("models.list", async () => {
+  const list = await client.models.list();
+  assert(list.data.length >= 1 && typeof list.data[0].id === "string", "no models");
+});
+let greedy;
+await check("chat.completions.create", async () => {
+  const r = await client.chat.completions.create({
+    model: "stories", messages: [{ role: "user", content: "Tell me a story." }], max_tokens: 24, temperature: 0 });
+  assert(r.object === "chat.completion", "object");
+  assert(r.choices[0].message.role === "assistant", "role");
+  assert(typeof r.choices[0].message.content === "string" && r.choices[0].message.content.length > 0, "content");
+  assert(r.usage.completion_tokens === 24 && r.usage.prompt_tokens > 0, "usage");
+  assert(r.choices[0].finish_reason === "length", "finish_reason");
+  greedy = r.choices[0].message.content;
+});
+await check("chat streaming with usage", async () => {
+  const stream = await client.chat.completions.create({
+    model: "stories", messages: [{ role: "user", content: "Tell me a story." }], max_tokens: 24, temperature: 0,
+    stream: true, stream_options: { include_usage: true } });
+  let text = "", usage = null, finish = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      if (c.delta && c.delta.content) text += c.delta.content;
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert(text === greedy, `streamed text differs: ${JSON.stringify(text)} vs ${JSON.stringify(greedy)}`);
+  assert(usage && usage.completion_tokens === 24, "usage chunk");
+  assert(finish === "length", "finish");
+});
+await check("structured output is refused, not ignored", async () => {
+  try {
+    await client.chat.completions.create({
+      model: "stories", messages: [{ role: "user", content: "x" }], max_tokens: 8,
+      response_format: { type: "json_schema", json_schema: { name: "t", strict: true,
+        schema: { type: "object", properties: { a: { type: "string" } }, required: ["a"] } } } });
+    throw new Error("accepted a json_schema the server cannot enforce");
+  } catch (e) {
+    assert(e instanceof OpenAI.BadRequestError, `expected 400, got ${e}`);
+    assert(e.param === "response_format", "param");
+  }
+});
+await check("completions.create", async () => {
+  const r = await client.completions.create({ model: "stories", prompt: "Once upon a time", max_tokens: 16, temperature: 0 });
+  assert(r.object === "text_completion", "object");
+  assert(r.choices[0].text.startsWith(", there was"), `text ${JSON.stringify(r.choices[0].text)}`);
+});
+await check("embeddings.create", async () => {
+  const r = await client.embeddings.create({ model: "bert", input: ["hello world", "the invoice total"] });
+  assert(r.data.length === 2, "count");
+  const v = r.data[0].embedding;
+  const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  assert(v.length === 128 && Math.abs(norm - 1) < 1e-3, `dim ${v.length} norm ${norm}`);
+});
+await check("embeddings, float encoding equals base64", async () => {
+  const a = await client.embeddings.create({ model: "bert", input: "hello world" });
+  const b = await client.embeddings.create({ model: "bert", input: "hello world", encoding_format: "float" });
+  const x = a.data[0].embedding, y = b.data[0].embedding;
+  assert(x.length === y.length, "dims");
+  for (let i = 0; i < x.length; i++) assert(Math.abs(x[i] - y[i]) < 1e-6, `component ${i}`);
+});
+await check("bad request surfaces as an API error", async () => {
+  try {
+    await client.chat.completions.create({ model: "stories", messages: [], max_tokens: 4 });
+    throw new Error("accepted empty messages");
+  } catch (e) { assert(e instanceof OpenAI.BadRequestError, `expected 400, got ${e}`); }
+});
+await check("wrong key is 401", async () => {
+  const bad = new OpenAI({ baseURL: base, apiKey: "definitely-not-the-right-key", maxRetries: 0 });
+  try { await bad.models.list(); throw new Error("accepted a wrong key"); }
+  catch (e) { assert(e instanceof OpenAI.AuthenticationError, `expected 401, got ${e}`); }
+});
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
