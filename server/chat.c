@@ -9,10 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-const char *const chat_template_chatml =
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
 /* A message's text: a string, or an array of {type: "text", text} parts. */
 static int content_of(const json *msg, sbuf *out, qerr *e) {
     const json *c = json_get(msg, "content");

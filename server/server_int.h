@@ -104,7 +104,6 @@ void job_release(job *j);
 
 /* chat.c — render OpenAI messages with the model's chat template (or the
  * override template's source). */
-extern const char *const chat_template_chatml;
 int chat_render(const gguf *g, const tokenizer *tok, const char *override_tmpl, const json *messages, sbuf *out,
                 qerr *e);
 

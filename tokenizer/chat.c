@@ -1471,3 +1471,8 @@ int chat_template_render(const char *tmpl, const chat_msg *msgs, size_t n_msgs, 
     arena_free(&c.a);
     return rc;
 }
+
+/* ChatML, the documented default for models that carry no template. */
+const char *const chat_template_chatml =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";

@@ -94,6 +94,8 @@ typedef struct chat_msg {
 } chat_msg;
 int chat_template_render(const char *tmpl, const chat_msg *msgs, size_t n_msgs, bool add_generation_prompt,
                          const char *bos_token, const char *eos_token, char **out, size_t *out_len, qerr *e);
+/* ChatML: what Quire uses for a model that carries no template. */
+extern const char *const chat_template_chatml;
 /* The model's template (tokenizer.chat_template), NULL if it has none. */
 const char *tokenizer_chat_template(const tokenizer *t);
 /* Renders tmpl (NULL: the model's own) with the vocabulary's BOS/EOS texts. */

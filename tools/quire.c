@@ -20,10 +20,12 @@ DECLARE(bench_tokenizer);
 DECLARE(index);
 DECLARE(search);
 DECLARE(embed);
+DECLARE(chat);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
     {"logits", "evaluate token ids and write the logits after each (float32)", cmd_logits, help_logits},
+    {"chat", "interactive multi-turn chat (chat template, KV cache reused between turns)", cmd_chat, help_chat},
     {"tokenize", "print the token ids of a text", cmd_tokenize, help_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize, help_detokenize},
     {"bench-tokenizer", "measure tokenizer throughput (MB/s, tokens/s)", cmd_bench_tokenizer, help_bench_tokenizer},
