@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "models/models.h"
 #include "testutil.h"
@@ -97,6 +98,40 @@ static void test_json_and_profile(void **state) {
     free(out);
 }
 
+/* --trace writes Chrome trace-event JSON: every event is a complete span
+ * ("ph":"X") with name, category, non-negative ts/dur; stages, layers and
+ * ops are all there. */
+static void test_trace(void **state) {
+    (void)state;
+    char path[] = "/tmp/quire-trace-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "run -m %s -p \"Once upon a time\" -n 8 --temp 0 --trace %s >/dev/null", shared_path(STORIES), path);
+    assert_int_equal(run_quire(cmd, NULL), 0);
+    size_t len;
+    char *text = test_read_file(path, &len);
+    json *doc;
+    qerr e;
+    if (json_parse(text, len, NULL, &doc, &e)) { fprintf(stderr, "trace is not JSON: %s\n", e.msg); fail(); }
+    const json *ev = json_get(doc, "traceEvents");
+    assert_true(json_is_array(ev) && json_size(ev) > 10);
+    int stages = 0, layers = 0, ops = 0;
+    for (size_t i = 0; i < json_size(ev); i++) {
+        const json *x = json_at(ev, i), *ph = json_get(x, "ph"), *cat = json_get(x, "cat");
+        assert_true(json_is_string(ph) && json_is_string(json_get(x, "name")));
+        if (strcmp(json_string(ph), "X") != 0) continue;
+        assert_true(json_number(json_get(x, "ts")) >= 0 && json_number(json_get(x, "dur")) >= 0);
+        if (!strcmp(json_string(cat), "stage")) stages++;
+        if (!strcmp(json_string(cat), "layer")) layers++;
+        if (!strcmp(json_string(cat), "op")) ops++;
+    }
+    assert_true(stages >= 5 && layers >= 5 * 8 && ops > layers);
+    json_free(doc);
+    free(text);
+    unlink(path);
+}
+
 static void test_errors(void **state) {
     (void)state;
     char cmd[1024];
@@ -171,7 +206,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference), cmocka_unit_test(test_seed_reproducible_across_threads),
         cmocka_unit_test(test_stop_strings),             cmocka_unit_test(test_json_and_profile),
-        cmocka_unit_test(test_errors),                   cmocka_unit_test(test_ppl_matches_independent),
+        cmocka_unit_test(test_errors),                   cmocka_unit_test(test_trace),                   cmocka_unit_test(test_ppl_matches_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
