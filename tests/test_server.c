@@ -25,6 +25,14 @@ typedef struct server {
     int port;
 } server;
 
+/* Servers still running when a test fails (an assertion jumps past stop()). */
+static pid_t live[16];
+static int n_live;
+static void kill_live(void) {
+    for (int i = 0; i < n_live; i++)
+        if (live[i] > 0) kill(live[i], SIGKILL);
+}
+
 static server start(const char *extra) {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -45,6 +53,7 @@ static server start(const char *extra) {
     assert_true(read(fds[0], buf, sizeof buf - 1) > 0);
     close(fds[0]);
     server s = {pid, atoi(buf)};
+    if (n_live < 16) live[n_live++] = pid;
     assert_true(s.port > 0);
     return s;
 }
@@ -53,6 +62,8 @@ static int stop(server *s) {
     kill(s->pid, SIGTERM);
     int st = 0;
     waitpid(s->pid, &st, 0);
+    for (int i = 0; i < n_live; i++)
+        if (live[i] == s->pid) live[i] = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -99,7 +110,7 @@ static char *request(int port, const char *method, const char *path, const char 
     char *p = req + strlen(req) - 2; /* before the final CRLF */
     if (body) snprintf(p, sizeof req - (size_t)(p - req), "%zu\r\n\r\n%s", strlen(body), body);
     send_all(fd, req, strlen(req));
-    char *out = recv_until_close(fd, 60000);
+    char *out = recv_until_close(fd, 300000); /* generous: sanitizer builds are slow */
     close(fd);
     return out;
 }
@@ -289,7 +300,7 @@ static void test_backpressure(void **state) {
     pthread_t th[N];
     for (int i = 0; i < N; i++) {
         calls[i].port = s.port;
-        snprintf(calls[i].body, sizeof calls[i].body, "{\"prompt\":\"Once\",\"max_tokens\":1500,\"temperature\":1.0,\"seed\":%d}", i);
+        snprintf(calls[i].body, sizeof calls[i].body, "{\"prompt\":\"Once\",\"max_tokens\":300,\"temperature\":1.0,\"seed\":%d}", i);
         pthread_create(&th[i], NULL, call_main, &calls[i]);
     }
     int ok = 0, busy = 0;
@@ -354,11 +365,14 @@ static void test_graceful_shutdown(void **state) {
     free(c.resp);
     int st = 0;
     waitpid(s.pid, &st, 0);
+    for (int i = 0; i < n_live; i++)
+        if (live[i] == s.pid) live[i] = 0;
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
+    atexit(kill_live);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basics),      cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_disconnect_cancels), cmocka_unit_test(test_backpressure),
