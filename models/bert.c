@@ -7,28 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int bind(const gguf *g, const char *name, int64_t ne0, int64_t ne1, const gguf_tensor **out, qerr *e) {
-    const gguf_tensor *t = gguf_find_tensor(g, name);
-    *out = t;
-    if (!t) return qerr_set(e, "missing tensor %s", name);
-    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return qerr_set(e, "tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name, (long long)t->ne[0],
-                        (long long)t->ne[1], (long long)ne0, (long long)ne1);
-    if (!qtype_is_supported(t->type))
-        return qerr_set(e, "tensor %s has type %s, which this build cannot compute with", name, qtype_get(t->type)->name);
-    return 0;
-}
-
-static int bind_vec(const gguf *g, const char *name, int64_t n, float **out, qerr *e) {
-    const gguf_tensor *t;
-    *out = NULL;
-    if (bind(g, name, n, 1, &t, e)) return -1;
-    *out = malloc((size_t)n * sizeof(float));
-    if (!*out) return qerr_set(e, "out of memory");
-    qtype_get(t->type)->to_float(t->data, *out, n);
-    return 0;
-}
-
 static int get_int(const gguf *g, const char *key, int *out, qerr *e) {
     int64_t v;
     if (!gguf_get_int(g, key, &v)) return qerr_set(e, "missing hyper-parameter %s", key);
@@ -83,11 +61,11 @@ int bert_load(bert_model **out, const char *path, qerr *e) {
     const gguf_tensor *tt = gguf_find_tensor(g, "token_types.weight");
     m->n_token_types = tt ? (int)tt->ne[1] : 0;
     int d = m->n_embd;
-    if (bind(g, "token_embd.weight", d, m->n_vocab, &m->tok_embd, e) ||
-        (tt && bind(g, "token_types.weight", d, m->n_token_types, &m->type_embd, e)) ||
-        bind(g, "position_embd.weight", d, m->n_ctx_train, &m->pos_embd, e) ||
-        bind_vec(g, "token_embd_norm.weight", d, &m->embd_norm_w, e) ||
-        bind_vec(g, "token_embd_norm.bias", d, &m->embd_norm_b, e))
+    if (model_bind(g, "token_embd.weight", d, m->n_vocab, true, &m->tok_embd, e) ||
+        (tt && model_bind(g, "token_types.weight", d, m->n_token_types, true, &m->type_embd, e)) ||
+        model_bind(g, "position_embd.weight", d, m->n_ctx_train, true, &m->pos_embd, e) ||
+        model_bind_vec(g, "token_embd_norm.weight", d, true, &m->embd_norm_w, e) ||
+        model_bind_vec(g, "token_embd_norm.bias", d, true, &m->embd_norm_b, e))
         goto fail;
     m->layers = calloc((size_t)m->n_layer, sizeof(bert_layer));
     if (!m->layers) { qerr_set(e, "out of memory"); goto fail; }
@@ -95,16 +73,16 @@ int bert_load(bert_model **out, const char *path, qerr *e) {
         bert_layer *L = &m->layers[l];
         char n[96];
 #define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", l, s), n)
-        if (bind(g, NAME("attn_q.weight"), d, d, &L->wq, e) || bind_vec(g, NAME("attn_q.bias"), d, &L->bq, e) ||
-            bind(g, NAME("attn_k.weight"), d, d, &L->wk, e) || bind_vec(g, NAME("attn_k.bias"), d, &L->bk, e) ||
-            bind(g, NAME("attn_v.weight"), d, d, &L->wv, e) || bind_vec(g, NAME("attn_v.bias"), d, &L->bv, e) ||
-            bind(g, NAME("attn_output.weight"), d, d, &L->wo, e) || bind_vec(g, NAME("attn_output.bias"), d, &L->bo, e) ||
-            bind_vec(g, NAME("attn_output_norm.weight"), d, &L->attn_norm_w, e) ||
-            bind_vec(g, NAME("attn_output_norm.bias"), d, &L->attn_norm_b, e) ||
-            bind(g, NAME("ffn_up.weight"), d, m->n_ff, &L->w_up, e) || bind_vec(g, NAME("ffn_up.bias"), m->n_ff, &L->b_up, e) ||
-            bind(g, NAME("ffn_down.weight"), m->n_ff, d, &L->w_down, e) || bind_vec(g, NAME("ffn_down.bias"), d, &L->b_down, e) ||
-            bind_vec(g, NAME("layer_output_norm.weight"), d, &L->out_norm_w, e) ||
-            bind_vec(g, NAME("layer_output_norm.bias"), d, &L->out_norm_b, e))
+        if (model_bind(g, NAME("attn_q.weight"), d, d, true, &L->wq, e) || model_bind_vec(g, NAME("attn_q.bias"), d, true, &L->bq, e) ||
+            model_bind(g, NAME("attn_k.weight"), d, d, true, &L->wk, e) || model_bind_vec(g, NAME("attn_k.bias"), d, true, &L->bk, e) ||
+            model_bind(g, NAME("attn_v.weight"), d, d, true, &L->wv, e) || model_bind_vec(g, NAME("attn_v.bias"), d, true, &L->bv, e) ||
+            model_bind(g, NAME("attn_output.weight"), d, d, true, &L->wo, e) || model_bind_vec(g, NAME("attn_output.bias"), d, true, &L->bo, e) ||
+            model_bind_vec(g, NAME("attn_output_norm.weight"), d, true, &L->attn_norm_w, e) ||
+            model_bind_vec(g, NAME("attn_output_norm.bias"), d, true, &L->attn_norm_b, e) ||
+            model_bind(g, NAME("ffn_up.weight"), d, m->n_ff, true, &L->w_up, e) || model_bind_vec(g, NAME("ffn_up.bias"), m->n_ff, true, &L->b_up, e) ||
+            model_bind(g, NAME("ffn_down.weight"), m->n_ff, d, true, &L->w_down, e) || model_bind_vec(g, NAME("ffn_down.bias"), d, true, &L->b_down, e) ||
+            model_bind_vec(g, NAME("layer_output_norm.weight"), d, true, &L->out_norm_w, e) ||
+            model_bind_vec(g, NAME("layer_output_norm.bias"), d, true, &L->out_norm_b, e))
             goto fail;
 #undef NAME
     }

@@ -45,34 +45,6 @@ static bool opt_float(const gguf *g, const char *arch, const char *suffix, float
     return true;
 }
 
-/* A weight of shape [ne0 = cols, ne1 = rows] the engine can compute with. */
-static int bind(const gguf *g, const char *name, int64_t ne0, int64_t ne1, bool required,
-                const gguf_tensor **out, qerr *e) {
-    const gguf_tensor *t = gguf_find_tensor(g, name);
-    *out = t;
-    if (!t) return required ? qerr_set(e, "missing tensor %s", name) : 0;
-    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
-        return qerr_set(e, "tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
-                        (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
-                        (long long)ne0, (long long)ne1);
-    if (!qtype_is_supported(t->type))
-        return qerr_set(e, "tensor %s has type %s, which this build cannot compute with", name, qtype_get(t->type)->name);
-    return 0;
-}
-
-/* A vector (norm weight, bias) copied out as f32. */
-static int bind_vec(const gguf *g, const char *name, int64_t n, bool required, float **out, qerr *e) {
-    const gguf_tensor *t;
-    *out = NULL;
-    if (bind(g, name, n, 1, required, &t, e)) return -1;
-    if (!t) return 0;
-    float *v = malloc((size_t)n * sizeof(float));
-    if (!v) return qerr_set(e, "out of memory");
-    qtype_get(t->type)->to_float(t->data, v, n);
-    *out = v;
-    return 0;
-}
-
 static int load_hparams(const gguf *g, model_hparams *hp, qerr *e) {
     memset(hp, 0, sizeof *hp);
     const char *arch = gguf_get_str(g, "general.architecture");
@@ -160,13 +132,13 @@ int model_load(model **out, const char *path, qerr *e) {
     model_hparams *hp = &m->hp;
     if (load_hparams(g, hp, e)) goto fail;
     int d = hp->n_embd, qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
-    if (bind(g, "token_embd.weight", d, hp->n_vocab, true, &m->tok_embd, e)) goto fail;
-    if (bind(g, "output.weight", d, hp->n_vocab, false, &m->output, e)) goto fail;
+    if (model_bind(g, "token_embd.weight", d, hp->n_vocab, true, &m->tok_embd, e)) goto fail;
+    if (model_bind(g, "output.weight", d, hp->n_vocab, false, &m->output, e)) goto fail;
     if (!m->output) m->output = m->tok_embd; /* tied embeddings */
-    if (bind_vec(g, "output_norm.weight", d, true, &m->output_norm, e)) goto fail;
+    if (model_bind_vec(g, "output_norm.weight", d, true, &m->output_norm, e)) goto fail;
     const gguf_tensor *rf = gguf_find_tensor(g, "rope_freqs.weight");
     if (rf) {
-        if (bind_vec(g, "rope_freqs.weight", hp->n_rot / 2, true, &m->rope_freq_factors, e)) goto fail;
+        if (model_bind_vec(g, "rope_freqs.weight", hp->n_rot / 2, true, &m->rope_freq_factors, e)) goto fail;
     }
     m->layers = calloc((size_t)hp->n_layer, sizeof(model_layer));
     if (!m->layers) { qerr_set(e, "out of memory"); goto fail; }
@@ -174,20 +146,20 @@ int model_load(model **out, const char *path, qerr *e) {
         model_layer *L = &m->layers[l];
         char n[96];
 #define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", l, s), n)
-        if (bind_vec(g, NAME("attn_norm.weight"), d, true, &L->attn_norm, e) ||
-            bind(g, NAME("attn_q.weight"), d, qd, true, &L->wq, e) ||
-            bind(g, NAME("attn_k.weight"), d, kvd, true, &L->wk, e) ||
-            bind(g, NAME("attn_v.weight"), d, kvd, true, &L->wv, e) ||
-            bind(g, NAME("attn_output.weight"), qd, d, true, &L->wo, e) ||
-            bind_vec(g, NAME("ffn_norm.weight"), d, true, &L->ffn_norm, e) ||
-            bind(g, NAME("ffn_gate.weight"), d, hp->n_ff, true, &L->w_gate, e) ||
-            bind(g, NAME("ffn_up.weight"), d, hp->n_ff, true, &L->w_up, e) ||
-            bind(g, NAME("ffn_down.weight"), hp->n_ff, d, true, &L->w_down, e))
+        if (model_bind_vec(g, NAME("attn_norm.weight"), d, true, &L->attn_norm, e) ||
+            model_bind(g, NAME("attn_q.weight"), d, qd, true, &L->wq, e) ||
+            model_bind(g, NAME("attn_k.weight"), d, kvd, true, &L->wk, e) ||
+            model_bind(g, NAME("attn_v.weight"), d, kvd, true, &L->wv, e) ||
+            model_bind(g, NAME("attn_output.weight"), qd, d, true, &L->wo, e) ||
+            model_bind_vec(g, NAME("ffn_norm.weight"), d, true, &L->ffn_norm, e) ||
+            model_bind(g, NAME("ffn_gate.weight"), d, hp->n_ff, true, &L->w_gate, e) ||
+            model_bind(g, NAME("ffn_up.weight"), d, hp->n_ff, true, &L->w_up, e) ||
+            model_bind(g, NAME("ffn_down.weight"), hp->n_ff, d, true, &L->w_down, e))
             goto fail;
         bool need_bias = hp->arch == ARCH_QWEN2;
-        if (bind_vec(g, NAME("attn_q.bias"), qd, need_bias, &L->bq, e) ||
-            bind_vec(g, NAME("attn_k.bias"), kvd, need_bias, &L->bk, e) ||
-            bind_vec(g, NAME("attn_v.bias"), kvd, need_bias, &L->bv, e))
+        if (model_bind_vec(g, NAME("attn_q.bias"), qd, need_bias, &L->bq, e) ||
+            model_bind_vec(g, NAME("attn_k.bias"), kvd, need_bias, &L->bk, e) ||
+            model_bind_vec(g, NAME("attn_v.bias"), kvd, need_bias, &L->bv, e))
             goto fail;
 #undef NAME
     }

@@ -40,6 +40,11 @@ typedef struct model {
 } model;
 
 int model_load(model **out, const char *path, qerr *e);
+/* A weight [ne0 = cols, ne1 = rows] of a type the engine computes with;
+ * absent and not required: *out = NULL and 0. */
+int model_bind(const gguf *g, const char *name, int64_t ne0, int64_t ne1, bool required, const gguf_tensor **out, qerr *e);
+/* A vector (norm weight, bias) copied out as f32. */
+int model_bind_vec(const gguf *g, const char *name, int64_t n, bool required, float **out, qerr *e);
 void model_free(model *m);
 /* Parameter count and bytes of weights read per decoded token. */
 int64_t model_n_params(const model *m);
