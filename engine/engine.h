@@ -283,6 +283,16 @@ void sampler_free(sampler *s);
  * generated or prompted so far, for penalties. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_history);
 
+/* Log-probabilities under the model's distribution after penalties (before
+ * filters and temperature — what OpenAI-style logprobs report): the token's,
+ * and the n_top most likely tokens' (ids and logprobs, best first; ties to
+ * the lower id). Call with the logits sampler_sample was given. */
+typedef struct token_logprob {
+    int32_t id;
+    float logprob;
+} token_logprob;
+float sampler_logprobs(sampler *s, const float *logits, int32_t token, int n_top, token_logprob *top);
+
 /* ------------------------------------------------------------------------ */
 /* Model quantization (engine/quantize_model.c; added with the quantizers).
  * Converts a GGUF model to a whole-file type, following the reference

@@ -173,3 +173,21 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *hist, int n_his
     }
     return c[n - 1].id;
 }
+
+float sampler_logprobs(sampler *s, const float *logits, int32_t token, int n_top, token_logprob *top) {
+    int nv = s->n_vocab;
+    float mx = -INFINITY;
+    for (int i = 0; i < nv; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < nv; i++) sum += exp((double)logits[i] - mx);
+    double lse = mx + log(sum);
+    if (n_top > 0 && top) {
+        cand *c = s->c;
+        for (int i = 0; i < nv; i++) c[i] = (cand){i, logits[i], 0};
+        if (n_top > nv) n_top = nv;
+        if (n_top < nv) select_top(c, nv, n_top);
+        qsort(c, (size_t)n_top, sizeof *c, cand_cmp);
+        for (int i = 0; i < n_top; i++) top[i] = (token_logprob){c[i].id, (float)(c[i].logit - lse)};
+    }
+    return (float)(logits[token] - lse);
+}

@@ -137,6 +137,11 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
         double t1 = q_now();
         st->t_sample += t1 - t0;
         if (c->trace) qtrace_span(c->trace, "sample", "stage", t0, t1, -1);
+        if (p->lp_out) {
+            float lp = sampler_logprobs(smp, logits, tok_id, p->n_logprobs,
+                                        p->top_out ? p->top_out + (size_t)g * (size_t)p->n_logprobs : NULL);
+            p->lp_out[g] = (token_logprob){tok_id, lp};
+        }
         if (tokenizer_is_eog(tok, tok_id)) { st->stop_reason = "eog"; break; }
         hist[n_hist++] = tok_id;
         st->n_gen++;

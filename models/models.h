@@ -166,6 +166,11 @@ typedef struct gen_params {
     int n_stop;
     bool add_special;        /* BOS/EOS as the vocabulary says */
     bool parse_special;      /* special-token text in the prompt */
+    /* optional, caller-allocated: the chosen token's logprob for each
+     * generated token [n_predict], and n_logprobs alternatives each
+     * [n_predict][n_logprobs] */
+    int n_logprobs;
+    token_logprob *lp_out, *top_out;
 } gen_params;
 
 typedef struct gen_stats {

@@ -132,6 +132,28 @@ static void test_trace(void **state) {
     unlink(path);
 }
 
+/* --logprobs: greedy picks the top alternative; logprobs are <= 0 and the
+ * alternatives come best first. */
+static void test_logprobs_cli(void **state) {
+    (void)state;
+    char *out = quire_out("run -m %s -p \"Once upon a time\" -n 12 --temp 0 --json --logprobs 3", shared_path(STORIES));
+    json *doc;
+    qerr e;
+    assert_int_equal(json_parse(out, strlen(out), NULL, &doc, &e), 0);
+    const json *lps = json_get(doc, "logprobs");
+    assert_int_equal(json_size(lps), 12);
+    for (size_t i = 0; i < json_size(lps); i++) {
+        const json *x = json_at(lps, i), *top = json_get(x, "top");
+        assert_int_equal(json_size(top), 3);
+        assert_true(json_number(json_get(x, "id")) == json_number(json_get(json_at(top, 0), "id")));
+        assert_true(json_number(json_get(x, "logprob")) <= 0);
+        assert_true(json_number(json_get(json_at(top, 0), "logprob")) >= json_number(json_get(json_at(top, 1), "logprob")));
+        assert_true(json_number(json_get(json_at(top, 1), "logprob")) >= json_number(json_get(json_at(top, 2), "logprob")));
+    }
+    json_free(doc);
+    free(out);
+}
+
 static void test_errors(void **state) {
     (void)state;
     char cmd[1024];
@@ -206,7 +228,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference), cmocka_unit_test(test_seed_reproducible_across_threads),
         cmocka_unit_test(test_stop_strings),             cmocka_unit_test(test_json_and_profile),
-        cmocka_unit_test(test_errors),                   cmocka_unit_test(test_trace),                   cmocka_unit_test(test_ppl_matches_independent),
+        cmocka_unit_test(test_errors),                   cmocka_unit_test(test_trace), cmocka_unit_test(test_logprobs_cli),                   cmocka_unit_test(test_ppl_matches_independent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -258,6 +258,25 @@ static void test_top_k_large_vocab(void **state) {
     free(l);
 }
 
+/* logprobs: log-softmax of the logits, top-n in order, ties to lower ids */
+static void test_logprobs(void **state) {
+    (void)state;
+    float l[5] = {1.0f, 3.0f, 3.0f, -INFINITY, 0.0f};
+    sampler_params p = plain(0);
+    sampler *s = sampler_new(&p, 5);
+    double z = exp(1.0) + 2 * exp(3.0) + exp(0.0);
+    token_logprob top[3];
+    float lp = sampler_logprobs(s, l, 4, 3, top);
+    assert_true(fabs(lp - (0.0 - log(z))) < 1e-5);
+    assert_int_equal(top[0].id, 1);
+    assert_int_equal(top[1].id, 2);
+    assert_int_equal(top[2].id, 0);
+    assert_true(fabs(top[0].logprob - (3.0 - log(z))) < 1e-5);
+    assert_true(fabs(top[2].logprob - (1.0 - log(z))) < 1e-5);
+    assert_true(sampler_logprobs(s, l, 3, 0, NULL) == -INFINITY);
+    sampler_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rng_known_values),    cmocka_unit_test(test_greedy),
@@ -266,6 +285,7 @@ int main(void) {
         cmocka_unit_test(test_min_p),               cmocka_unit_test(test_filter_then_temperature),
         cmocka_unit_test(test_penalties),           cmocka_unit_test(test_seed_reproducible),
         cmocka_unit_test(test_top_k_large_vocab),
+        cmocka_unit_test(test_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

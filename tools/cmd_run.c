@@ -25,6 +25,7 @@ void help_run(FILE *out) {
             "  -t N               threads (default: all CPUs)\n"
             "  --no-special       do not add BOS/EOS; --special: parse special-token text in the prompt\n"
             "  --json             print {text, tokens, n_prompt, n_gen, seed, stop_reason, timings} instead\n"
+            "  --logprobs N       with --json: each token's logprob and the N most likely alternatives\n"
             "  --profile          print a per-stage timing table to stderr\n"
             "  --trace FILE       write Chrome trace-event JSON (stages, layers, ops; opens in Perfetto)\n");
 }
@@ -74,7 +75,7 @@ static void print_profile(const gen_stats *st, double t_load, double total) {
 
 int cmd_run(int argc, char **argv) {
     const char *mpath = NULL, *prompt = NULL, *pfile = NULL, *trace_path = NULL;
-    long long n_predict = 128, threads = 0, n_ctx = 0;
+    long long n_predict = 128, threads = 0, n_ctx = 0, n_logprobs = -1;
     sampler_params sp = sampler_defaults();
     bool seed_given = false, json = false, profile = false, add_special = true, parse_special = false;
     const char *stops[32];
@@ -93,6 +94,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) INT(threads, 1, 1024);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) INT(n_ctx, 1, 1 << 24);
         else if (!strcmp(a, "--temp")) FLT(sp.temp, 0, 1e6);
+        else if (!strcmp(a, "--logprobs")) INT(n_logprobs, 0, 20);
         else if (!strcmp(a, "--top-k")) INT(sp.top_k, 0, 1 << 30);
         else if (!strcmp(a, "--top-p")) FLT(sp.top_p, 0, 1);
         else if (!strcmp(a, "--min-p")) FLT(sp.min_p, 0, 1);
@@ -166,6 +168,15 @@ int cmd_run(int argc, char **argv) {
     if (trace_path) ctx.trace = qtrace_new();
     gen_params gp = {.n_predict = (int)n_predict, .sp = sp, .stop = stops, .n_stop = n_stop,
                      .add_special = add_special, .parse_special = parse_special};
+    token_logprob *lp = NULL, *top = NULL;
+    if (n_logprobs >= 0) {
+        if (!json) { model_ctx_free(&ctx); tokenizer_free(tok); model_free(m); free(fbuf); return cli_fail("run", "--logprobs needs --json"); }
+        lp = calloc((size_t)n_predict + 1, sizeof *lp);
+        top = calloc(((size_t)n_predict + 1) * (size_t)(n_logprobs + 1), sizeof *top);
+        gp.n_logprobs = (int)n_logprobs;
+        gp.lp_out = lp;
+        gp.top_out = top;
+    }
     run_out out = {.stream = !json};
     gen_stats st;
     int32_t *gen_ids = NULL;
@@ -183,6 +194,28 @@ int cmd_run(int argc, char **argv) {
             jw_key(&w, "tokens"); jw_arr_begin(&w);
             for (int i = 0; i < n_gen; i++) jw_int(&w, gen_ids[i]);
             jw_arr_end(&w);
+            if (lp) {
+                jw_key(&w, "logprobs"); jw_arr_begin(&w);
+                for (int i = 0; i < n_gen; i++) {
+                    size_t pl;
+                    const char *piece = tokenizer_piece(tok, lp[i].id, &pl);
+                    jw_obj_begin(&w);
+                    jw_key(&w, "id"); jw_int(&w, lp[i].id);
+                    jw_key(&w, "piece"); jw_strn(&w, piece ? piece : "", piece ? pl : 0);
+                    jw_key(&w, "logprob"); jw_num(&w, lp[i].logprob);
+                    jw_key(&w, "top"); jw_arr_begin(&w);
+                    for (int k = 0; k < n_logprobs; k++) {
+                        const token_logprob *t = &top[(size_t)i * (size_t)n_logprobs + (size_t)k];
+                        jw_obj_begin(&w);
+                        jw_key(&w, "id"); jw_int(&w, t->id);
+                        jw_key(&w, "logprob"); jw_num(&w, t->logprob);
+                        jw_obj_end(&w);
+                    }
+                    jw_arr_end(&w);
+                    jw_obj_end(&w);
+                }
+                jw_arr_end(&w);
+            }
             jw_key(&w, "n_prompt"); jw_int(&w, st.n_prompt);
             jw_key(&w, "n_gen"); jw_int(&w, st.n_gen);
             jw_key(&w, "seed"); jw_int(&w, (long long)sp.seed);
@@ -204,6 +237,8 @@ int cmd_run(int argc, char **argv) {
     qtrace_free(ctx.trace);
     ctx.trace = NULL;
     free(gen_ids);
+    free(lp);
+    free(top);
     free(out.text);
     model_ctx_free(&ctx);
     tokenizer_free(tok);
