@@ -284,6 +284,16 @@ void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_co
 void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols, const float *x,
                   int64_t n_batch, float *y);
 
+/* Attention, one step of a fused online softmax over n cached positions of
+ * one head: for each position p, s = scale * q . k_p; the running max *m,
+ * normaliser *l and unnormalised output out[hd] are rescaled when s raises
+ * the max, then out += exp(s - *m) * v_p, *l += exp(s - *m). k and v are
+ * F16 (kv_f16) or F32 rows, `stride` elements apart. Start with *m = -inf,
+ * *l = 0, out = 0 and divide out by *l at the end. Vectorised per ISA; a
+ * head's result depends only on its inputs (not on threads or batching). */
+void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd, float scale,
+                 float *m, float *l, float *out);
+
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
 void q_softmax(float *x, int64_t n);

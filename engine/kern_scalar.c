@@ -5,6 +5,8 @@
  * block's products are summed exactly in integers and scaled once. */
 #include "engine/kernels.h"
 
+#include <math.h>
+
 #define H2F(h) q_fp16_to_f32(h)
 
 /* ------------------------------------------------------------------------ */
@@ -264,3 +266,35 @@ KQUANT_DOT(q6_K)
                                                        (const uint8_t *)x + (size_t)c * xrs);                   \
     }
 Q_KERNEL_LIST(SCALAR_GEMM)
+
+/* ------------------------------------------------------------------------ */
+/* Attention: one pass of online softmax (see q_attn_step). */
+void attn_step_scalar(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                      float scale, float *m, float *l, float *out) {
+    for (int p = 0; p < n; p++) {
+        float s = 0;
+        if (kv_f16) {
+            const uint16_t *kp = (const uint16_t *)k + (size_t)p * stride;
+            for (int d = 0; d < hd; d++) s += q[d] * q_fp16_to_f32(kp[d]);
+        } else {
+            const float *kp = (const float *)k + (size_t)p * stride;
+            for (int d = 0; d < hd; d++) s += q[d] * kp[d];
+        }
+        s *= scale;
+        if (s > *m) { /* a new maximum: rescale what was accumulated */
+            float c = expf(*m - s);
+            for (int d = 0; d < hd; d++) out[d] *= c;
+            *l *= c;
+            *m = s;
+        }
+        float a = expf(s - *m);
+        *l += a;
+        if (kv_f16) {
+            const uint16_t *vp = (const uint16_t *)v + (size_t)p * stride;
+            for (int d = 0; d < hd; d++) out[d] += a * q_fp16_to_f32(vp[d]);
+        } else {
+            const float *vp = (const float *)v + (size_t)p * stride;
+            for (int d = 0; d < hd; d++) out[d] += a * vp[d];
+        }
+    }
+}

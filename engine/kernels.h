@@ -156,6 +156,18 @@ Q_NEON_LIST(Q_DECL_NEON)
 #define Q_NEON_q6_K NULL
 #endif
 
+/* Attention steps (q_attn_step) per ISA. */
+typedef void (*q_attn_fn)(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                          float scale, float *m, float *l, float *out);
+void attn_step_scalar(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                      float scale, float *m, float *l, float *out);
+#if defined(__x86_64__)
+void attn_step_avx2(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                    float scale, float *m, float *l, float *out);
+void attn_step_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                      float scale, float *m, float *l, float *out);
+#endif
+
 /* The gemm[] initializer of a traits row. */
 #define Q_KERNELS(t) {[Q_ISA_SCALAR] = t##_gemm_scalar, [Q_ISA_AVX2] = Q_AVX2(t), [Q_ISA_AVX512] = Q_AVX512(t), [Q_ISA_NEON] = Q_NEON_##t}
 

@@ -172,6 +172,19 @@ void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_c
     q_matmul_multi(pool, &op, 1, n_cols, x, n_batch);
 }
 
+void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd, float scale,
+                 float *m, float *l, float *out) {
+    static const q_attn_fn fns[Q_ISA_COUNT] = {
+        [Q_ISA_SCALAR] = attn_step_scalar,
+#if defined(__x86_64__)
+        [Q_ISA_AVX2] = attn_step_avx2,
+        [Q_ISA_AVX512] = attn_step_avx512,
+#endif
+    };
+    int isa = q_isa_get();
+    (fns[isa] ? fns[isa] : attn_step_scalar)(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
+}
+
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
     double ss = 0;
     for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);

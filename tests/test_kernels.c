@@ -174,6 +174,51 @@ static void test_matmul_invariance(int t, int64_t n) {
     free(w); free(x); free(single); free(y);
 }
 
+/* q_attn_step: every ISA against the scalar online softmax, F16 and F32
+ * caches, head sizes with and without a vector tail, split into steps. */
+static void test_attention(void) {
+    const int hds[] = {8, 12, 64, 128}, lens[] = {1, 5, 33, 100};
+    for (int hi = 0; hi < 4; hi++)
+        for (int li = 0; li < 4; li++)
+            for (int f16 = 0; f16 < 2; f16++) {
+                int hd = hds[hi], n = lens[li];
+                size_t stride = (size_t)hd + 3;
+                float *q = malloc((size_t)hd * sizeof(float)), *kf = malloc((size_t)n * stride * sizeof(float));
+                float *vf = malloc((size_t)n * stride * sizeof(float));
+                uint16_t *kh = malloc((size_t)n * stride * 2), *vh = malloc((size_t)n * stride * 2);
+                rand_row(q, hd, 0);
+                rand_row(kf, (int64_t)(n * stride), 0);
+                rand_row(vf, (int64_t)(n * stride), 0);
+                for (size_t i = 0; i < (size_t)n * stride; i++) {
+                    kh[i] = q_f32_to_fp16(kf[i] * 4);
+                    vh[i] = q_f32_to_fp16(vf[i]);
+                }
+                const void *K = f16 ? (const void *)kh : (const void *)kf, *V = f16 ? (const void *)vh : (const void *)vf;
+                float ref[128], got[128];
+                int saved = q_isa_get();
+                for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+                    if (!q_isa_available(isa)) continue;
+                    q_isa_set(isa, NULL);
+                    float m = -INFINITY, l = 0, *o = isa == 0 ? ref : got;
+                    memset(o, 0, sizeof ref);
+                    /* in steps of up to 32 positions, as the KV blocks come */
+                    for (int p0 = 0; p0 < n; p0 += 32) {
+                        int cnt = n - p0 < 32 ? n - p0 : 32;
+                        const uint8_t *kp = (const uint8_t *)K + (size_t)p0 * stride * (f16 ? 2 : 4);
+                        const uint8_t *vp = (const uint8_t *)V + (size_t)p0 * stride * (f16 ? 2 : 4);
+                        q_attn_step(q, kp, vp, f16, stride, cnt, hd, 0.3f, &m, &l, o);
+                    }
+                    for (int d = 0; d < hd; d++) o[d] /= l;
+                    if (isa == 0) continue;
+                    double err = 0;
+                    for (int d = 0; d < hd; d++) err = fmax(err, fabs(got[d] - ref[d]));
+                    check(err <= 1e-5, "attention %s hd %d n %d f16 %d: max error %g", q_isa_name(isa), hd, n, f16, err);
+                }
+                q_isa_set(saved, NULL);
+                free(q); free(kf); free(vf); free(kh); free(vh);
+            }
+}
+
 int main(void) {
     const char *san = getenv("QUIRE_TEST_SANITIZED");
     bool light = san && *san && strcmp(san, "0") != 0;
@@ -195,6 +240,7 @@ int main(void) {
         }
         test_matmul_invariance(t, bl == 1 ? 37 : (bl == 32 ? 96 : 512));
     }
+    test_attention();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
     qerr e;
     check(q_isa_set(Q_ISA_COUNT, &e) != 0, "q_isa_set out of range accepted");
