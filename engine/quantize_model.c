@@ -229,6 +229,31 @@ static void convert_rows(void *arg, int ith, int nth) {
     }
 }
 
+/* Output tensors are produced at write time, one at a time, so converting a
+ * model needs memory for one tensor rather than for the whole output. */
+typedef struct conv_plan {
+    const gguf_tensor *src;
+    int type;
+    qpool *pool;
+} conv_plan;
+
+static int fill_converted(void *ud, void *out, uint64_t nbytes, qerr *e) {
+    const conv_plan *p = ud;
+    const gguf_tensor *t = p->src;
+    if (p->type == t->type) {
+        memcpy(out, t->data, (size_t)nbytes);
+        return 0;
+    }
+    int64_t n_cols = t->ne[0], n_rows = t->ne[1] * t->ne[2] * t->ne[3];
+    float *scratch = malloc((size_t)qpool_size(p->pool) * (size_t)n_cols * sizeof(float));
+    if (!scratch) return qerr_set(e, "out of memory");
+    convert_job job = {t, p->type, n_rows, n_cols, qtype_row_size(t->type, n_cols), qtype_row_size(p->type, n_cols),
+                       out, scratch};
+    qpool_run(p->pool, convert_rows, &job);
+    free(scratch);
+    return 0;
+}
+
 int q_quantize_model(const char *in_path, const char *out_path, const char *type_name, int n_threads, qerr *e) {
     const ftype_info *fi = ftype_find(type_name);
     if (!fi) {
@@ -243,8 +268,7 @@ int q_quantize_model(const char *in_path, const char *out_path, const char *type
     gguf_writer *w = NULL;
     qpool *pool = NULL;
     const gguf_tensor **order = NULL;
-    uint8_t *dst = NULL;
-    float *scratch = NULL;
+    conv_plan *plans = NULL;
 
     const char *arch = gguf_get_str(g, "general.architecture");
     if (!arch) arch = "";
@@ -256,8 +280,9 @@ int q_quantize_model(const char *in_path, const char *out_path, const char *type
     s.n_expert = (int)arch_int(g, arch, "expert_count", 0);
 
     order = malloc((size_t)(g->n_tensors + 1) * sizeof *order);
+    plans = calloc((size_t)(g->n_tensors + 1), sizeof *plans);
     w = gguf_writer_new();
-    if (!order || !w) { qerr_set(e, "out of memory"); goto done; }
+    if (!order || !plans || !w) { qerr_set(e, "out of memory"); goto done; }
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         order[i] = t;
@@ -297,37 +322,23 @@ int q_quantize_model(const char *in_path, const char *out_path, const char *type
                 }
             }
         }
-        int n_dims = t->n_dims;
-        if (type == t->type) { /* copied as it is */
-            if (gguf_writer_add_tensor(w, t->name, t->type, n_dims, t->ne, t->data, t->nbytes)) {
-                qerr_set(e, "out of memory");
-                goto done;
-            }
-            continue;
-        }
-        if (!qtype_is_supported(t->type)) {
+        if (type != t->type && !qtype_is_supported(t->type)) {
             qerr_set(e, "%s: cannot convert from type %s", t->name, qtype_get(t->type)->name);
             goto done;
         }
         int64_t n_cols = t->ne[0], n_rows = t->ne[1] * t->ne[2] * t->ne[3];
-        size_t dst_row = qtype_row_size(type, n_cols), src_row = qtype_row_size(t->type, n_cols);
-        if (dst_row == 0 || src_row == 0) {
+        size_t dst_row = qtype_row_size(type, n_cols);
+        uint64_t nbytes;
+        if (dst_row == 0) {
             qerr_set(e, "%s: row length %lld does not fit type %s", t->name, (long long)n_cols, qtype_get(type)->name);
             goto done;
         }
-        uint64_t nbytes;
         if (!q_mul_u64(dst_row, (uint64_t)n_rows, &nbytes) || nbytes > SIZE_MAX) {
             qerr_set(e, "%s: too large", t->name);
             goto done;
         }
-        free(dst);
-        free(scratch);
-        dst = malloc(nbytes ? (size_t)nbytes : 1);
-        scratch = malloc((size_t)qpool_size(pool) * (size_t)n_cols * sizeof(float));
-        if (!dst || !scratch) { qerr_set(e, "%s: out of memory", t->name); goto done; }
-        convert_job job = {t, type, n_rows, n_cols, src_row, dst_row, dst, scratch};
-        qpool_run(pool, convert_rows, &job);
-        if (gguf_writer_add_tensor(w, t->name, type, n_dims, t->ne, dst, nbytes)) {
+        plans[i] = (conv_plan){t, type, pool};
+        if (gguf_writer_add_tensor_fill(w, t->name, type, t->n_dims, t->ne, nbytes, fill_converted, &plans[i])) {
             qerr_set(e, "out of memory");
             goto done;
         }
@@ -335,8 +346,7 @@ int q_quantize_model(const char *in_path, const char *out_path, const char *type
     if (gguf_writer_write(w, out_path, e)) goto done;
     rc = 0;
 done:
-    free(dst);
-    free(scratch);
+    free(plans);
     free(order);
     qpool_free(pool);
     gguf_writer_free(w);

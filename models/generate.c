@@ -21,26 +21,6 @@ static size_t utf8_complete(const char *s, size_t n) {
     return n; /* stray continuation bytes: pass them through */
 }
 
-typedef struct outbuf {
-    char *p;
-    size_t n, cap;
-} outbuf;
-
-static int outbuf_put(outbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) return -1;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 0;
-}
-
 /* Bytes at the end of s that could start one of the stop strings. */
 static size_t stop_holdback(const char *s, size_t n, const char *const *stop, int n_stop) {
     size_t hold = 0;
@@ -50,6 +30,58 @@ static size_t stop_holdback(const char *s, size_t n, const char *const *stop, in
             if (memcmp(s + n - m, stop[k], m) == 0) { hold = m; break; }
     }
     return hold;
+}
+
+void gen_text_init(gen_text *g, const char *const *stop, int n_stop) {
+    memset(g, 0, sizeof *g);
+    g->stop = stop;
+    g->n_stop = n_stop;
+}
+
+void gen_text_free(gen_text *g) {
+    free(g->buf);
+    memset(g, 0, sizeof *g);
+}
+
+int gen_text_feed(gen_text *g, const char *piece, size_t len, const char **out, size_t *out_len, qerr *e) {
+    *out = "";
+    *out_len = 0;
+    if (g->stopped) return 0;
+    if (g->n + len + 1 > g->cap) {
+        size_t cap = g->cap ? g->cap : 256;
+        while (cap < g->n + len + 1) cap *= 2;
+        char *b = realloc(g->buf, cap);
+        if (!b) return qerr_set(e, "out of memory");
+        g->buf = b;
+        g->cap = cap;
+    }
+    memcpy(g->buf + g->n, piece, len);
+    g->n += len;
+    g->buf[g->n] = 0;
+    size_t upto = g->n;
+    for (int k = 0; k < g->n_stop; k++) {
+        /* An occurrence cannot start before `emitted`: we would have stopped.
+         * memmem, not strstr: token bytes may contain NUL. */
+        if (!g->stop[k][0]) continue;
+        const char *hit = memmem(g->buf, g->n, g->stop[k], strlen(g->stop[k]));
+        if (hit && (size_t)(hit - g->buf) < upto) { upto = (size_t)(hit - g->buf); g->stopped = true; }
+    }
+    if (!g->stopped) upto = utf8_complete(g->buf, g->n - stop_holdback(g->buf, g->n, g->stop, g->n_stop));
+    if (upto > g->emitted) {
+        *out = g->buf + g->emitted;
+        *out_len = upto - g->emitted;
+        g->emitted = upto;
+    }
+    return 0;
+}
+
+void gen_text_flush(gen_text *g, const char **out, size_t *out_len) {
+    *out = "";
+    *out_len = 0;
+    if (g->stopped || g->n <= g->emitted) return;
+    *out = g->buf + g->emitted;
+    *out_len = g->n - g->emitted;
+    g->emitted = g->n;
 }
 
 int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prompt, size_t prompt_len,
@@ -83,7 +115,8 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     int32_t *pos = malloc(n_ids * sizeof(int32_t)), *sq = malloc(n_ids * sizeof(int32_t));
     bool *want = calloc(n_ids, sizeof(bool));
     sampler *smp = sampler_new(&p->sp, nv);
-    outbuf pending = {0};
+    gen_text text;
+    gen_text_init(&text, p->stop, p->n_stop);
     int rc = 0;
     if (!hist || !logits || !pos || !sq || !want || !smp) { rc = qerr_set(e, "out of memory"); goto done; }
     memcpy(hist, ids, n_ids * sizeof(int32_t));
@@ -97,7 +130,6 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     if (c->trace) qtrace_span(c->trace, "prefill", "stage", t0, t0 + st->t_prefill, (long long)n_ids);
 
     int n_hist = (int)n_ids;
-    size_t emitted = 0; /* bytes of pending already passed to emit */
     st->stop_reason = "length";
     for (int g = 0; g < p->n_predict; g++) {
         t0 = q_now();
@@ -110,32 +142,19 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
         st->n_gen++;
 
         t0 = q_now();
-        size_t plen;
-        const char *piece = tokenizer_piece(tok, tok_id, &plen);
-        /* SPM: the first generated piece after BOS carries the space prefix;
-         * keep it, as the reference prints it. */
-        if (piece && plen && outbuf_put(&pending, piece, plen)) { rc = qerr_set(e, "out of memory"); goto done; }
-        bool stop_hit = false;
-        size_t upto = pending.n;
-        for (int k = 0; k < p->n_stop; k++) {
-            /* An occurrence cannot lie before `emitted`: we would have stopped. */
-            const char *hit = pending.p && p->stop[k][0] ? strstr(pending.p, p->stop[k]) : NULL;
-            if (hit && (size_t)(hit - pending.p) < upto) { upto = (size_t)(hit - pending.p); stop_hit = true; }
-        }
-        if (!stop_hit) {
-            size_t hold = stop_holdback(pending.p, pending.n, p->stop, p->n_stop);
-            upto = utf8_complete(pending.p, pending.n - hold);
-        }
-        if (upto > emitted) {
-            bool go_on = emit ? emit(ud, pending.p + emitted, upto - emitted) : true;
-            st->bytes_out += upto - emitted;
-            emitted = upto;
-            if (!go_on) { st->stop_reason = "cancelled"; st->t_detokenize += q_now() - t0; break; }
+        size_t plen, olen;
+        const char *piece = tokenizer_piece(tok, tok_id, &plen), *out;
+        if (gen_text_feed(&text, piece ? piece : "", piece ? plen : 0, &out, &olen, e)) { rc = -1; goto done; }
+        bool go_on = true;
+        if (olen) {
+            go_on = emit ? emit(ud, out, olen) : true;
+            st->bytes_out += olen;
         }
         t1 = q_now();
         st->t_detokenize += t1 - t0;
         if (c->trace) qtrace_span(c->trace, "detokenize", "stage", t0, t1, -1);
-        if (stop_hit) { st->stop_reason = "stop"; break; }
+        if (!go_on) { st->stop_reason = "cancelled"; break; }
+        if (text.stopped) { st->stop_reason = "stop"; break; }
         if (g + 1 == p->n_predict) break;
 
         t0 = q_now();
@@ -146,11 +165,14 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
         st->t_decode += t1 - t0;
         if (c->trace) qtrace_span(c->trace, "decode", "stage", t0, t1, 1);
     }
-    /* Flush what is left (an incomplete UTF-8 tail at the very end is still
-     * output: the text is what the model produced). */
-    if (strcmp(st->stop_reason, "stop") != 0 && strcmp(st->stop_reason, "cancelled") != 0 && pending.n > emitted) {
-        if (emit) emit(ud, pending.p + emitted, pending.n - emitted);
-        st->bytes_out += pending.n - emitted;
+    /* What was held back (an incomplete UTF-8 tail, a partial stop string)
+     * is output at the end: the text is what the model produced. */
+    if (strcmp(st->stop_reason, "cancelled") != 0) {
+        const char *out;
+        size_t olen;
+        gen_text_flush(&text, &out, &olen);
+        if (olen && emit) emit(ud, out, olen);
+        st->bytes_out += olen;
     }
     if (out_ids) {
         int ng = n_hist - (int)n_ids;
@@ -160,7 +182,7 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
         *n_out = ng;
     }
 done:
-    free(pending.p);
+    gen_text_free(&text);
     sampler_free(smp);
     free(want); free(pos); free(sq); free(logits); free(hist); free(ids);
     return rc;

@@ -120,6 +120,35 @@ void model_ctx_free(model_ctx *c);
 int model_forward(model_ctx *c, const model_batch *b, float *logits, qerr *e);
 
 /* ------------------------------------------------------------------------ */
+/* BERT encoders for embeddings: absolute positions, token types, LayerNorm,
+ * GELU, bidirectional attention within each text, no KV cache. */
+enum pooling { POOL_NONE = 0, POOL_MEAN = 1, POOL_CLS = 2, POOL_LAST = 3 };
+
+typedef struct bert_layer {
+    const gguf_tensor *wq, *wk, *wv, *wo, *w_up, *w_down;
+    float *bq, *bk, *bv, *bo, *b_up, *b_down;
+    float *attn_norm_w, *attn_norm_b, *out_norm_w, *out_norm_b;
+} bert_layer;
+
+typedef struct bert_model {
+    gguf *g;
+    int n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_ff, n_token_types;
+    float eps;
+    int pooling; /* from metadata (bert.pooling_type), POOL_MEAN if absent */
+    const gguf_tensor *tok_embd, *type_embd, *pos_embd;
+    float *embd_norm_w, *embd_norm_b;
+    bert_layer *layers;
+} bert_model;
+
+int bert_load(bert_model **out, const char *path, qerr *e);
+void bert_free(bert_model *m);
+/* Embeds n_texts texts in one forward: text i is tokens[start[i] .. start[i+1]).
+ * out: [n_texts][n_embd], pooled (pooling < 0: the model's own) and
+ * L2-normalized. Texts longer than the trained context are an error. */
+int bert_embed(const bert_model *m, qpool *pool, const int32_t *tokens, const int *start, int n_texts, int pooling,
+               float *out, qerr *e);
+
+/* ------------------------------------------------------------------------ */
 /* Generation: prompt → prefill → decode until end of generation, a stop
  * string or n_predict tokens, streaming complete UTF-8 text to a callback.
  * Stop strings are matched across token boundaries and never emitted. */
@@ -140,6 +169,25 @@ typedef struct gen_stats {
     size_t bytes_in, bytes_out;
     const char *stop_reason; /* "eog", "stop", "length", "cancelled" */
 } gen_stats;
+
+/* Assembles generated text: takes each token's bytes and releases only
+ * text that is final — complete UTF-8, and no longer able to become the
+ * start of a stop string. A stop string found anywhere (across token
+ * boundaries) ends the text before it; it is never released. */
+typedef struct gen_text {
+    char *buf;
+    size_t n, cap, emitted;
+    const char *const *stop;
+    int n_stop;
+    bool stopped;
+} gen_text;
+
+void gen_text_init(gen_text *g, const char *const *stop, int n_stop);
+void gen_text_free(gen_text *g);
+/* Adds a piece; out and out_len receive the text released by this call (may be empty). */
+int gen_text_feed(gen_text *g, const char *piece, size_t len, const char **out, size_t *out_len, qerr *e);
+/* At the end of generation (not after a stop): whatever was held back. */
+void gen_text_flush(gen_text *g, const char **out, size_t *out_len);
 
 /* Return false to cancel generation. */
 typedef bool (*gen_emit_fn)(void *ud, const char *text, size_t len);

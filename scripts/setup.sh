@@ -3,7 +3,7 @@
 # and builds the Release binary build/quire.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libuv1-dev libcmocka-dev libutf8proc-dev libstemmer-dev libopenblas-dev"
+pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libuv1-dev libcmocka-dev libutf8proc-dev libstemmer-dev libopenblas-dev zlib1g-dev"
 # cross tools for the NEON kernel test (scripts/test-neon.sh)
 pkgs="$pkgs gcc-aarch64-linux-gnu qemu-user libc6-dev-arm64-cross"
 missing=""

@@ -7,11 +7,16 @@
 
 int cmd_bench_model(int argc, char **argv);
 void help_bench_model(FILE *out);
+int cmd_bench_ann(int argc, char **argv);
+void help_bench_ann(FILE *out);
 
 void help_bench(FILE *out) {
     help_bench_model(out);
+    fprintf(out, "\n");
+    help_bench_ann(out);
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "ann") == 0) return cmd_bench_ann(argc - 1, argv + 1);
     return cmd_bench_model(argc, argv);
 }

@@ -11,6 +11,9 @@ DECLARE(run);
 DECLARE(bench);
 DECLARE(eval);
 DECLARE(quantize);
+DECLARE(synth);
+DECLARE(schema);
+DECLARE(serve);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
@@ -18,6 +21,9 @@ static const cli_command commands[] = {
     {"run", "generate text from a prompt (streamed)", cmd_run, help_run},
     {"bench", "measure prompt and generation throughput (or: bench ann)", cmd_bench, help_bench},
     {"quantize", "convert a GGUF model to another tensor type (Q4_K_M, Q8_0, ...)", cmd_quantize, help_quantize},
+    {"synth", "write a random-weight model at a real model's shape (for benchmarks)", cmd_synth, help_synth},
+    {"schema", "validate JSON against a JSON Schema, or check a schema is supported", cmd_schema, help_schema},
+    {"serve", "run the HTTP service (OpenAI-compatible API)", cmd_serve, help_serve},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
 };
 

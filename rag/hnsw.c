@@ -1,0 +1,1186 @@
+/* hnsw.c — HNSW vector index (see rag.h for the design and locking notes). */
+#include "rag/rag.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NONE UINT32_MAX
+#define MAX_LEVEL 30
+#define MAP_EMPTY UINT32_MAX
+
+/* Slot states (read and written with __atomic builtins). */
+enum { ST_LIVE = 0, ST_FREE = 1, ST_WRITING = 2 };
+
+typedef struct cand {
+    float d;
+    uint32_t i;
+} cand;
+
+/* Per-search scratch: visited tags, heaps, query buffer. Pooled. */
+typedef struct scratch {
+    uint16_t *tag;
+    size_t ntag;
+    uint16_t cur;
+    cand *c, *r;
+    size_t cc, rc; /* capacities */
+    float *q;      /* dim floats */
+    uint32_t *nb;  /* neighbour copy buffer, M0 + 1 */
+    cand *sel;     /* heuristic buffers */
+    size_t selc;
+} scratch;
+
+struct hnsw {
+    int dim, M, M0, efc, ef;
+    hnsw_metric metric;
+    hnsw_storage storage;
+    bool rerank, has_f32;
+    uint64_t seed, rng;
+    double mult;
+    size_t cap, n_slots, n_live;
+    float *vf;      /* cap * dim, when has_f32 */
+    int8_t *vq;     /* cap * dim, when storage == I8 */
+    float *qs, *qn; /* I8 scale and squared norm of the dequantized vector */
+    uint64_t *ids;
+    int32_t *lvl;   /* level; -1 for a free slot */
+    uint32_t *l0;   /* cap * (M0 + 1): count, then neighbours */
+    uint32_t **up;  /* per slot: lvl * (M + 1) words for levels 1..lvl */
+    uint8_t *lk;    /* node spinlocks */
+    uint8_t *st;    /* slot state */
+    uint32_t *freel;
+    size_t n_free, cap_free;
+    uint64_t *mk;   /* id map, linear probing */
+    uint32_t *mv;
+    size_t mcap, mcount;
+    uint32_t ep;
+    int maxlvl;
+    pthread_rwlock_t g;
+    pthread_mutex_t meta;
+    pthread_mutex_t smu;
+    scratch **spool;
+    int nspool, capspool;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers. */
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static int draw_level(hnsw *h) {
+    h->rng = mix64(h->rng);
+    double u = ((double)(h->rng >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+    double l = -log(u) * h->mult;
+    return l > MAX_LEVEL ? MAX_LEVEL : (int)l;
+}
+
+static void nlock(hnsw *h, uint32_t s) {
+    int spins = 0;
+    while (__atomic_test_and_set(&h->lk[s], __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&h->lk[s], __ATOMIC_RELAXED)) {
+            if (++spins > 64) { sched_yield(); spins = 0; }
+        }
+    }
+}
+static void nunlock(hnsw *h, uint32_t s) { __atomic_clear(&h->lk[s], __ATOMIC_RELEASE); }
+
+static inline uint32_t *links(const hnsw *h, uint32_t s, int l) {
+    return l == 0 ? h->l0 + (size_t)s * (size_t)(h->M0 + 1) : h->up[s] + (size_t)(l - 1) * (size_t)(h->M + 1);
+}
+
+static inline int state(const hnsw *h, uint32_t s) { return __atomic_load_n(&h->st[s], __ATOMIC_ACQUIRE); }
+
+/* id map ------------------------------------------------------------------ */
+static size_t map_find(const hnsw *h, uint64_t id) {
+    size_t m = h->mcap - 1, i = (size_t)mix64(id) & m;
+    while (h->mv[i] != MAP_EMPTY && h->mk[i] != id) i = (i + 1) & m;
+    return i;
+}
+
+static uint32_t map_get(const hnsw *h, uint64_t id) {
+    size_t i = map_find(h, id);
+    return h->mv[i];
+}
+
+static int map_grow(hnsw *h) {
+    size_t nc = h->mcap ? h->mcap * 2 : 1024;
+    uint64_t *ok = h->mk;
+    uint32_t *ov = h->mv;
+    size_t oc = h->mcap;
+    uint64_t *nk = malloc(nc * sizeof *nk);
+    uint32_t *nv = malloc(nc * sizeof *nv);
+    if (!nk || !nv) { free(nk); free(nv); return -1; }
+    for (size_t i = 0; i < nc; i++) nv[i] = MAP_EMPTY;
+    h->mk = nk; h->mv = nv; h->mcap = nc;
+    for (size_t i = 0; i < oc; i++)
+        if (ov[i] != MAP_EMPTY) {
+            size_t j = map_find(h, ok[i]);
+            h->mk[j] = ok[i]; h->mv[j] = ov[i];
+        }
+    free(ok); free(ov);
+    return 0;
+}
+
+static int map_put(hnsw *h, uint64_t id, uint32_t s) {
+    if ((h->mcount + 1) * 2 > h->mcap && map_grow(h)) return -1;
+    size_t i = map_find(h, id);
+    if (h->mv[i] == MAP_EMPTY) h->mcount++;
+    h->mk[i] = id; h->mv[i] = s;
+    return 0;
+}
+
+static void map_del(hnsw *h, uint64_t id) {
+    size_t m = h->mcap - 1, i = map_find(h, id);
+    if (h->mv[i] == MAP_EMPTY) return;
+    h->mv[i] = MAP_EMPTY;
+    h->mcount--;
+    /* backward-shift deletion */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & m;
+        if (h->mv[j] == MAP_EMPTY) break;
+        size_t home = (size_t)mix64(h->mk[j]) & m;
+        /* can j's entry move to i? yes if home is not in (i, j] cyclically */
+        bool in = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!in) {
+            h->mk[i] = h->mk[j]; h->mv[i] = h->mv[j];
+            h->mv[j] = MAP_EMPTY;
+            i = j;
+        }
+    }
+}
+
+/* distances ---------------------------------------------------------------- */
+typedef struct qctx {
+    const float *q; /* normalized for cos */
+    float qnorm;    /* |q|² for I8 L2 */
+} qctx;
+
+static inline float dist_q(const hnsw *h, const qctx *qc, uint32_t s) {
+    size_t off = (size_t)s * (size_t)h->dim;
+    if (h->storage == HNSW_F32) {
+        if (h->metric == HNSW_L2) return vec_l2sq_f32(qc->q, h->vf + off, (size_t)h->dim);
+        return 1.0f - vec_dot_f32(qc->q, h->vf + off, (size_t)h->dim);
+    }
+    float dot = h->qs[s] * vec_dot_f32_i8(qc->q, h->vq + off, (size_t)h->dim);
+    if (h->metric == HNSW_L2) return qc->qnorm + h->qn[s] - 2.0f * dot;
+    return 1.0f - dot;
+}
+
+static inline float dist_exact(const hnsw *h, const qctx *qc, uint32_t s) {
+    if (!h->has_f32) return dist_q(h, qc, s);
+    size_t off = (size_t)s * (size_t)h->dim;
+    if (h->metric == HNSW_L2) return vec_l2sq_f32(qc->q, h->vf + off, (size_t)h->dim);
+    return 1.0f - vec_dot_f32(qc->q, h->vf + off, (size_t)h->dim);
+}
+
+static inline float dist_nn(const hnsw *h, uint32_t a, uint32_t b) {
+    size_t oa = (size_t)a * (size_t)h->dim, ob = (size_t)b * (size_t)h->dim;
+    if (h->storage == HNSW_F32) {
+        if (h->metric == HNSW_L2) return vec_l2sq_f32(h->vf + oa, h->vf + ob, (size_t)h->dim);
+        return 1.0f - vec_dot_f32(h->vf + oa, h->vf + ob, (size_t)h->dim);
+    }
+    float dot = h->qs[a] * h->qs[b] * (float)vec_dot_i8(h->vq + oa, h->vq + ob, (size_t)h->dim);
+    if (h->metric == HNSW_L2) return h->qn[a] + h->qn[b] - 2.0f * dot;
+    return 1.0f - dot;
+}
+
+static inline void prefetch_vec(const hnsw *h, uint32_t s) {
+    if (h->storage == HNSW_F32) {
+        const char *p = (const char *)(h->vf + (size_t)s * (size_t)h->dim);
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + 64);
+    } else {
+        __builtin_prefetch(h->vq + (size_t)s * (size_t)h->dim);
+    }
+}
+
+/* heaps ------------------------------------------------------------------- */
+/* min-heap on d (candidates) and max-heap on d (results). */
+static void heap_push(cand *a, size_t *n, cand x, bool max) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (max ? a[p].d >= x.d : a[p].d <= x.d) break;
+        a[i] = a[p];
+        i = p;
+    }
+    a[i] = x;
+}
+
+static cand heap_pop(cand *a, size_t *n, bool max) {
+    cand top = a[0], x = a[--*n];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && (max ? a[c + 1].d > a[c].d : a[c + 1].d < a[c].d)) c++;
+        if (max ? x.d >= a[c].d : x.d <= a[c].d) break;
+        a[i] = a[c];
+        i = c;
+    }
+    if (m) a[i] = x;
+    return top;
+}
+
+static int cand_cmp(const void *x, const void *y) {
+    const cand *a = x, *b = y;
+    if (a->d < b->d) return -1;
+    if (a->d > b->d) return 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* scratch pool -------------------------------------------------------------- */
+static bool reserve(cand **a, size_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    size_t nc = *cap ? *cap : 256;
+    while (nc < need) nc *= 2;
+    cand *p = realloc(*a, nc * sizeof *p);
+    if (!p) return false;
+    *a = p;
+    *cap = nc;
+    return true;
+}
+
+static void scratch_free(scratch *s) {
+    if (!s) return;
+    free(s->tag); free(s->c); free(s->r); free(s->q); free(s->nb); free(s->sel);
+    free(s);
+}
+
+/* Called with the global lock held (shared or exclusive): cap is stable. */
+static scratch *scratch_get(hnsw *h) {
+    scratch *s = NULL;
+    pthread_mutex_lock(&h->smu);
+    if (h->nspool) s = h->spool[--h->nspool];
+    pthread_mutex_unlock(&h->smu);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        s->q = malloc((size_t)h->dim * sizeof *s->q);
+        s->nb = malloc((size_t)(h->M0 + 1) * sizeof *s->nb);
+        if (!s->q || !s->nb) { scratch_free(s); return NULL; }
+    }
+    if (s->ntag < h->cap) {
+        uint16_t *t = realloc(s->tag, h->cap * sizeof *t);
+        if (!t) { scratch_free(s); return NULL; }
+        memset(t, 0, h->cap * sizeof *t);
+        s->tag = t;
+        s->ntag = h->cap;
+        s->cur = 0;
+    }
+    if (++s->cur == 0) {
+        memset(s->tag, 0, s->ntag * sizeof *s->tag);
+        s->cur = 1;
+    }
+    return s;
+}
+
+static void scratch_put(hnsw *h, scratch *s) {
+    if (!s) return;
+    pthread_mutex_lock(&h->smu);
+    if (h->nspool == h->capspool) {
+        int nc = h->capspool ? h->capspool * 2 : 8;
+        scratch **p = realloc(h->spool, (size_t)nc * sizeof *p);
+        if (!p) { pthread_mutex_unlock(&h->smu); scratch_free(s); return; }
+        h->spool = p;
+        h->capspool = nc;
+    }
+    h->spool[h->nspool++] = s;
+    pthread_mutex_unlock(&h->smu);
+}
+
+/* graph search --------------------------------------------------------------- */
+
+/* Copies the neighbour list of s at level l; returns its length. */
+static int read_links(hnsw *h, uint32_t s, int l, uint32_t *buf) {
+    if (h->lvl[s] < l) return 0;
+    nlock(h, s);
+    const uint32_t *p = links(h, s, l);
+    uint32_t n = p[0];
+    memcpy(buf, p + 1, n * sizeof *buf);
+    nunlock(h, s);
+    return (int)n;
+}
+
+static uint32_t greedy(hnsw *h, const qctx *qc, uint32_t cur, int from, int to, scratch *sc, uint64_t *nd) {
+    float dc = dist_q(h, qc, cur);
+    (*nd)++;
+    for (int l = from; l > to; l--) {
+        bool changed = true;
+        while (changed) {
+            changed = false;
+            int n = read_links(h, cur, l, sc->nb);
+            for (int j = 0; j < n; j++) {
+                uint32_t nb = sc->nb[j];
+                float d = dist_q(h, qc, nb);
+                (*nd)++;
+                if (d < dc) { dc = d; cur = nb; changed = true; }
+            }
+        }
+    }
+    return cur;
+}
+
+typedef struct filt {
+    hnsw_filter_fn fn;
+    void *ctx;
+} filt;
+
+static inline bool allowed(const hnsw *h, uint32_t s, const filt *f) {
+    if (state(h, s) != ST_LIVE) return false;
+    return !f || !f->fn || f->fn(h->ids[s], f->ctx);
+}
+
+/* Algorithm 2 (SEARCH-LAYER) with a result filter: every reachable node is
+ * traversed, only allowed ones enter the result heap, and the search stops
+ * once ef allowed results are closer than every remaining candidate.
+ * Results stay in sc->r (max-heap, *nr entries). Returns -1 on OOM. */
+static int search_layer(hnsw *h, const qctx *qc, uint32_t ep, int ef, int l, const filt *f, scratch *sc,
+                        size_t *nr, uint64_t *nd) {
+    size_t nc = 0;
+    *nr = 0;
+    if (++sc->cur == 0) { memset(sc->tag, 0, sc->ntag * sizeof *sc->tag); sc->cur = 1; }
+    if (!reserve(&sc->c, &sc->cc, 1024) || !reserve(&sc->r, &sc->rc, (size_t)ef + 2)) return -1;
+    float d = dist_q(h, qc, ep);
+    (*nd)++;
+    sc->tag[ep] = sc->cur;
+    heap_push(sc->c, &nc, (cand){d, ep}, false);
+    if (allowed(h, ep, f)) heap_push(sc->r, nr, (cand){d, ep}, true);
+    float lower = *nr ? sc->r[0].d : INFINITY;
+    while (nc) {
+        cand c = heap_pop(sc->c, &nc, false);
+        if (c.d > lower && *nr >= (size_t)ef) break;
+        int n = read_links(h, c.i, l, sc->nb);
+        if (!reserve(&sc->c, &sc->cc, nc + (size_t)n + 1)) return -1;
+        for (int j = 0; j < n; j++) {
+            if (j + 1 < n) { prefetch_vec(h, sc->nb[j + 1]); __builtin_prefetch(&sc->tag[sc->nb[j + 1]]); }
+            uint32_t nb = sc->nb[j];
+            if (sc->tag[nb] == sc->cur) continue;
+            sc->tag[nb] = sc->cur;
+            float dn = dist_q(h, qc, nb);
+            (*nd)++;
+            if (*nr < (size_t)ef || dn < lower) {
+                heap_push(sc->c, &nc, (cand){dn, nb}, false);
+                if (allowed(h, nb, f)) {
+                    heap_push(sc->r, nr, (cand){dn, nb}, true);
+                    if (*nr > (size_t)ef) heap_pop(sc->r, nr, true);
+                    lower = sc->r[0].d;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Algorithm 4 (SELECT-NEIGHBORS-HEURISTIC): cands sorted ascending by
+ * distance to the base; keeps e when it is closer to the base than to every
+ * neighbour already kept. Returns the number kept (in place, prefix). */
+static int select_heuristic(hnsw *h, cand *cands, int n, int m) {
+    if (n <= m) return n;
+    int kept = 0;
+    for (int i = 0; i < n && kept < m; i++) {
+        bool good = true;
+        for (int j = 0; j < kept; j++)
+            if (dist_nn(h, cands[i].i, cands[j].i) < cands[i].d) { good = false; break; }
+        if (good) cands[kept++] = cands[i];
+    }
+    return kept;
+}
+
+/* ------------------------------------------------------------------------ */
+void hnsw_params_default(hnsw_params *p) {
+    memset(p, 0, sizeof *p);
+    p->metric = HNSW_L2;
+    p->M = 16;
+    p->ef_construction = 200;
+    p->ef_search = 64;
+    p->storage = HNSW_F32;
+    p->seed = 42;
+    p->capacity = 1024;
+}
+
+static int grow(hnsw *h, size_t nc) {
+    if (nc <= h->cap) return 0;
+    size_t d = (size_t)h->dim;
+#define RE(ptr, n)                                                     \
+    do {                                                               \
+        size_t n_ = (n);                                               \
+        void *np_ = realloc((ptr), n_ > 0 ? n_ : 1);                   \
+        if (!np_) return -1;                                           \
+        (ptr) = np_;                                                   \
+    } while (0)
+    if (h->has_f32) RE(h->vf, nc * d * sizeof(float));
+    if (h->storage == HNSW_I8) {
+        RE(h->vq, nc * d);
+        RE(h->qs, nc * sizeof(float));
+        RE(h->qn, nc * sizeof(float));
+    }
+    RE(h->ids, nc * sizeof(uint64_t));
+    RE(h->lvl, nc * sizeof(int32_t));
+    RE(h->l0, nc * (size_t)(h->M0 + 1) * sizeof(uint32_t));
+    RE(h->up, nc * sizeof(uint32_t *));
+    RE(h->lk, nc);
+    RE(h->st, nc);
+#undef RE
+    for (size_t i = h->cap; i < nc; i++) {
+        h->up[i] = NULL;
+        h->lk[i] = 0;
+        h->st[i] = ST_FREE;
+        h->lvl[i] = -1;
+    }
+    h->cap = nc;
+    return 0;
+}
+
+static hnsw *alloc_index(const hnsw_params *p, qerr *e) {
+    if (p->dim <= 0 || p->dim > (1 << 20)) { qerr_set(e, "hnsw: bad dimension %d", p->dim); return NULL; }
+    if (p->M < 2 || p->M > 512) { qerr_set(e, "hnsw: M must be in 2..512 (got %d)", p->M); return NULL; }
+    if (p->metric < HNSW_L2 || p->metric > HNSW_COS) { qerr_set(e, "hnsw: unknown metric %d", (int)p->metric); return NULL; }
+    if (p->storage != HNSW_F32 && p->storage != HNSW_I8) { qerr_set(e, "hnsw: unknown storage %d", (int)p->storage); return NULL; }
+    hnsw *h = calloc(1, sizeof *h);
+    if (!h) { qerr_set(e, "hnsw: out of memory"); return NULL; }
+    h->dim = p->dim;
+    h->M = p->M;
+    h->M0 = 2 * p->M;
+    h->efc = p->ef_construction > 0 ? p->ef_construction : 200;
+    if (h->efc < h->M) h->efc = h->M;
+    h->ef = p->ef_search > 0 ? p->ef_search : 64;
+    h->metric = p->metric;
+    h->storage = p->storage;
+    h->rerank = p->storage == HNSW_I8 && p->rerank_f32;
+    h->has_f32 = p->storage == HNSW_F32 || h->rerank;
+    h->seed = p->seed;
+    h->rng = p->seed;
+    h->mult = 1.0 / log((double)p->M);
+    h->ep = NONE;
+    h->maxlvl = -1;
+    pthread_rwlock_init(&h->g, NULL);
+    pthread_mutex_init(&h->meta, NULL);
+    pthread_mutex_init(&h->smu, NULL);
+    return h;
+}
+
+int hnsw_new(hnsw **out, const hnsw_params *p, qerr *e) {
+    *out = NULL;
+    hnsw *h = alloc_index(p, e);
+    if (!h) return -1;
+    if (grow(h, p->capacity ? p->capacity : 1024) || map_grow(h)) {
+        hnsw_free(h);
+        return qerr_set(e, "hnsw: out of memory");
+    }
+    *out = h;
+    return 0;
+}
+
+void hnsw_free(hnsw *h) {
+    if (!h) return;
+    for (size_t i = 0; i < h->cap; i++) free(h->up ? h->up[i] : NULL);
+    free(h->vf); free(h->vq); free(h->qs); free(h->qn); free(h->ids); free(h->lvl);
+    free(h->l0); free(h->up); free(h->lk); free(h->st); free(h->freel); free(h->mk); free(h->mv);
+    for (int i = 0; i < h->nspool; i++) scratch_free(h->spool[i]);
+    free(h->spool);
+    pthread_rwlock_destroy(&h->g);
+    pthread_mutex_destroy(&h->meta);
+    pthread_mutex_destroy(&h->smu);
+    free(h);
+}
+
+size_t hnsw_count(const hnsw *h) { return __atomic_load_n(&h->n_live, __ATOMIC_RELAXED); }
+int hnsw_dim(const hnsw *h) { return h->dim; }
+
+size_t hnsw_memory_bytes(const hnsw *h) {
+    size_t per = sizeof(uint64_t) + sizeof(int32_t) + (size_t)(h->M0 + 1) * 4 + sizeof(void *) + 2;
+    if (h->has_f32) per += (size_t)h->dim * 4;
+    if (h->storage == HNSW_I8) per += (size_t)h->dim + 8;
+    size_t b = per * h->cap + h->mcap * 12;
+    for (size_t i = 0; i < h->n_slots; i++)
+        if (h->lvl[i] > 0) b += (size_t)h->lvl[i] * (size_t)(h->M + 1) * 4;
+    return b;
+}
+
+bool hnsw_contains(hnsw *h, uint64_t id) {
+    pthread_mutex_lock(&h->meta);
+    bool r = map_get(h, id) != MAP_EMPTY;
+    pthread_mutex_unlock(&h->meta);
+    return r;
+}
+
+/* Stores vec into slot s (normalizing for cos, quantizing for I8). */
+static void store_vec(hnsw *h, uint32_t s, const float *vec, float *tmp) {
+    size_t d = (size_t)h->dim, off = (size_t)s * d;
+    const float *v = vec;
+    if (h->metric == HNSW_COS) {
+        double n2 = 0;
+        for (size_t i = 0; i < d; i++) n2 += (double)vec[i] * vec[i];
+        float inv = n2 > 0 ? (float)(1.0 / sqrt(n2)) : 0.0f;
+        for (size_t i = 0; i < d; i++) tmp[i] = vec[i] * inv;
+        v = tmp;
+    }
+    if (h->has_f32) memcpy(h->vf + off, v, d * sizeof(float));
+    if (h->storage == HNSW_I8) {
+        float mx = 0;
+        for (size_t i = 0; i < d; i++) mx = fmaxf(mx, fabsf(v[i]));
+        float sc = mx > 0 ? mx / 127.0f : 1.0f;
+        int64_t n2 = 0;
+        for (size_t i = 0; i < d; i++) {
+            long q = lrintf(v[i] / sc);
+            if (q > 127) q = 127;
+            if (q < -127) q = -127;
+            h->vq[off + i] = (int8_t)q;
+            n2 += q * q;
+        }
+        h->qs[s] = sc;
+        h->qn[s] = sc * sc * (float)n2;
+    }
+}
+
+static void make_query(const hnsw *h, const float *q, float *buf, qctx *qc) {
+    size_t d = (size_t)h->dim;
+    if (h->metric == HNSW_COS) {
+        double n2 = 0;
+        for (size_t i = 0; i < d; i++) n2 += (double)q[i] * q[i];
+        float inv = n2 > 0 ? (float)(1.0 / sqrt(n2)) : 0.0f;
+        for (size_t i = 0; i < d; i++) buf[i] = q[i] * inv;
+        qc->q = buf;
+    } else {
+        qc->q = q;
+    }
+    qc->qnorm = h->storage == HNSW_I8 && h->metric == HNSW_L2 ? vec_dot_f32(qc->q, qc->q, d) : 0.0f;
+}
+
+/* Links s into n's list at level l (n locked by the caller). */
+static int add_link(hnsw *h, uint32_t n, uint32_t s, int l, scratch *sc) {
+    uint32_t *p = links(h, n, l);
+    uint32_t mmax = (uint32_t)(l == 0 ? h->M0 : h->M);
+    for (uint32_t j = 0; j < p[0]; j++)
+        if (p[1 + j] == s) return 0;
+    if (p[0] < mmax) { p[1 + p[0]++] = s; return 0; }
+    if (!reserve(&sc->sel, &sc->selc, mmax + 1)) return -1;
+    int m = 0;
+    for (uint32_t j = 0; j < p[0]; j++) sc->sel[m++] = (cand){dist_nn(h, n, p[1 + j]), p[1 + j]};
+    sc->sel[m++] = (cand){dist_nn(h, n, s), s};
+    qsort(sc->sel, (size_t)m, sizeof(cand), cand_cmp);
+    int k = select_heuristic(h, sc->sel, m, (int)mmax);
+    p[0] = (uint32_t)k;
+    for (int j = 0; j < k; j++) p[1 + j] = sc->sel[j].i;
+    return 0;
+}
+
+/* Insert with the global lock held shared; level precomputed (or -1). */
+static int add_locked(hnsw *h, uint64_t id, const float *vec, int level, bool *need_grow, qerr *e) {
+    *need_grow = false;
+    pthread_mutex_lock(&h->meta);
+    if (map_get(h, id) != MAP_EMPTY) {
+        pthread_mutex_unlock(&h->meta);
+        return qerr_set(e, "hnsw: id %llu already present", (unsigned long long)id);
+    }
+    if (!h->n_free && h->n_slots == h->cap) {
+        pthread_mutex_unlock(&h->meta);
+        *need_grow = true;
+        return 0;
+    }
+    uint32_t s;
+    if (h->n_free) s = h->freel[--h->n_free];
+    else { s = (uint32_t)h->n_slots; __atomic_store_n(&h->n_slots, h->n_slots + 1, __ATOMIC_RELEASE); }
+    if (map_put(h, id, s)) {
+        if (s + 1 == h->n_slots) __atomic_store_n(&h->n_slots, h->n_slots - 1, __ATOMIC_RELEASE);
+        else h->freel[h->n_free++] = s;
+        pthread_mutex_unlock(&h->meta);
+        return qerr_set(e, "hnsw: out of memory");
+    }
+    if (level < 0) level = draw_level(h);
+    __atomic_store_n(&h->st[s], ST_WRITING, __ATOMIC_RELEASE);
+    h->n_live++;
+    pthread_mutex_unlock(&h->meta);
+
+    scratch *sc = scratch_get(h);
+    uint32_t *up = level > 0 ? calloc((size_t)level * (size_t)(h->M + 1), sizeof(uint32_t)) : NULL;
+    if (!sc || (level > 0 && !up)) {
+        free(up);
+        scratch_put(h, sc);
+        pthread_mutex_lock(&h->meta);
+        map_del(h, id);
+        h->n_live--;
+        __atomic_store_n(&h->st[s], ST_FREE, __ATOMIC_RELEASE);
+        h->freel[h->n_free++] = s; /* freel has room: capacity tracks cap */
+        pthread_mutex_unlock(&h->meta);
+        return qerr_set(e, "hnsw: out of memory");
+    }
+    store_vec(h, s, vec, sc->q);
+    h->ids[s] = id;
+    h->lvl[s] = level;
+    h->up[s] = up;
+    nlock(h, s);
+    h->l0[(size_t)s * (size_t)(h->M0 + 1)] = 0;
+    nunlock(h, s);
+    __atomic_store_n(&h->st[s], ST_LIVE, __ATOMIC_RELEASE);
+
+    pthread_mutex_lock(&h->meta);
+    uint32_t ep = h->ep;
+    int maxl = h->maxlvl;
+    if (ep == NONE) {
+        h->ep = s;
+        h->maxlvl = level;
+        pthread_mutex_unlock(&h->meta);
+        scratch_put(h, sc);
+        return 0;
+    }
+    pthread_mutex_unlock(&h->meta);
+
+    qctx qc;
+    const float *qv = h->has_f32 ? h->vf + (size_t)s * (size_t)h->dim : vec;
+    if (!h->has_f32 && h->metric == HNSW_COS) {
+        /* sc->q holds the normalized vector from store_vec */
+        qv = sc->q;
+    }
+    qc.q = qv;
+    qc.qnorm = h->storage == HNSW_I8 && h->metric == HNSW_L2 ? vec_dot_f32(qv, qv, (size_t)h->dim) : 0.0f;
+    uint64_t nd = 0;
+    uint32_t cur = ep;
+    if (maxl > level) cur = greedy(h, &qc, ep, maxl, level, sc, &nd);
+    int rc = 0;
+    for (int l = level < maxl ? level : maxl; l >= 0; l--) {
+        size_t nr;
+        if (search_layer(h, &qc, cur, h->efc, l, NULL, sc, &nr, &nd)) { rc = -1; break; }
+        /* results out of the heap, ascending */
+        qsort(sc->r, nr, sizeof(cand), cand_cmp);
+        /* drop self (a reused slot can't be reached, but be safe) */
+        int m = 0;
+        for (size_t j = 0; j < nr; j++) if (sc->r[j].i != s) sc->r[m++] = sc->r[j];
+        if (m == 0) continue;
+        cur = sc->r[0].i;
+        int k = select_heuristic(h, sc->r, m, h->M);
+        nlock(h, s);
+        uint32_t *p = links(h, s, l);
+        p[0] = (uint32_t)k;
+        for (int j = 0; j < k; j++) p[1 + j] = sc->r[j].i;
+        nunlock(h, s);
+        uint32_t tmp[1024];
+        int kk = k < 1024 ? k : 1024;
+        for (int j = 0; j < kk; j++) tmp[j] = sc->r[j].i;
+        for (int j = 0; j < kk; j++) {
+            nlock(h, tmp[j]);
+            int r2 = add_link(h, tmp[j], s, l, sc);
+            nunlock(h, tmp[j]);
+            if (r2) { rc = -1; break; }
+        }
+        if (rc) break;
+    }
+    if (level > maxl) {
+        pthread_mutex_lock(&h->meta);
+        if (level > h->maxlvl) { h->ep = s; h->maxlvl = level; }
+        pthread_mutex_unlock(&h->meta);
+    }
+    scratch_put(h, sc);
+    /* On OOM mid-way the node stays, possibly with fewer links. */
+    return rc ? qerr_set(e, "hnsw: out of memory while linking") : 0;
+}
+
+static int ensure_room(hnsw *h, qerr *e) {
+    pthread_rwlock_wrlock(&h->g);
+    int rc = 0;
+    if (!h->n_free && h->n_slots == h->cap) {
+        size_t nc = h->cap < 1024 ? 1024 : h->cap + h->cap / 2;
+        if (grow(h, nc)) rc = qerr_set(e, "hnsw: out of memory growing to %zu slots", nc);
+    }
+    if (!rc && h->cap_free < h->cap) {
+        uint32_t *f = realloc(h->freel, h->cap * sizeof *f);
+        if (!f) rc = qerr_set(e, "hnsw: out of memory");
+        else { h->freel = f; h->cap_free = h->cap; }
+    }
+    pthread_rwlock_unlock(&h->g);
+    return rc;
+}
+
+static int add_level(hnsw *h, uint64_t id, const float *vec, int level, qerr *e) {
+    for (;;) {
+        bool need;
+        pthread_rwlock_rdlock(&h->g);
+        if (h->cap_free < h->cap) { /* the free list must hold every slot */
+            pthread_rwlock_unlock(&h->g);
+            if (ensure_room(h, e)) return -1;
+            continue;
+        }
+        int rc = add_locked(h, id, vec, level, &need, e);
+        pthread_rwlock_unlock(&h->g);
+        if (rc) return rc;
+        if (!need) return 0;
+        if (ensure_room(h, e)) return -1;
+    }
+}
+
+int hnsw_add(hnsw *h, uint64_t id, const float *vec, qerr *e) { return add_level(h, id, vec, -1, e); }
+
+typedef struct batch {
+    hnsw *h;
+    const uint64_t *ids;
+    const float *vecs;
+    const int *levels;
+    size_t n, next;
+    int failed;
+    qerr err;
+} batch;
+
+static void batch_worker(void *arg, int ith, int nth) {
+    batch *b = arg;
+    qerr e;
+    for (;;) {
+        if (__atomic_load_n(&b->failed, __ATOMIC_RELAXED)) return;
+        size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->n) return;
+        if (add_level(b->h, b->ids[i], b->vecs + i * (size_t)b->h->dim, b->levels[i], &e)) {
+            int expected = 0;
+            if (__atomic_compare_exchange_n(&b->failed, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+                b->err = e;
+            return;
+        }
+    }
+}
+
+int hnsw_add_batch(hnsw *h, const uint64_t *ids, const float *vecs, size_t n, qpool *pool, qerr *e) {
+    if (!n) return 0;
+    int *levels = malloc(n * sizeof *levels);
+    if (!levels) return qerr_set(e, "hnsw: out of memory");
+    pthread_mutex_lock(&h->meta);
+    for (size_t i = 0; i < n; i++) levels[i] = draw_level(h);
+    pthread_mutex_unlock(&h->meta);
+    /* make room once up front */
+    pthread_rwlock_wrlock(&h->g);
+    int rc = 0;
+    size_t need = h->n_live + n;
+    if (need > h->cap && grow(h, need)) rc = qerr_set(e, "hnsw: out of memory");
+    pthread_rwlock_unlock(&h->g);
+    if (rc) { free(levels); return -1; }
+    batch b = {h, ids, vecs, levels, n, 0, 0, {{0}}};
+    if (!pool || qpool_size(pool) <= 1) {
+        for (size_t i = 0; i < n && !rc; i++)
+            rc = add_level(h, ids[i], vecs + i * (size_t)h->dim, levels[i], e);
+    } else {
+        /* the first node alone so the others find an entry point */
+        pthread_mutex_lock(&h->meta);
+        bool empty = h->ep == NONE;
+        pthread_mutex_unlock(&h->meta);
+        if (empty) { rc = add_level(h, ids[0], vecs, levels[0], e); b.next = 1; }
+        if (!rc) {
+            qpool_run(pool, batch_worker, &b);
+            if (b.failed) { if (e) *e = b.err; rc = -1; }
+        }
+    }
+    free(levels);
+    return rc;
+}
+
+/* delete -------------------------------------------------------------------- */
+int hnsw_delete(hnsw *h, uint64_t id, qerr *e) {
+    pthread_rwlock_wrlock(&h->g);
+    uint32_t s = map_get(h, id);
+    if (s == MAP_EMPTY) {
+        pthread_rwlock_unlock(&h->g);
+        return qerr_set(e, "hnsw: id %llu not found", (unsigned long long)id);
+    }
+    scratch *sc = scratch_get(h);
+    if (!sc || !reserve(&sc->sel, &sc->selc, (size_t)(2 * h->M0 + 2))) {
+        scratch_put(h, sc);
+        pthread_rwlock_unlock(&h->g);
+        return qerr_set(e, "hnsw: out of memory");
+    }
+    map_del(h, id);
+    h->st[s] = ST_FREE;
+    h->n_live--;
+    int ls = h->lvl[s];
+    /* Every list that mentions s: drop s, refill from s's own neighbours. */
+    for (size_t t = 0; t < h->n_slots; t++) {
+        if (t == s || h->st[t] != ST_LIVE) continue;
+        int top = h->lvl[t] < ls ? h->lvl[t] : ls;
+        for (int l = 0; l <= top; l++) {
+            uint32_t *p = links(h, (uint32_t)t, l);
+            uint32_t j = 0;
+            while (j < p[0] && p[1 + j] != s) j++;
+            if (j == p[0]) continue;
+            int m = 0;
+            for (uint32_t q = 0; q < p[0]; q++)
+                if (p[1 + q] != s) sc->sel[m++] = (cand){dist_nn(h, (uint32_t)t, p[1 + q]), p[1 + q]};
+            const uint32_t *ps = links(h, s, l);
+            for (uint32_t q = 0; q < ps[0]; q++) {
+                uint32_t c = ps[1 + q];
+                if (c == t || c == s || h->st[c] != ST_LIVE) continue;
+                bool dup = false;
+                for (int r = 0; r < m; r++) if (sc->sel[r].i == c) { dup = true; break; }
+                if (!dup) sc->sel[m++] = (cand){dist_nn(h, (uint32_t)t, c), c};
+            }
+            qsort(sc->sel, (size_t)m, sizeof(cand), cand_cmp);
+            int k = select_heuristic(h, sc->sel, m, l == 0 ? h->M0 : h->M);
+            p[0] = (uint32_t)k;
+            for (int r = 0; r < k; r++) p[1 + r] = sc->sel[r].i;
+        }
+    }
+    scratch_put(h, sc);
+    h->l0[(size_t)s * (size_t)(h->M0 + 1)] = 0;
+    free(h->up[s]);
+    h->up[s] = NULL;
+    h->lvl[s] = -1;
+    if (h->ep == s) {
+        h->ep = NONE;
+        h->maxlvl = -1;
+        for (size_t t = 0; t < h->n_slots; t++)
+            if (h->st[t] == ST_LIVE && h->lvl[t] > h->maxlvl) { h->ep = (uint32_t)t; h->maxlvl = h->lvl[t]; }
+    }
+    h->freel[h->n_free++] = s;
+    pthread_rwlock_unlock(&h->g);
+    return 0;
+}
+
+/* search ----------------------------------------------------------------- */
+static double estimate_selectivity(hnsw *h, const filt *f, size_t n_slots) {
+    /* up to 256 live slots on a fixed stride: deterministic and cheap */
+    size_t want = 256, step = n_slots / want ? n_slots / want : 1;
+    size_t live = 0, ok = 0;
+    for (size_t t = 0; t < n_slots && live < want; t += step) {
+        if (state(h, (uint32_t)t) != ST_LIVE) continue;
+        live++;
+        if (f->fn(h->ids[t], f->ctx)) ok++;
+    }
+    if (!live) return 1.0;
+    /* never report 0: an unseen class still may have members */
+    return ok ? (double)ok / (double)live : 0.5 / (double)live;
+}
+
+static int brute(hnsw *h, const qctx *qc, int k, const filt *f, scratch *sc, size_t *nr, uint64_t *nd) {
+    size_t n = __atomic_load_n(&h->n_slots, __ATOMIC_ACQUIRE);
+    *nr = 0;
+    if (!reserve(&sc->r, &sc->rc, (size_t)k + 2)) return -1;
+    for (size_t t = 0; t < n; t++) {
+        if (!allowed(h, (uint32_t)t, f)) continue;
+        float d = dist_exact(h, qc, (uint32_t)t);
+        (*nd)++;
+        if (*nr < (size_t)k) heap_push(sc->r, nr, (cand){d, (uint32_t)t}, true);
+        else if (d < sc->r[0].d || (d == sc->r[0].d && t < sc->r[0].i)) {
+            heap_pop(sc->r, nr, true);
+            heap_push(sc->r, nr, (cand){d, (uint32_t)t}, true);
+        }
+    }
+    return 0;
+}
+
+int hnsw_search(hnsw *h, const float *query, int k, const hnsw_search_opts *o, uint64_t *ids, float *dists,
+                int *n_out, hnsw_search_stats *stats, qerr *e) {
+    *n_out = 0;
+    hnsw_search_stats st = {HNSW_PLAN_GRAPH, 1.0, 0, false};
+    if (k <= 0) { if (stats) *stats = st; return 0; }
+    pthread_rwlock_rdlock(&h->g);
+    scratch *sc = scratch_get(h);
+    if (!sc) { pthread_rwlock_unlock(&h->g); return qerr_set(e, "hnsw: out of memory"); }
+    int ef = o && o->ef > 0 ? o->ef : h->ef;
+    if (ef < k) ef = k;
+    filt f = {o ? o->filter : NULL, o ? o->filter_ctx : NULL};
+    qctx qc;
+    make_query(h, query, sc->q, &qc);
+    pthread_mutex_lock(&h->meta);
+    uint32_t ep = h->ep;
+    int maxl = h->maxlvl;
+    size_t n_live = h->n_live;
+    pthread_mutex_unlock(&h->meta);
+    size_t n_slots = __atomic_load_n(&h->n_slots, __ATOMIC_ACQUIRE);
+
+    int plan = o ? o->plan : HNSW_PLAN_AUTO;
+    if (f.fn) st.selectivity = o->selectivity > 0 ? o->selectivity : estimate_selectivity(h, &f, n_slots);
+    if (plan == HNSW_PLAN_AUTO) {
+        /* Cost model in distance evaluations: a filtered graph search visits
+         * about 3·ef·M0/selectivity nodes before it holds ef allowed ones;
+         * brute force computes n·selectivity distances and calls the filter
+         * n times (about 1/20 of a distance each). */
+        double graph = 3.0 * ef * h->M0 / st.selectivity;
+        double bf = (double)n_live * (st.selectivity + 0.05);
+        plan = (n_live <= 2 * (size_t)ef || (f.fn && bf < graph)) ? HNSW_PLAN_BRUTE : HNSW_PLAN_GRAPH;
+    }
+    size_t nr = 0;
+    int rc = 0;
+    if (ep == NONE) {
+        nr = 0;
+    } else if (plan == HNSW_PLAN_GRAPH) {
+        uint32_t cur = greedy(h, &qc, ep, maxl, 0, sc, &st.n_dist);
+        rc = search_layer(h, &qc, cur, ef, 0, &f, sc, &nr, &st.n_dist);
+        if (!rc && h->rerank)
+            for (size_t j = 0; j < nr; j++) sc->r[j].d = dist_exact(h, &qc, sc->r[j].i);
+        if (!rc && nr < (size_t)k && nr < n_live) { st.fallback = true; plan = HNSW_PLAN_BRUTE; }
+    }
+    if (!rc && ep != NONE && plan == HNSW_PLAN_BRUTE) rc = brute(h, &qc, k, &f, sc, &nr, &st.n_dist);
+    st.plan = plan;
+    if (!rc) {
+        qsort(sc->r, nr, sizeof(cand), cand_cmp);
+        int n = nr < (size_t)k ? (int)nr : k;
+        for (int j = 0; j < n; j++) {
+            ids[j] = h->ids[sc->r[j].i];
+            if (dists) dists[j] = sc->r[j].d;
+        }
+        *n_out = n;
+    }
+    scratch_put(h, sc);
+    pthread_rwlock_unlock(&h->g);
+    if (stats) *stats = st;
+    return rc ? qerr_set(e, "hnsw: out of memory in search") : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slicing by 8. */
+static uint32_t crc_tab[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_tab[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++) crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+}
+
+uint32_t q_crc32c(uint32_t crc, const void *buf, size_t n) {
+    pthread_once(&crc_once, crc_init);
+    const uint8_t *p = buf;
+    crc = ~crc;
+    while (n >= 8) {
+        uint32_t a = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        crc = crc_tab[7][a & 0xff] ^ crc_tab[6][(a >> 8) & 0xff] ^ crc_tab[5][(a >> 16) & 0xff] ^ crc_tab[4][a >> 24] ^
+              crc_tab[3][p[4]] ^ crc_tab[2][p[5]] ^ crc_tab[1][p[6]] ^ crc_tab[0][p[7]];
+        p += 8;
+        n -= 8;
+    }
+    while (n--) crc = (crc >> 8) ^ crc_tab[0][(crc ^ *p++) & 0xff];
+    return ~crc;
+}
+
+/* Persistence ----------------------------------------------------------------
+ * Layout (little-endian hosts only, as the rest of Quire):
+ *   "QHNSW\0\0\0" u32 version=1
+ *   u32 dim, metric, storage, rerank, M, ef_construction, ef_search, pad
+ *   u64 seed, rng, n_slots, n_live, n_free; u32 ep; i32 maxlvl
+ *   n_slots × (u64 id, i32 level, u8 state, 3 pad)
+ *   [f32 vectors n_slots × dim] [i8 vectors n_slots × dim, f32 scale, f32 norm]
+ *   layer-0 lists n_slots × (2M + 1) u32; upper lists level × (M + 1) u32 per slot
+ *   free list n_free × u32
+ *   u32 CRC32C of all the bytes above */
+#define HNSW_MAGIC "QHNSW\0\0\0"
+#define HNSW_VERSION 1u
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+} wbuf;
+
+static void wput(wbuf *b, const void *d, size_t n) {
+    if (b->p) memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void wu32(wbuf *b, uint32_t v) { wput(b, &v, 4); }
+static void wu64(wbuf *b, uint64_t v) { wput(b, &v, 8); }
+
+static void serialize(const hnsw *h, wbuf *b) {
+    wput(b, HNSW_MAGIC, 8);
+    wu32(b, HNSW_VERSION);
+    wu32(b, (uint32_t)h->dim); wu32(b, (uint32_t)h->metric); wu32(b, (uint32_t)h->storage);
+    wu32(b, h->rerank); wu32(b, (uint32_t)h->M); wu32(b, (uint32_t)h->efc); wu32(b, (uint32_t)h->ef); wu32(b, 0);
+    wu64(b, h->seed); wu64(b, h->rng); wu64(b, h->n_slots); wu64(b, h->n_live); wu64(b, h->n_free);
+    wu32(b, h->ep); wu32(b, (uint32_t)h->maxlvl);
+    for (size_t i = 0; i < h->n_slots; i++) {
+        wu64(b, h->ids[i]);
+        wu32(b, (uint32_t)h->lvl[i]);
+        uint8_t pad[4] = {h->st[i], 0, 0, 0};
+        wput(b, pad, 4);
+    }
+    size_t d = (size_t)h->dim;
+    if (h->has_f32) wput(b, h->vf, h->n_slots * d * 4);
+    if (h->storage == HNSW_I8) {
+        wput(b, h->vq, h->n_slots * d);
+        wput(b, h->qs, h->n_slots * 4);
+        wput(b, h->qn, h->n_slots * 4);
+    }
+    wput(b, h->l0, h->n_slots * (size_t)(h->M0 + 1) * 4);
+    for (size_t i = 0; i < h->n_slots; i++)
+        if (h->lvl[i] > 0) wput(b, h->up[i], (size_t)h->lvl[i] * (size_t)(h->M + 1) * 4);
+    wput(b, h->freel, h->n_free * 4);
+}
+
+static int save_buf(hnsw *h, wbuf *b, qerr *e) {
+    /* exclusive: no insert may move the arrays or change lists mid-copy */
+    pthread_rwlock_wrlock(&h->g);
+    memset(b, 0, sizeof *b);
+    serialize(h, b);
+    b->cap = b->n + 4;
+    b->p = malloc(b->cap);
+    if (!b->p) { pthread_rwlock_unlock(&h->g); return qerr_set(e, "hnsw: out of memory saving %zu bytes", b->cap); }
+    b->n = 0;
+    serialize(h, b);
+    pthread_rwlock_unlock(&h->g);
+    uint32_t crc = q_crc32c(0, b->p, b->n);
+    wu32(b, crc);
+    return 0;
+}
+
+int hnsw_save(hnsw *h, const char *path, qerr *e) {
+    wbuf b;
+    if (save_buf(h, &b, e)) return -1;
+    int rc = q_write_file_atomic(path, b.p, b.n, e);
+    free(b.p);
+    return rc ? qerr_wrap(e, "hnsw save") : 0;
+}
+
+int hnsw_save_fd(hnsw *h, int fd, qerr *e) {
+    wbuf b;
+    if (save_buf(h, &b, e)) return -1;
+    size_t off = 0;
+    while (off < b.n) {
+        ssize_t w = write(fd, b.p + off, b.n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { free(b.p); return qerr_set(e, "hnsw save: write: %s", w < 0 ? strerror(errno) : "short write"); }
+        off += (size_t)w;
+    }
+    free(b.p);
+    return 0;
+}
+
+typedef struct rbuf {
+    const uint8_t *p;
+    size_t n, off;
+} rbuf;
+
+static bool rget(rbuf *b, void *d, size_t n) {
+    if (n > b->n - b->off) return false;
+    memcpy(d, b->p + b->off, n);
+    b->off += n;
+    return true;
+}
+
+int hnsw_load_memory(hnsw **out, const void *buf, size_t n, qerr *e) {
+    *out = NULL;
+    const uint8_t *p = buf;
+    if (n < 8 + 4 + 4 || memcmp(p, HNSW_MAGIC, 8) != 0) return qerr_set(e, "hnsw load: not an HNSW index (bad magic)");
+    uint32_t crc_stored;
+    memcpy(&crc_stored, p + n - 4, 4);
+    uint32_t crc = q_crc32c(0, p, n - 4);
+    if (crc != crc_stored)
+        return qerr_set(e, "hnsw load: checksum mismatch (stored %08x, computed %08x): file is corrupt", crc_stored, crc);
+    rbuf b = {p, n - 4, 8};
+    uint32_t ver, hd[8];
+    uint64_t seed, rng, n_slots, n_live, n_free;
+    uint32_t ep, maxl;
+    if (!rget(&b, &ver, 4)) return qerr_set(e, "hnsw load: truncated header");
+    if (ver != HNSW_VERSION) return qerr_set(e, "hnsw load: unsupported version %u", ver);
+    if (!rget(&b, hd, sizeof hd) || !rget(&b, &seed, 8) || !rget(&b, &rng, 8) || !rget(&b, &n_slots, 8) ||
+        !rget(&b, &n_live, 8) || !rget(&b, &n_free, 8) || !rget(&b, &ep, 4) || !rget(&b, &maxl, 4))
+        return qerr_set(e, "hnsw load: truncated header");
+    hnsw_params pr;
+    hnsw_params_default(&pr);
+    pr.dim = (int)hd[0]; pr.metric = (hnsw_metric)hd[1]; pr.storage = (hnsw_storage)hd[2];
+    pr.rerank_f32 = hd[3] != 0; pr.M = (int)hd[4]; pr.ef_construction = (int)hd[5]; pr.ef_search = (int)hd[6];
+    pr.seed = seed;
+    if (hd[0] == 0 || hd[0] > (1u << 20) || hd[4] < 2 || hd[4] > 512 || hd[1] > 2 || hd[2] > 1)
+        return qerr_set(e, "hnsw load: bad parameters in header");
+    if (n_slots > n / 16 || n_live > n_slots || n_free > n_slots || n_live + n_free != n_slots)
+        return qerr_set(e, "hnsw load: inconsistent slot counts");
+    hnsw *h = alloc_index(&pr, e);
+    if (!h) return qerr_wrap(e, "hnsw load");
+    if (grow(h, n_slots ? n_slots : 16) || map_grow(h)) { hnsw_free(h); return qerr_set(e, "hnsw load: out of memory"); }
+    h->rng = rng;
+    h->freel = malloc(h->cap * sizeof *h->freel);
+    if (!h->freel) { hnsw_free(h); return qerr_set(e, "hnsw load: out of memory"); }
+    h->cap_free = h->cap;
+    size_t d = (size_t)h->dim, ns = (size_t)n_slots;
+    const char *what = NULL;
+    size_t live = 0;
+    for (size_t i = 0; i < ns && !what; i++) {
+        uint8_t pad[4];
+        uint32_t lv;
+        if (!rget(&b, &h->ids[i], 8) || !rget(&b, &lv, 4) || !rget(&b, pad, 4)) { what = "truncated slot table"; break; }
+        h->lvl[i] = (int32_t)lv;
+        h->st[i] = pad[0];
+        if (pad[0] == ST_LIVE) {
+            live++;
+            if (h->lvl[i] < 0 || h->lvl[i] > MAX_LEVEL) what = "bad node level";
+            else if (map_get(h, h->ids[i]) != MAP_EMPTY) what = "duplicate id";
+            else if (map_put(h, h->ids[i], (uint32_t)i)) what = "out of memory";
+        } else if (pad[0] == ST_FREE) {
+            h->lvl[i] = -1;
+        } else what = "bad slot state";
+    }
+    if (!what && live != n_live) what = "live count does not match the slot table";
+    h->n_slots = ns;
+    h->n_live = live;
+    if (!what && h->has_f32 && !rget(&b, h->vf, ns * d * 4)) what = "truncated vectors";
+    if (!what && h->storage == HNSW_I8 &&
+        (!rget(&b, h->vq, ns * d) || !rget(&b, h->qs, ns * 4) || !rget(&b, h->qn, ns * 4)))
+        what = "truncated int8 vectors";
+    if (!what && !rget(&b, h->l0, ns * (size_t)(h->M0 + 1) * 4)) what = "truncated layer-0 lists";
+    for (size_t i = 0; i < ns && !what; i++) {
+        if (h->lvl[i] <= 0) continue;
+        size_t words = (size_t)h->lvl[i] * (size_t)(h->M + 1);
+        h->up[i] = malloc(words * 4);
+        if (!h->up[i]) what = "out of memory";
+        else if (!rget(&b, h->up[i], words * 4)) what = "truncated upper lists";
+    }
+    /* every list: count within bounds, targets live slots with a high enough level */
+    for (size_t i = 0; i < ns && !what; i++) {
+        if (h->st[i] != ST_LIVE) continue;
+        for (int l = 0; l <= h->lvl[i] && !what; l++) {
+            const uint32_t *lp = links(h, (uint32_t)i, l);
+            if (lp[0] > (uint32_t)(l ? h->M : h->M0)) { what = "neighbour count out of range"; break; }
+            for (uint32_t j = 0; j < lp[0]; j++)
+                if (lp[1 + j] >= ns || h->st[lp[1 + j]] != ST_LIVE || h->lvl[lp[1 + j]] < l) { what = "bad neighbour"; break; }
+        }
+    }
+    if (!what && !rget(&b, h->freel, (size_t)n_free * 4)) what = "truncated free list";
+    h->n_free = (size_t)n_free;
+    for (size_t i = 0; i < h->n_free && !what; i++)
+        if (h->freel[i] >= ns || h->st[h->freel[i]] != ST_FREE) what = "bad free list";
+    if (!what && b.off != b.n) what = "trailing bytes";
+    if (!what) {
+        if (n_live == 0) { if (ep != NONE) what = "bad entry point"; }
+        else if (ep >= ns || h->st[ep] != ST_LIVE || h->lvl[ep] != (int32_t)maxl) what = "bad entry point";
+    }
+    if (what) { hnsw_free(h); return qerr_set(e, "hnsw load: %s", what); }
+    h->ep = ep;
+    h->maxlvl = (int)(int32_t)maxl;
+    *out = h;
+    return 0;
+}
+
+int hnsw_load(hnsw **out, const char *path, qerr *e) {
+    char *buf;
+    size_t n;
+    if (q_read_file(path, &buf, &n, e)) return qerr_wrap(e, "hnsw load");
+    int rc = hnsw_load_memory(out, buf, n, e);
+    free(buf);
+    return rc;
+}
+
+int hnsw_load_fd(hnsw **out, int fd, qerr *e) {
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf) return qerr_set(e, "hnsw load: out of memory");
+    for (;;) {
+        if (n == cap) {
+            uint8_t *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); return qerr_set(e, "hnsw load: out of memory"); }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { free(buf); return qerr_set(e, "hnsw load: read: %s", strerror(errno)); }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    int rc = hnsw_load_memory(out, buf, n, e);
+    free(buf);
+    return rc;
+}

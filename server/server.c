@@ -1,0 +1,997 @@
+/* server.c — the libuv side: connections, request routing, responses,
+ * metrics, authentication, CORS and shutdown. Nothing here waits for
+ * inference: generation runs on the scheduler thread (sched.c), embeddings
+ * on libuv's work queue; results come back as events. */
+#include "server/server_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* metrics (updated on the loop thread only, except the scheduler's atomics) */
+enum { R_HEALTH, R_READY, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_EMBEDDINGS, R_OTHER, N_ROUTES };
+static const char *route_names[N_ROUTES] = {"/health", "/ready", "/metrics", "/v1/models", "/v1/completions",
+                                            "/v1/chat/completions", "/v1/embeddings", "other"};
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+#define N_BUCKETS (sizeof buckets / sizeof *buckets)
+
+typedef struct histo {
+    uint64_t b[N_BUCKETS + 1];
+    double sum;
+    uint64_t count;
+} histo;
+
+static void histo_add(histo *h, double v) {
+    size_t i = 0;
+    while (i < N_BUCKETS && v > buckets[i]) i++;
+    h->b[i]++;
+    h->sum += v;
+    h->count++;
+}
+
+typedef struct status_count {
+    int route, status;
+    uint64_t n;
+} status_count;
+
+typedef struct api_key {
+    uint8_t hash[32];
+    char principals[256];
+} api_key;
+
+typedef struct srv {
+    server_config cfg;
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_async_t async;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t drain_timer;
+    http_limits lim;
+    model *m;
+    tokenizer *tok;
+    bert_model *bert;
+    tokenizer *btok;
+    qpool *bpool;
+    pthread_mutex_t bert_mu;
+    sched sch;
+    api_key *keys;
+    int n_keys;
+    bool draining;
+    int n_conns, n_busy;
+    char model_id[128];
+    uint64_t req_seq;
+    status_count counts[128];
+    int n_counts;
+    histo ttft, tpot, e2e, queue;
+    uint64_t tokens_embedded;
+} srv;
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    srv *s;
+    char *in;
+    size_t in_n, in_cap;
+    bool busy, closing, keep_alive, stream_open;
+    int open_handles, pending_work;
+    job *job;
+    double t_start;
+    int route;
+    char req_id[40];
+    char trace_id[33];
+    char principal[256];
+    char origin[256];
+    /* embeddings work */
+    uv_work_t work;
+    json *emb_req;
+    int emb_status;
+    sbuf emb_out;
+} conn;
+
+typedef struct wreq {
+    uv_write_t w;
+    conn *c;
+    bool last; /* the response is complete once this write is done */
+    char data[];
+} wreq;
+
+static void conn_close(conn *c);
+static void process_input(conn *c);
+
+static void count_request(srv *s, int route, int status) {
+    for (int i = 0; i < s->n_counts; i++)
+        if (s->counts[i].route == route && s->counts[i].status == status) { s->counts[i].n++; return; }
+    if (s->n_counts < (int)(sizeof s->counts / sizeof *s->counts)) s->counts[s->n_counts++] = (status_count){route, status, 1};
+}
+
+/* ------------------------------------------------------------------------ */
+/* writing */
+static void request_done(conn *c) {
+    srv *s = c->s;
+    c->busy = false;
+    c->stream_open = false;
+    s->n_busy--;
+    if (c->closing) return;
+    if (!c->keep_alive || s->draining) { conn_close(c); return; }
+    process_input(c); /* a pipelined request may be waiting */
+}
+
+static void on_write(uv_write_t *w, int status) {
+    wreq *r = (wreq *)w;
+    conn *c = r->c;
+    bool last = r->last;
+    free(r);
+    c->pending_work--;
+    if (status < 0) {
+        if (!c->closing) conn_close(c);
+    } else if (last && !c->closing) {
+        request_done(c);
+    }
+    if (c->closing && c->open_handles == 0 && c->pending_work == 0) free(c);
+}
+
+static void conn_write(conn *c, const char *data, size_t len, bool last) {
+    if (c->closing) return;
+    wreq *r = malloc(sizeof *r + len);
+    if (!r) { conn_close(c); return; }
+    memcpy(r->data, data, len);
+    r->c = c;
+    r->last = last;
+    uv_buf_t b = uv_buf_init(r->data, (unsigned)len);
+    c->pending_work++;
+    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        c->pending_work--;
+        free(r);
+        conn_close(c);
+    }
+}
+
+static void common_headers(conn *c, sbuf *h) {
+    srv *s = c->s;
+    sb_printf(h, "Server: quire/%s\r\nX-Request-Id: %s\r\n", QUIRE_VERSION, c->req_id);
+    if (c->trace_id[0]) {
+        uint64_t span = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ s->req_seq;
+        sb_printf(h, "traceparent: 00-%s-%016llx-01\r\n", c->trace_id, (unsigned long long)span);
+    }
+    if (c->origin[0]) {
+        for (int i = 0; i < s->cfg.n_cors; i++)
+            if (strcmp(s->cfg.cors_origins[i], c->origin) == 0) {
+                sb_printf(h, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", c->origin);
+                break;
+            }
+    }
+    sb_printf(h, "Connection: %s\r\n", c->keep_alive && !s->draining ? "keep-alive" : "close");
+}
+
+static void audit(conn *c, int status, const job *j) {
+    srv *s = c->s;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "{\"ts\":\"%s\",\"event\":\"request\",\"id\":\"%s\",\"trace_id\":\"%s\",\"route\":\"%s\",\"status\":%d,"
+                    "\"principal\":\"%s\",\"duration_s\":%.4f",
+            ts, c->req_id, c->trace_id, route_names[c->route], status, c->principal[0] ? c->principal : "-",
+            q_now() - c->t_start);
+    if (j) fprintf(stderr, ",\"prompt_tokens\":%d,\"cached_tokens\":%d,\"completion_tokens\":%d,\"finish\":\"%s\"", j->n_prompt,
+                   j->n_cached, j->n_gen, j->finish);
+    fprintf(stderr, "}\n");
+    (void)s;
+}
+
+static void send_response(conn *c, int status, const char *ctype, const char *body, size_t len, const char *extra) {
+    sbuf h = {0};
+    sb_printf(&h, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    common_headers(c, &h);
+    if (extra) sb_puts(&h, extra);
+    sb_printf(&h, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", ctype, len);
+    sb_put(&h, body, len);
+    count_request(c->s, c->route, status);
+    if (c->route != R_HEALTH && c->route != R_METRICS && c->route != R_READY) audit(c, status, c->job);
+    if (!h.oom) conn_write(c, h.p, h.n, true);
+    else conn_close(c);
+    sb_free(&h);
+}
+
+static void send_json(conn *c, int status, const sbuf *b) { send_response(c, status, "application/json", b->p ? b->p : "{}", b->p ? b->n : 2, NULL); }
+
+static void send_error(conn *c, int status, const char *type, const char *param, const char *msg) {
+    sbuf b = {0};
+    sb_puts(&b, "{\"error\":{\"message\":");
+    sb_json_str(&b, msg, strlen(msg));
+    sb_puts(&b, ",\"type\":");
+    sb_json_str(&b, type, strlen(type));
+    sb_puts(&b, ",\"param\":");
+    if (param) sb_json_str(&b, param, strlen(param));
+    else sb_puts(&b, "null");
+    sb_printf(&b, ",\"code\":%d}}", status);
+    const char *extra = status == 503 ? "Retry-After: 1\r\n" : status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL;
+    send_response(c, status, "application/json", b.p, b.n, extra);
+    sb_free(&b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* streaming (Server-Sent Events over chunked transfer coding) */
+static void stream_begin(conn *c) {
+    sbuf h = {0};
+    sb_puts(&h, "HTTP/1.1 200 OK\r\n");
+    common_headers(c, &h);
+    sb_puts(&h, "Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n");
+    conn_write(c, h.p, h.n, false);
+    sb_free(&h);
+    c->stream_open = true;
+}
+
+static void stream_event(conn *c, const char *data, size_t len, bool last) {
+    sbuf b = {0};
+    sb_printf(&b, "%zx\r\ndata: ", len + 8);
+    sb_put(&b, data, len);
+    sb_puts(&b, "\n\n\r\n");
+    if (last) sb_puts(&b, "0\r\n\r\n");
+    conn_write(c, b.p, b.n, last);
+    sb_free(&b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* responses for generation jobs */
+static void usage_json(sbuf *b, const job *j) {
+    sb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,"
+                 "\"prompt_tokens_details\":{\"cached_tokens\":%d}}",
+              j->n_prompt, j->n_gen, j->n_prompt + j->n_gen, j->n_cached);
+}
+
+static const char *finish_reason(const job *j) { return strcmp(j->finish, "length") == 0 ? "length" : "stop"; }
+
+static void chunk_json(conn *c, const job *j, const char *text, size_t len, const char *finish, bool first) {
+    sbuf b = {0};
+    long created = (long)time(NULL);
+    if (j->kind == JOB_CHAT) {
+        sb_printf(&b, "{\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":", j->id, created);
+        sb_json_str(&b, c->s->model_id, strlen(c->s->model_id));
+        sb_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{");
+        if (first) sb_puts(&b, "\"role\":\"assistant\",");
+        if (!finish) { sb_puts(&b, "\"content\":"); sb_json_str(&b, text, len); }
+        else if (first) b.n--, b.p[b.n] = 0; /* drop the trailing comma */
+        sb_puts(&b, "},\"logprobs\":null,\"finish_reason\":");
+    } else {
+        sb_printf(&b, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", j->id, created);
+        sb_json_str(&b, c->s->model_id, strlen(c->s->model_id));
+        sb_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
+        sb_json_str(&b, text, len);
+        sb_puts(&b, ",\"logprobs\":null,\"finish_reason\":");
+    }
+    if (finish) sb_printf(&b, "\"%s\"", finish);
+    else sb_puts(&b, "null");
+    sb_puts(&b, "}]}");
+    stream_event(c, b.p, b.n, false);
+    sb_free(&b);
+}
+
+static void job_finished(conn *c, job *j) {
+    srv *s = c->s;
+    if (j->t_first > 0) {
+        histo_add(&s->ttft, j->t_first - j->t_arrive);
+        if (j->n_gen > 1) histo_add(&s->tpot, (j->t_done - j->t_first) / (j->n_gen - 1));
+    }
+    if (j->t_admit > 0) histo_add(&s->queue, j->t_admit - j->t_arrive);
+    histo_add(&s->e2e, j->t_done - j->t_arrive);
+    if (!strcmp(j->finish, "error")) {
+        if (c->stream_open) { /* headers are out: report in the stream, then end it */
+            sbuf b = {0};
+            sb_puts(&b, "{\"error\":{\"message\":");
+            sb_json_str(&b, j->err_msg, strlen(j->err_msg));
+            sb_printf(&b, ",\"type\":\"server_error\",\"param\":null,\"code\":%d}}", j->err_status);
+            stream_event(c, b.p, b.n, false);
+            sb_free(&b);
+            stream_event(c, "[DONE]", 6, true);
+            count_request(s, c->route, 200);
+            audit(c, 200, j);
+        } else {
+            send_error(c, j->err_status, j->err_status >= 500 ? "server_error" : "invalid_request_error", NULL, j->err_msg);
+        }
+        return;
+    }
+    if (j->stream) {
+        if (!c->stream_open) stream_begin(c);
+        chunk_json(c, j, "", 0, finish_reason(j), !j->headers_sent);
+        if (j->include_usage) {
+            sbuf b = {0};
+            sb_printf(&b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", j->id,
+                      j->kind == JOB_CHAT ? "chat.completion.chunk" : "text_completion", (long)time(NULL));
+            sb_json_str(&b, s->model_id, strlen(s->model_id));
+            sb_puts(&b, ",\"choices\":[],");
+            usage_json(&b, j);
+            sb_puts(&b, "}");
+            stream_event(c, b.p, b.n, false);
+            sb_free(&b);
+        }
+        count_request(s, c->route, 200);
+        audit(c, 200, j);
+        stream_event(c, "[DONE]", 6, true);
+        return;
+    }
+    sbuf b = {0};
+    const char *text = j->out.p ? j->out.p : "";
+    if (j->kind == JOB_CHAT) {
+        sb_printf(&b, "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", j->id, (long)time(NULL));
+        sb_json_str(&b, s->model_id, strlen(s->model_id));
+        sb_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        sb_json_str(&b, text, j->out.n);
+        sb_printf(&b, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(j));
+    } else {
+        sb_printf(&b, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", j->id, (long)time(NULL));
+        sb_json_str(&b, s->model_id, strlen(s->model_id));
+        sb_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
+        sb_json_str(&b, text, j->out.n);
+        sb_printf(&b, ",\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(j));
+    }
+    usage_json(&b, j);
+    sb_puts(&b, "}");
+    char timing[256];
+    double prefill_end = j->t_first > 0 ? j->t_first : j->t_done;
+    snprintf(timing, sizeof timing, "Server-Timing: queue;dur=%.2f, prefill;dur=%.2f, decode;dur=%.2f\r\n",
+             1e3 * (j->t_admit - j->t_arrive), 1e3 * (prefill_end - j->t_admit), 1e3 * (j->t_done - prefill_end));
+    send_response(c, 200, "application/json", b.p, b.n, timing);
+    sb_free(&b);
+}
+
+static void on_async(uv_async_t *a) {
+    srv *s = a->data;
+    int n;
+    job_event *ev = sched_take_events(&s->sch, &n);
+    for (int i = 0; i < n; i++) {
+        job *j = ev[i].j;
+        conn *c = j->conn;
+        if (c && !c->closing) {
+            if (ev[i].len) {
+                if (j->stream) {
+                    if (!c->stream_open) stream_begin(c);
+                    chunk_json(c, j, ev[i].text, ev[i].len, NULL, !j->headers_sent);
+                    j->headers_sent = true;
+                } else {
+                    sb_put(&j->out, ev[i].text, ev[i].len);
+                }
+            }
+            if (ev[i].done) {
+                c->job = j; /* for the audit line */
+                job_finished(c, j);
+                c->job = NULL;
+            }
+        }
+        if (ev[i].done) {
+            if (c) c->job = NULL;
+            job_release(j);
+        }
+        free(ev[i].text);
+    }
+    free(ev);
+}
+
+/* ------------------------------------------------------------------------ */
+/* request handlers */
+static bool get_num(const json *o, const char *k, double lo, double hi, double *out, conn *c) {
+    const json *v = json_get(o, k);
+    if (!v || json_typeof(v) == JSON_NULL) return true;
+    if (!json_is_number(v) || json_number(v) < lo || json_number(v) > hi || isnan(json_number(v))) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'%s' must be a number between %g and %g", k, lo, hi);
+        send_error(c, 400, "invalid_request_error", k, msg);
+        return false;
+    }
+    *out = json_number(v);
+    return true;
+}
+
+static void handle_generate(conn *c, const http_request *r, int kind) {
+    srv *s = c->s;
+    qerr e;
+    json *body;
+    if (json_parse(r->body ? r->body : "", r->body_len, NULL, &body, &e)) {
+        send_error(c, 400, "invalid_request_error", NULL, e.msg);
+        return;
+    }
+    if (!json_is_object(body)) { json_free(body); send_error(c, 400, "invalid_request_error", NULL, "the body must be a JSON object"); return; }
+    job *j = calloc(1, sizeof *j);
+    if (!j) { json_free(body); send_error(c, 500, "server_error", NULL, "out of memory"); return; }
+    atomic_store(&j->refs, 1);
+    j->kind = kind;
+    j->slot = -1;
+    j->t_arrive = q_now();
+    snprintf(j->id, sizeof j->id, "%s-%s", kind == JOB_CHAT ? "chatcmpl" : "cmpl", c->req_id);
+    j->sp = (sampler_params){.temp = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .repeat_penalty = 1.0f,
+                             .penalty_last_n = 64, .seed = ((uint64_t)time(NULL) << 20) ^ s->req_seq};
+    j->max_tokens = kind == JOB_CHAT ? 256 : 16;
+    double v;
+    bool ok = true;
+    /* the prompt */
+    sbuf prompt = {0};
+    if (kind == JOB_CHAT) {
+        if (chat_render(s->m->g, s->tok, s->cfg.chat_template, json_get(body, "messages"), &prompt, &e)) {
+            send_error(c, 400, "invalid_request_error", "messages", e.msg);
+            ok = false;
+        }
+    } else {
+        const json *p = json_get(body, "prompt");
+        if (json_is_array(p) && json_size(p) == 1) p = json_at(p, 0);
+        if (!json_is_string(p)) {
+            send_error(c, 400, "invalid_request_error", "prompt", "'prompt' must be a string (one prompt per request)");
+            ok = false;
+        } else {
+            sb_put(&prompt, json_string(p), json_string_len(p));
+            if (!prompt.p) sb_put(&prompt, "", 0);
+        }
+    }
+    /* parameters */
+    if (ok && (ok = get_num(body, "max_tokens", 1, 1 << 20, &v, c))) {
+        if (json_get(body, "max_tokens") && json_is_number(json_get(body, "max_tokens"))) j->max_tokens = (int)v;
+    }
+    if (ok && (ok = get_num(body, "max_completion_tokens", 1, 1 << 20, &v, c)) && json_is_number(json_get(body, "max_completion_tokens")))
+        j->max_tokens = (int)v;
+    if (ok && (ok = get_num(body, "temperature", 0, 100, &v, c)) && json_is_number(json_get(body, "temperature"))) j->sp.temp = (float)v;
+    if (ok && (ok = get_num(body, "top_p", 0, 1, &v, c)) && json_is_number(json_get(body, "top_p"))) j->sp.top_p = (float)v;
+    if (ok && (ok = get_num(body, "top_k", 0, 1e9, &v, c)) && json_is_number(json_get(body, "top_k"))) j->sp.top_k = (int)v;
+    if (ok && (ok = get_num(body, "min_p", 0, 1, &v, c)) && json_is_number(json_get(body, "min_p"))) j->sp.min_p = (float)v;
+    if (ok && (ok = get_num(body, "presence_penalty", -2, 2, &v, c)) && json_is_number(json_get(body, "presence_penalty"))) j->sp.presence_penalty = (float)v;
+    if (ok && (ok = get_num(body, "frequency_penalty", -2, 2, &v, c)) && json_is_number(json_get(body, "frequency_penalty"))) j->sp.freq_penalty = (float)v;
+    if (ok && (ok = get_num(body, "repeat_penalty", 0, 10, &v, c)) && json_is_number(json_get(body, "repeat_penalty"))) j->sp.repeat_penalty = (float)v;
+    if (ok && (ok = get_num(body, "seed", -9.2e18, 9.2e18, &v, c)) && json_is_number(json_get(body, "seed"))) j->sp.seed = (uint64_t)(int64_t)v;
+    if (ok && (ok = get_num(body, "n", 1, 1, &v, c))) {}
+    if (ok) {
+        const json *lp = json_get(body, "logprobs");
+        if (lp && ((json_is_bool(lp) && json_typeof(lp) == JSON_TRUE) || (json_is_number(lp) && json_number(lp) > 0))) {
+            send_error(c, 400, "invalid_request_error", "logprobs", "logprobs are not supported yet");
+            ok = false;
+        }
+    }
+    if (ok) {
+        const json *rf = json_get(body, "response_format");
+        const json *t = rf ? json_get(rf, "type") : NULL;
+        if (rf && (!json_is_string(t) || strcmp(json_string(t), "text") != 0)) {
+            /* never a silent fallback: constrained decoding is not in this build yet */
+            send_error(c, 400, "invalid_request_error", "response_format",
+                       "response_format json_object / json_schema is not supported by this build yet");
+            ok = false;
+        }
+    }
+    if (ok) {
+        const json *st = json_get(body, "stop");
+        if (st && json_typeof(st) != JSON_NULL) {
+            size_t n = json_is_array(st) ? json_size(st) : 1;
+            if ((!json_is_string(st) && !json_is_array(st)) || n > 16) {
+                send_error(c, 400, "invalid_request_error", "stop", "'stop' must be a string or up to 16 strings");
+                ok = false;
+            } else {
+                j->stop = calloc(n + 1, sizeof(char *));
+                for (size_t i = 0; ok && i < n; i++) {
+                    const json *x = json_is_array(st) ? json_at(st, i) : st;
+                    if (!json_is_string(x) || json_string_len(x) == 0) {
+                        send_error(c, 400, "invalid_request_error", "stop", "stop strings must be non-empty strings");
+                        ok = false;
+                        break;
+                    }
+                    j->stop[j->n_stop++] = strndup(json_string(x), json_string_len(x));
+                }
+            }
+        }
+        const json *stream = json_get(body, "stream");
+        j->stream = stream && json_typeof(stream) == JSON_TRUE;
+        const json *so = json_get(body, "stream_options");
+        const json *iu = so ? json_get(so, "include_usage") : NULL;
+        j->include_usage = iu && json_typeof(iu) == JSON_TRUE;
+    }
+    json_free(body);
+    if (!ok) { sb_free(&prompt); job_release(j); return; }
+    j->prompt = prompt.p;
+    j->prompt_len = prompt.n;
+    if (s->cfg.request_timeout > 0) j->deadline = j->t_arrive + s->cfg.request_timeout;
+    j->conn = c;
+    if (!sched_submit(&s->sch, j)) {
+        job_release(j);
+        send_error(c, 503, "server_error", NULL, "the server is at capacity; retry shortly");
+        return;
+    }
+    c->job = j; /* the loop's reference is released when the job's done event arrives */
+}
+
+static void embed_work(uv_work_t *w) {
+    conn *c = w->data;
+    srv *s = c->s;
+    const json *in = json_get(c->emb_req, "input");
+    size_t n = json_is_array(in) ? json_size(in) : 1;
+    sbuf *b = &c->emb_out;
+    c->emb_status = 200;
+    int d = s->bert->n_embd;
+    float *vec = malloc((size_t)d * sizeof(float));
+    sb_puts(b, "{\"object\":\"list\",\"data\":[");
+    long total = 0;
+    pthread_mutex_lock(&s->bert_mu);
+    for (size_t i = 0; i < n && c->emb_status == 200; i++) {
+        const json *x = json_is_array(in) ? json_at(in, i) : in;
+        qerr e;
+        int32_t *ids = NULL;
+        size_t nt = 0;
+        if (!json_is_string(x)) { c->emb_status = 400; sb_free(b); sb_puts(b, "'input' must be a string or an array of strings"); break; }
+        if (tokenizer_encode(s->btok, json_string(x), json_string_len(x), true, false, &ids, &nt, &e)) {
+            c->emb_status = 400; sb_free(b); sb_puts(b, e.msg); break;
+        }
+        int st[2] = {0, (int)nt};
+        if (bert_embed(s->bert, s->bpool, ids, st, 1, -1, vec, &e)) {
+            free(ids); c->emb_status = 400; sb_free(b); sb_puts(b, e.msg); break;
+        }
+        free(ids);
+        total += (long)nt;
+        sb_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", i ? "," : "", i);
+        for (int k = 0; k < d; k++) sb_printf(b, "%s%.8g", k ? "," : "", vec[k]);
+        sb_puts(b, "]}");
+    }
+    pthread_mutex_unlock(&s->bert_mu);
+    free(vec);
+    if (c->emb_status == 200) {
+        sb_puts(b, "],\"model\":");
+        sb_json_str(b, s->cfg.embed_model, strlen(s->cfg.embed_model));
+        sb_printf(b, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", total, total);
+    }
+}
+
+static void embed_after(uv_work_t *w, int status) {
+    conn *c = w->data;
+    (void)status;
+    c->pending_work--;
+    json_free(c->emb_req);
+    c->emb_req = NULL;
+    if (!c->closing) {
+        if (c->emb_status == 200) send_json(c, 200, &c->emb_out);
+        else send_error(c, c->emb_status, "invalid_request_error", "input", c->emb_out.p ? c->emb_out.p : "bad input");
+    }
+    sb_free(&c->emb_out);
+    if (c->closing && c->open_handles == 0 && c->pending_work == 0) free(c);
+}
+
+static void handle_embeddings(conn *c, const http_request *r) {
+    srv *s = c->s;
+    if (!s->bert) { send_error(c, 400, "invalid_request_error", "model", "no embedding model loaded (start with --embed-model)"); return; }
+    qerr e;
+    if (json_parse(r->body ? r->body : "", r->body_len, NULL, &c->emb_req, &e)) { send_error(c, 400, "invalid_request_error", NULL, e.msg); return; }
+    const json *in = json_get(c->emb_req, "input");
+    if (!in || (!json_is_string(in) && !json_is_array(in)) || (json_is_array(in) && (json_size(in) == 0 || json_size(in) > 2048))) {
+        json_free(c->emb_req);
+        c->emb_req = NULL;
+        send_error(c, 400, "invalid_request_error", "input", "'input' must be a string or an array of 1 to 2048 strings");
+        return;
+    }
+    c->work.data = c;
+    c->pending_work++;
+    memset(&c->emb_out, 0, sizeof c->emb_out);
+    uv_queue_work(s->loop, &c->work, embed_work, embed_after);
+}
+
+static void handle_metrics(conn *c) {
+    srv *s = c->s;
+    sbuf b = {0};
+    sb_puts(&b, "# HELP quire_http_requests_total HTTP requests by route and status.\n# TYPE quire_http_requests_total counter\n");
+    for (int i = 0; i < s->n_counts; i++)
+        sb_printf(&b, "quire_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n", route_names[s->counts[i].route],
+                  s->counts[i].status, (unsigned long long)s->counts[i].n);
+    sb_printf(&b, "# HELP quire_queue_depth Requests waiting for a slot.\n# TYPE quire_queue_depth gauge\nquire_queue_depth %d\n",
+              atomic_load(&s->sch.n_waiting));
+    sb_printf(&b, "# HELP quire_slots_busy Slots decoding.\n# TYPE quire_slots_busy gauge\nquire_slots_busy %d\n",
+              atomic_load(&s->sch.n_busy));
+    sb_printf(&b, "# HELP quire_slots Slots configured.\n# TYPE quire_slots gauge\nquire_slots %d\n", s->sch.n_slots);
+    struct { const char *name, *help; long long v; } ctr[] = {
+        {"quire_prompt_tokens_total", "Prompt tokens admitted.", atomic_load(&s->sch.n_tokens_in)},
+        {"quire_prompt_cached_tokens_total", "Prompt tokens reused from the KV cache.", atomic_load(&s->sch.n_cached_tokens)},
+        {"quire_generation_tokens_total", "Tokens generated.", atomic_load(&s->sch.n_tokens_out)},
+        {"quire_requests_cancelled_total", "Requests stopped because the client left.", atomic_load(&s->sch.n_cancelled)},
+        {"quire_decode_steps_total", "Scheduler steps (one batched forward pass each).", atomic_load(&s->sch.n_steps)},
+    };
+    for (size_t i = 0; i < sizeof ctr / sizeof *ctr; i++)
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", ctr[i].name, ctr[i].help, ctr[i].name, ctr[i].name, ctr[i].v);
+    struct { const char *name, *help; const histo *h; } hs[] = {
+        {"quire_time_to_first_token_seconds", "Arrival to first generated token.", &s->ttft},
+        {"quire_time_per_output_token_seconds", "Mean time between generated tokens of a request.", &s->tpot},
+        {"quire_request_duration_seconds", "Arrival to completion of generation requests.", &s->e2e},
+        {"quire_queue_time_seconds", "Arrival to admission into a slot.", &s->queue},
+    };
+    for (size_t i = 0; i < sizeof hs / sizeof *hs; i++) {
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", hs[i].name, hs[i].help, hs[i].name);
+        uint64_t cum = 0;
+        for (size_t k = 0; k < N_BUCKETS; k++) {
+            cum += hs[i].h->b[k];
+            sb_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", hs[i].name, buckets[k], (unsigned long long)cum);
+        }
+        cum += hs[i].h->b[N_BUCKETS];
+        sb_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", hs[i].name, (unsigned long long)cum,
+                  hs[i].name, hs[i].h->sum, hs[i].name, (unsigned long long)hs[i].h->count);
+    }
+    send_response(c, 200, "text/plain; version=0.0.4", b.p, b.n, NULL);
+    sb_free(&b);
+}
+
+/* Constant-time: every key is compared in full, whatever matches. */
+static bool authorize(conn *c, const http_request *r) {
+    srv *s = c->s;
+    if (s->n_keys == 0) return true;
+    const char *h = http_header_get(r, "authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return false;
+    uint8_t hash[32];
+    q_sha256(h + 7, strlen(h + 7), hash);
+    int found = -1;
+    for (int i = 0; i < s->n_keys; i++) {
+        uint8_t diff = 0;
+        for (int k = 0; k < 32; k++) diff |= (uint8_t)(hash[k] ^ s->keys[i].hash[k]);
+        found = diff == 0 ? i : found;
+    }
+    if (found < 0) return false;
+    snprintf(c->principal, sizeof c->principal, "%s", s->keys[found].principals);
+    return true;
+}
+
+static int route_of(const char *path) {
+    for (int i = 0; i < R_OTHER; i++)
+        if (strcmp(path, route_names[i]) == 0) return i;
+    return R_OTHER;
+}
+
+static void handle_request(conn *c, const http_request *r) {
+    srv *s = c->s;
+    c->busy = true;
+    s->n_busy++;
+    c->t_start = q_now();
+    c->keep_alive = r->keep_alive;
+    c->principal[0] = 0;
+    c->route = route_of(r->path);
+    snprintf(c->req_id, sizeof c->req_id, "%08llx%04x", (unsigned long long)++s->req_seq, (unsigned)(rand() & 0xffff));
+    const char *o = http_header_get(r, "origin");
+    snprintf(c->origin, sizeof c->origin, "%s", o ? o : "");
+    /* W3C trace context: keep the caller's trace id, else start one */
+    const char *tp = http_header_get(r, "traceparent");
+    c->trace_id[0] = 0;
+    if (tp && strlen(tp) == 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && strspn(tp + 3, "0123456789abcdef") >= 32) {
+        memcpy(c->trace_id, tp + 3, 32);
+        c->trace_id[32] = 0;
+        if (strspn(c->trace_id, "0") == 32) c->trace_id[0] = 0;
+    }
+    if (!c->trace_id[0])
+        snprintf(c->trace_id, sizeof c->trace_id, "%016llx%016llx", (unsigned long long)(((uint64_t)rand() << 31) ^ (uint64_t)time(NULL)),
+                 (unsigned long long)(((uint64_t)rand() << 33) ^ s->req_seq));
+
+    bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+    if (strcmp(r->method, "OPTIONS") == 0) {
+        bool allowed = false;
+        for (int i = 0; i < s->cfg.n_cors; i++) allowed |= c->origin[0] && strcmp(s->cfg.cors_origins[i], c->origin) == 0;
+        send_response(c, 204, "text/plain", "", 0,
+                      allowed ? "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n" : NULL);
+        return;
+    }
+    switch (c->route) {
+    case R_HEALTH:
+        if (!get) break;
+        send_response(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL);
+        return;
+    case R_READY: {
+        if (!get) break;
+        bool ready = !s->draining && atomic_load(&s->sch.n_waiting) < s->sch.q_cap;
+        if (ready) send_response(c, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
+        else send_error(c, 503, "server_error", NULL, s->draining ? "shutting down" : "queue full");
+        return;
+    }
+    case R_METRICS:
+        if (!get) break;
+        handle_metrics(c);
+        return;
+    default: break;
+    }
+    if (strncmp(r->path, "/v1/", 4) == 0 && !authorize(c, r)) {
+        send_error(c, 401, "authentication_error", NULL, "missing or invalid API key");
+        return;
+    }
+    if (c->route == R_MODELS && get) {
+        sbuf b = {0};
+        sb_puts(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
+        sb_json_str(&b, s->model_id, strlen(s->model_id));
+        sb_printf(&b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"quire\"}", (long)time(NULL));
+        if (s->bert) {
+            sb_puts(&b, ",{\"id\":");
+            sb_json_str(&b, s->cfg.embed_model, strlen(s->cfg.embed_model));
+            sb_printf(&b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"quire\"}", (long)time(NULL));
+        }
+        sb_puts(&b, "]}");
+        send_json(c, 200, &b);
+        sb_free(&b);
+        return;
+    }
+    if (post && (c->route == R_COMPLETIONS || c->route == R_CHAT || c->route == R_EMBEDDINGS)) {
+        const char *ct = http_header_get(r, "content-type");
+        if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
+            send_error(c, 415, "invalid_request_error", NULL, "Content-Type must be application/json");
+            return;
+        }
+        if (s->draining) { send_error(c, 503, "server_error", NULL, "shutting down"); return; }
+        if (c->route == R_EMBEDDINGS) handle_embeddings(c, r);
+        else handle_generate(c, r, c->route == R_CHAT ? JOB_CHAT : JOB_COMPLETION);
+        return;
+    }
+    if (c->route != R_OTHER) send_error(c, 405, "invalid_request_error", NULL, "method not allowed");
+    else send_error(c, 404, "invalid_request_error", NULL, "no such route");
+}
+
+/* ------------------------------------------------------------------------ */
+/* connections */
+static void on_handle_closed(uv_handle_t *h) {
+    conn *c = h->data;
+    if (--c->open_handles == 0 && c->pending_work == 0) free(c);
+}
+
+static void conn_close(conn *c) {
+    if (c->closing) return;
+    c->closing = true;
+    srv *s = c->s;
+    s->n_conns--;
+    if (c->busy) s->n_busy--;
+    if (c->job) { /* the client left: the scheduler drops the request at its next step */
+        atomic_store(&c->job->cancelled, true);
+        c->job->conn = NULL;
+        c->job = NULL;
+    }
+    free(c->in);
+    c->in = NULL;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t) {
+    conn *c = t->data;
+    if (c->closing || c->busy) return;
+    if (c->in_n > 0) { /* a request started but did not finish in time */
+        c->keep_alive = false;
+        c->busy = true;
+        c->s->n_busy++;
+        c->route = R_OTHER;
+        snprintf(c->req_id, sizeof c->req_id, "timeout");
+        send_error(c, 408, "invalid_request_error", NULL, "request not received in time");
+        return;
+    }
+    conn_close(c); /* idle keep-alive connection */
+}
+
+static void process_input(conn *c) {
+    srv *s = c->s;
+    while (!c->busy && !c->closing) {
+        if (c->in_n == 0) {
+            uv_timer_start(&c->timer, on_timeout, (uint64_t)(s->cfg.idle_timeout * 1000), 0);
+            return;
+        }
+        http_request r;
+        size_t used;
+        int rc = http_parse_request(c->in, c->in_n, &s->lim, &r, &used);
+        if (rc == HTTP_NEED_MORE) {
+            if (!uv_is_active((uv_handle_t *)&c->timer) || uv_timer_get_due_in(&c->timer) > (uint64_t)(s->cfg.header_timeout * 1000))
+                uv_timer_start(&c->timer, on_timeout, (uint64_t)(s->cfg.header_timeout * 1000), 0);
+            return;
+        }
+        uv_timer_stop(&c->timer);
+        if (rc == HTTP_ERROR) {
+            c->busy = true;
+            s->n_busy++;
+            c->keep_alive = false;
+            c->route = R_OTHER;
+            snprintf(c->req_id, sizeof c->req_id, "bad");
+            send_error(c, r.status, "invalid_request_error", NULL, r.error);
+            c->in_n = 0;
+            return;
+        }
+        memmove(c->in, c->in + used, c->in_n - used);
+        c->in_n -= used;
+        handle_request(c, &r);
+        http_request_free(&r);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    conn *c = h->data;
+    (void)suggested;
+    size_t want = 65536;
+    size_t limit = c->s->lim.max_header_bytes + c->s->lim.max_body + 65536;
+    if (c->in_n + want > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 65536;
+        while (cap < c->in_n + want) cap *= 2;
+        if (cap > limit + want) cap = limit + want;
+        char *p = cap > c->in_cap ? realloc(c->in, cap) : c->in;
+        if (!p) { buf->base = NULL; buf->len = 0; return; }
+        c->in = p;
+        c->in_cap = cap;
+    }
+    buf->base = c->in + c->in_n;
+    buf->len = c->in_cap - c->in_n;
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+    conn *c = st->data;
+    (void)buf;
+    if (n < 0) { conn_close(c); return; }
+    if (n == 0 || c->closing) return;
+    c->in_n += (size_t)n;
+    if (c->in_n >= c->in_cap && !c->busy) { /* larger than any acceptable request */
+        http_request r;
+        size_t used;
+        if (http_parse_request(c->in, c->in_n, &c->s->lim, &r, &used) == HTTP_NEED_MORE) { conn_close(c); return; }
+        if (r.body) http_request_free(&r);
+    }
+    process_input(c);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+    srv *s = server->data;
+    if (status < 0 || s->draining) return;
+    conn *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->s = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->closing = true;
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        return;
+    }
+    s->n_conns++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    uv_timer_start(&c->timer, on_timeout, (uint64_t)(s->cfg.header_timeout * 1000), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* shutdown: stop accepting, let in-flight requests finish, then stop */
+static void close_walk(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_drain_check(uv_timer_t *t) {
+    srv *s = t->data;
+    if (s->n_busy > 0) return;
+    uv_timer_stop(t);
+    uv_stop(s->loop);
+}
+
+static void on_signal(uv_signal_t *h, int sig) {
+    srv *s = h->data;
+    (void)sig;
+    if (s->draining) return;
+    s->draining = true;
+    fprintf(stderr, "{\"event\":\"shutdown\",\"in_flight\":%d}\n", s->n_busy);
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    uv_timer_start(&s->drain_timer, on_drain_check, 0, 20);
+}
+
+static int load_keys(srv *s, const char *path, qerr *e) {
+    char *text;
+    if (q_read_file(path, &text, NULL, e)) return -1;
+    int cap = 16;
+    s->keys = calloc((size_t)cap, sizeof *s->keys);
+    int lineno = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        while (*line == ' ' || *line == '\t') line++;
+        if (!*line || *line == '#') continue;
+        char *sp = line + strcspn(line, " \t\r");
+        char *rest = *sp ? sp + 1 : sp;
+        *sp = 0;
+        while (*rest == ' ' || *rest == '\t') rest++;
+        rest[strcspn(rest, "\r")] = 0;
+        if (s->n_keys == cap) s->keys = realloc(s->keys, (size_t)(cap *= 2) * sizeof *s->keys);
+        api_key *k = &s->keys[s->n_keys];
+        if (strncmp(line, "sha256:", 7) == 0) {
+            if (strlen(line + 7) != 64) { free(text); return qerr_set(e, "%s:%d: sha256: needs 64 hex digits", path, lineno); }
+            for (int i = 0; i < 32; i++) {
+                unsigned v;
+                if (sscanf(line + 7 + 2 * i, "%2x", &v) != 1) { free(text); return qerr_set(e, "%s:%d: bad hex", path, lineno); }
+                k->hash[i] = (uint8_t)v;
+            }
+        } else {
+            if (strlen(line) < 16) { free(text); return qerr_set(e, "%s:%d: API keys must be at least 16 characters", path, lineno); }
+            q_sha256(line, strlen(line), k->hash);
+        }
+        snprintf(k->principals, sizeof k->principals, "%s", rest);
+        s->n_keys++;
+    }
+    free(text);
+    if (s->n_keys == 0) return qerr_set(e, "%s: no API keys", path);
+    return 0;
+}
+
+void server_config_default(server_config *c) {
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->port = 8080;
+    c->n_slots = 4;
+    c->max_queue = 64;
+    c->prefill_chunk = 256;
+    c->header_timeout = 10;
+    c->idle_timeout = 30;
+    c->max_body = 8u << 20;
+    c->ready_fd = -1;
+}
+
+int server_run(const server_config *cfg, qerr *e) {
+    srv *s = calloc(1, sizeof *s);
+    if (!s) return qerr_set(e, "out of memory");
+    s->cfg = *cfg;
+    s->lim = (http_limits){.max_header_bytes = 16384, .max_headers = HTTP_MAX_HEADERS, .max_body = cfg->max_body};
+    int rc = -1;
+    srand((unsigned)(time(NULL) ^ getpid()));
+    if (model_load(&s->m, cfg->model_path, e)) goto out;
+    if (tokenizer_load(&s->tok, s->m->g, e)) { qerr_wrap(e, "%s", cfg->model_path); goto out; }
+    const char *base = strrchr(cfg->model_path, '/');
+    snprintf(s->model_id, sizeof s->model_id, "%s", cfg->model_name ? cfg->model_name : base ? base + 1 : cfg->model_path);
+    if (cfg->embed_model) {
+        if (bert_load(&s->bert, cfg->embed_model, e)) goto out;
+        if (tokenizer_load(&s->btok, s->bert->g, e)) { qerr_wrap(e, "%s", cfg->embed_model); goto out; }
+        s->bpool = qpool_new(1);
+        pthread_mutex_init(&s->bert_mu, NULL);
+    }
+    if (cfg->api_key_file && load_keys(s, cfg->api_key_file, e)) goto out;
+
+    s->loop = uv_default_loop();
+    uv_async_init(s->loop, &s->async, on_async);
+    s->async.data = s;
+    if (sched_start(&s->sch, s->m, s->tok, cfg, &s->async, e)) goto out;
+    uv_tcp_init(s->loop, &s->listener);
+    s->listener.data = s;
+    struct sockaddr_storage addr;
+    if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&addr) != 0) {
+        qerr_set(e, "bad host address '%s'", cfg->host);
+        goto stop;
+    }
+    int r = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (r == 0) r = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    if (r != 0) { qerr_set(e, "cannot listen on %s:%d: %s", cfg->host, cfg->port, uv_strerror(r)); goto stop; }
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
+    int port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    uv_signal_init(s->loop, &s->sig_term);
+    uv_signal_init(s->loop, &s->sig_int);
+    s->sig_term.data = s->sig_int.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_timer_init(s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "{\"event\":\"listening\",\"host\":\"%s\",\"port\":%d,\"model\":\"%s\",\"slots\":%d}\n", cfg->host, port,
+            s->model_id, s->sch.n_slots);
+    if (cfg->ready_fd >= 0) {
+        char msg[32];
+        int n = snprintf(msg, sizeof msg, "%d\n", port);
+        if (write(cfg->ready_fd, msg, (size_t)n) != n) { /* the parent will time out */ }
+    }
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    rc = 0;
+stop:
+    sched_stop(&s->sch);
+    on_async(&s->async); /* release what the scheduler finished last */
+    uv_walk(s->loop, close_walk, NULL);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(s->loop);
+out:
+    if (s->bpool) { qpool_free(s->bpool); pthread_mutex_destroy(&s->bert_mu); }
+    tokenizer_free(s->btok);
+    bert_free(s->bert);
+    tokenizer_free(s->tok);
+    model_free(s->m);
+    free(s->keys);
+    free(s);
+    return rc;
+}

@@ -1,0 +1,281 @@
+/* sgr.h — schema-guided generation: a strict JSON parser and serializer, an
+ * ECMA-262 subset regex engine and a JSON Schema (draft 2020-12 plus the
+ * common keywords of drafts 4–7) validator. The compiled schema is a tree the
+ * constrained-decoding compiler walks. All functions follow the engine's
+ * convention: return 0 on success, -1 on failure with a message in the qerr. */
+#ifndef QUIRE_SGR_H
+#define QUIRE_SGR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+/* ======================================================================== */
+/* JSON (RFC 8259)                                                          */
+/* ======================================================================== */
+
+typedef enum json_type {
+    JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT
+} json_type;
+
+typedef struct json json;
+
+typedef struct json_member {
+    char *key;      /* UTF-8, NUL-terminated (may contain NUL: use klen) */
+    size_t klen;
+    json *val;
+} json_member;
+
+/* A DOM node. Read the fields directly or use the accessors; only the parser
+ * and json_clone build nodes, json_free releases a whole tree. */
+struct json {
+    json_type type;
+    union {
+        struct {
+            char *text;    /* the exact source text, NUL-terminated */
+            size_t len;
+            double d;      /* nearest double (±HUGE_VAL on overflow) */
+            int64_t i;     /* valid when is_int */
+            bool is_int;   /* written as an integer that fits int64 exactly */
+        } num;
+        struct {
+            char *s;       /* UTF-8, NUL-terminated; may contain U+0000 */
+            size_t len;
+        } str;
+        struct {
+            json **items;
+            size_t n;
+        } arr;
+        struct {
+            json_member *m;  /* members in source order, keys unique */
+            size_t n;
+            uint32_t *sorted; /* member indices sorted by key (for lookup) */
+        } obj;
+    } u;
+};
+
+/* Duplicate object keys: RFC 8259 allows them but leaves the meaning open.
+ * The default rejects them (a schema or an extraction result with two values
+ * for one key is ambiguous); JSON_DUP_LAST keeps the last value, as
+ * JavaScript's JSON.parse does. */
+enum json_dup_policy { JSON_DUP_REJECT = 0, JSON_DUP_LAST = 1 };
+
+typedef struct json_parse_opts {
+    int max_depth;    /* nesting limit of arrays/objects; 0 = default 512 */
+    int dup_keys;     /* enum json_dup_policy */
+} json_parse_opts;
+
+/* Parses exactly one JSON text (surrounding whitespace allowed) of n bytes.
+ * Errors name the byte offset, line and column. o may be NULL (defaults). */
+int json_parse(const char *s, size_t n, const json_parse_opts *o, json **out, qerr *e);
+void json_free(json *v);
+/* Deep copy; NULL on allocation failure. */
+json *json_clone(const json *v);
+
+/* Accessors (safe on NULL and on the wrong type: they return NULL/0/false). */
+static inline json_type json_typeof(const json *v) { return v ? v->type : JSON_NULL; }
+static inline bool json_is_bool(const json *v) { return v && (v->type == JSON_TRUE || v->type == JSON_FALSE); }
+static inline bool json_is_string(const json *v) { return v && v->type == JSON_STRING; }
+static inline bool json_is_number(const json *v) { return v && v->type == JSON_NUMBER; }
+static inline bool json_is_array(const json *v) { return v && v->type == JSON_ARRAY; }
+static inline bool json_is_object(const json *v) { return v && v->type == JSON_OBJECT; }
+static inline const char *json_string(const json *v) { return json_is_string(v) ? v->u.str.s : NULL; }
+static inline size_t json_string_len(const json *v) { return json_is_string(v) ? v->u.str.len : 0; }
+static inline double json_number(const json *v) { return json_is_number(v) ? v->u.num.d : 0.0; }
+/* Number of array items or object members. */
+size_t json_size(const json *v);
+const json *json_at(const json *arr, size_t i);
+/* Object lookup by key (binary search over the sorted index). */
+const json *json_get(const json *obj, const char *key);
+const json *json_getn(const json *obj, const char *key, size_t klen);
+/* True when the number is mathematically an integer (1, 1.0, 1e3). */
+bool json_number_is_integer(const json *v);
+/* JSON equality: numbers by value (1 == 1.0), objects unordered. */
+bool json_equal(const json *a, const json *b);
+/* A hash consistent with json_equal (equal values hash alike). */
+uint64_t json_hash(const json *v);
+/* Compares two numbers exactly (decimal text); returns <0, 0, >0. */
+int json_number_cmp(const json *a, const json *b);
+/* Exact decimal test: is number a a multiple of number b (b > 0)? 1 yes,
+ * 0 no, -1 when b has more than 19 significant digits (caller falls back). */
+int json_number_multiple_of(const json *a, const json *b);
+
+/* Serializer: compact by default; indent > 0 puts one member/item per line.
+ * Strings escape only what they must (", \, control characters) and keep
+ * UTF-8 as is; numbers are written as their source text; object members keep
+ * their order (sort_keys sorts them by key bytes for a canonical form). */
+typedef struct json_write_opts {
+    int indent;
+    bool sort_keys;
+} json_write_opts;
+/* *out is malloc'd and NUL-terminated; *len excludes the NUL. o may be NULL. */
+int json_serialize(const json *v, const json_write_opts *o, char **out, size_t *len, qerr *e);
+
+/* JSON Pointer (RFC 6901): "" is the whole document, "/a/0/~1x" steps into
+ * members and items. Returns NULL when a step does not exist or the pointer
+ * is malformed (no leading '/', a bad ~ escape, a leading-zero index). */
+const json *json_pointer_get(const json *root, const char *ptr, size_t n);
+
+/* ======================================================================== */
+/* Regex: an ECMA-262 subset compiled to a Thompson NFA and run as a Pike VM
+ * over code points — linear in the input, no catastrophic backtracking.
+ * Supported: literals, ., [classes] with ranges and negation, \d \D \w \W \s
+ * \S \b \B, \t \n \v \f \r \0 \cX \xHH \uHHHH \u{H..}, identity escapes of
+ * syntax characters, \p{..} / \P{..} for General_Category values (L, Lu,
+ * Letter, Nd, digit, gc=Zs, ...) and Any/ASCII/Assigned, ^ $, (groups),
+ * (?:groups), (?<name>groups), |, * + ? {m} {m,} {m,n} and their lazy forms.
+ * Backreferences, lookaround, scripts and binary properties are rejected
+ * with an error, never ignored. */
+/* ======================================================================== */
+
+typedef struct regex regex;
+int regex_compile(const char *pat, size_t n, regex **out, qerr *e);
+/* True when the pattern matches somewhere in s (ECMA RegExp.test semantics). */
+bool regex_match(const regex *re, const char *s, size_t n);
+void regex_free(regex *re);
+/* NFA instructions (memory and per-character cost are proportional). */
+size_t regex_program_size(const regex *re);
+
+/* ======================================================================== */
+/* JSON Schema                                                              */
+/* ======================================================================== */
+
+/* Keyword flags of a schema node (bit set in schema_node.kw). */
+enum schema_kw {
+    SK_TYPE, SK_ENUM, SK_CONST, SK_PROPERTIES, SK_REQUIRED, SK_ADDITIONAL_PROPERTIES,
+    SK_PATTERN_PROPERTIES, SK_PROPERTY_NAMES, SK_MIN_PROPERTIES, SK_MAX_PROPERTIES,
+    SK_ITEMS, SK_PREFIX_ITEMS, SK_CONTAINS, SK_MIN_CONTAINS, SK_MAX_CONTAINS,
+    SK_MIN_ITEMS, SK_MAX_ITEMS, SK_UNIQUE_ITEMS, SK_MIN_LENGTH, SK_MAX_LENGTH,
+    SK_PATTERN, SK_FORMAT, SK_MINIMUM, SK_MAXIMUM, SK_EXCLUSIVE_MINIMUM,
+    SK_EXCLUSIVE_MAXIMUM, SK_MULTIPLE_OF, SK_ALL_OF, SK_ANY_OF, SK_ONE_OF, SK_NOT,
+    SK_IF, SK_DEPENDENT_REQUIRED, SK_DEPENDENT_SCHEMAS, SK_REF, SK_DYNAMIC_REF,
+    SK_UNEVALUATED_PROPERTIES, SK_UNEVALUATED_ITEMS, SK_COUNT
+};
+/* The keyword's spelling ("additionalProperties"). */
+const char *schema_kw_name(int kw);
+
+/* Instance types as a bit set (schema_node.types). */
+enum {
+    ST_NULL = 1, ST_BOOLEAN = 2, ST_OBJECT = 4, ST_ARRAY = 8, ST_NUMBER = 16,
+    ST_STRING = 32, ST_INTEGER = 64
+};
+
+typedef struct schema_node schema_node;
+
+typedef struct schema_prop {
+    const char *name;     /* points into the schema's document */
+    size_t len;
+    schema_node *s;
+} schema_prop;
+
+typedef struct schema_pattern_prop {
+    regex *re;
+    const char *source;
+    schema_node *s;
+} schema_pattern_prop;
+
+typedef struct schema_dep_req {
+    const char *name;
+    size_t len;
+    const json *required; /* array of strings */
+} schema_dep_req;
+
+typedef struct schema_resource schema_resource;
+
+/* One compiled (sub)schema. A boolean schema has is_bool set. Pointers to
+ * const json point into the schema's own copy of the document. */
+struct schema_node {
+    bool is_bool, bool_val;
+    uint64_t kw;                 /* bit (1 << SK_x) per present keyword */
+    const json *src;             /* this schema's JSON */
+    char *location;              /* JSON pointer of src in its document */
+    schema_resource *res;        /* the resource ($id scope) it belongs to */
+    int draft;                   /* dialect: 4, 6, 7, 2019 or 2020 (from $schema) */
+
+    unsigned types;              /* ST_* */
+    const json *enum_values;     /* array */
+    const json *const_value;
+    schema_prop *props; size_t n_props;
+    const json *required;        /* array of strings */
+    schema_node *additional_props;
+    schema_pattern_prop *pattern_props; size_t n_pattern_props;
+    schema_node *property_names;
+    int64_t min_props, max_props;
+    schema_node **prefix_items; size_t n_prefix_items;  /* prefixItems, or draft-7 items array */
+    schema_node *items;          /* items after the prefix (incl. draft-7 additionalItems) */
+    schema_node *contains;
+    int64_t min_contains, max_contains;
+    int64_t min_items, max_items;
+    bool unique_items;
+    int64_t min_length, max_length; /* code points */
+    regex *pattern; const char *pattern_src;
+    const char *format;
+    const json *minimum, *maximum, *exclusive_minimum, *exclusive_maximum, *multiple_of;
+    schema_node **all_of; size_t n_all_of;
+    schema_node **any_of; size_t n_any_of;
+    schema_node **one_of; size_t n_one_of;
+    schema_node *not_;
+    schema_node *if_, *then_, *else_;
+    schema_dep_req *dep_required; size_t n_dep_required, cap_dep_required;
+    schema_prop *dep_schemas; size_t n_dep_schemas, cap_dep_schemas;
+    char *ref_uri;               /* $ref resolved to an absolute URI */
+    schema_node *ref;
+    char *dynamic_ref_uri;       /* $dynamicRef */
+    schema_node *dynamic_ref;    /* its static resolution */
+    const char *dynamic_ref_anchor; /* fragment name when it is a plain-name fragment */
+    schema_node *unevaluated_props;
+    schema_node *unevaluated_items;
+    const char *dynamic_anchor;  /* this node's $dynamicAnchor, if any */
+};
+
+/* Loads a remote document for $ref (e.g. a URI → file mapping). Return 0 with
+ * *out set (ownership passes to the schema), or -1 with a message. */
+typedef int (*schema_loader)(void *ud, const char *uri, json **out, qerr *e);
+
+typedef struct schema_opts {
+    bool assert_format;          /* treat format as an assertion (default: annotation) */
+    schema_loader load;          /* NULL: remote refs are an error */
+    void *load_ud;
+    size_t max_nodes;            /* 0 = default 200000 compiled nodes */
+    uint64_t max_steps;          /* validation budget in subschema visits; 0 = 100 million */
+    const char *base_uri;        /* NULL = "urn:quire:root" */
+} schema_opts;
+
+/* A keyword the validator does not understand, found while compiling; also
+ * a "format" whose value it cannot check (keyword is then `format "int32"`). */
+typedef struct schema_unknown {
+    char *keyword;
+    char *pointer;               /* JSON pointer of the keyword in the schema ("/properties/a/frobnicate") */
+} schema_unknown;
+
+typedef struct schema {
+    schema_node *root;
+    schema_opts opts;
+    /* everything below is internal bookkeeping */
+    schema_unknown *unknown; size_t n_unknown;
+    struct schema_internal *in;
+} schema;
+
+/* Compiles doc (copied: doc may be freed afterwards). Fails on a malformed
+ * keyword value, an unsupported pattern, or an unresolvable $ref. */
+int schema_compile(const json *doc, const schema_opts *o, schema **out, qerr *e);
+void schema_free(schema *s);
+
+typedef struct schema_error {
+    char instance_ptr[512];      /* JSON pointer of the failing instance location */
+    char keyword[64];            /* keyword that failed ("required", "type", ...) */
+    char schema_ptr[512];        /* JSON pointer of the schema object holding it */
+    char msg[256];
+} schema_error;
+
+/* Returns 1 valid, 0 invalid (err filled if not NULL), -1 when validation
+ * could not finish (err->msg): a $ref cycle that never consumes instance, or
+ * the step budget ran out (schemas whose $refs fan out exponentially). */
+int schema_validate(const schema *s, const json *instance, schema_error *err);
+
+/* Format checkers (also usable on their own). */
+bool schema_format_check(const char *format, const char *s, size_t n, bool *known);
+
+#endif
