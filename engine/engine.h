@@ -98,7 +98,7 @@ int q_isa_set(int isa, qerr *e);
 
 /* A block of dot products, the one kernel shape every ISA implements:
  * y[c * ys + r] = dot(stored row r, activation row c) for r < nr, c < nc
- * (1 <= nr, nc <= 4). w: rows of the weight type, wrs bytes apart; x: rows
+ * (nr, nc >= 1; callers use up to 8 x 4). w: rows of the weight type, wrs bytes apart; x: rows
  * already converted to the type's vec_dot_type, xrs bytes apart; n elements
  * (a multiple of the block). Each output is accumulated in exactly the same
  * order whatever nr and nc are, so results never depend on the tiling. */
@@ -260,12 +260,15 @@ int q_default_threads(void);
 double q_measure_read_bandwidth(qpool *p, size_t bytes, int reps);
 
 /* ------------------------------------------------------------------------ */
-/* Numeric ops, scalar reference. Row-major; "rows" are contiguous. */
+/* Numeric ops. Row-major; "rows" are contiguous. */
 
 /* y[b][r] = dot(W row r, x[b]) for b < n_batch, r < n_rows.
- * W is a stored tensor (type, rows of n_cols). Rows are split across the
- * pool's threads; each row is computed entirely by one thread, so results
- * are bit-identical for any thread count. */
+ * W is a stored tensor (type, rows of n_cols). The inputs are converted once
+ * to the type's vec_dot_type, then the current ISA's dot kernels run over
+ * tiles of 8 rows x 4 inputs (types without kernels: q_matmul_f32). Rows are
+ * split across the pool's threads; each row is computed entirely by one
+ * thread and each output in a fixed order, so results are bit-identical for
+ * any thread count and any batch size. */
 void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols,
               const float *x, int64_t n_batch, float *y);
 

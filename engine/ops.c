@@ -60,9 +60,10 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Matmul through the dot kernels: one pool job converts the activations to
  * each vec_dot_type needed (batch rows split over threads), meets at a
  * barrier, then computes output rows (contiguous ranges of the ops' rows
- * taken together, one thread per row) in tiles of 4 rows x 4 inputs. */
+ * taken together, one thread per row) in tiles of 8 rows x 4 inputs. */
 #define MM_MAX_OPS 8
-#define MM_TILE 4
+#define MM_TILE_R 8 /* rows per kernel call */
+#define MM_TILE_C 4 /* inputs per kernel call */
 
 typedef struct mm_multi_job {
     qpool *pool;
@@ -108,11 +109,11 @@ static void mm_multi_task(void *arg, int ith, int nth) {
         int v = j->op_vdt[o];
         const uint8_t *qx = j->qx[v] ? j->qx[v] : (const uint8_t *)j->x;
         size_t xrs = j->qx_row[v];
-        for (int64_t r = r0; r < r1; r += MM_TILE) {
-            int nr = r1 - r < MM_TILE ? (int)(r1 - r) : MM_TILE;
+        for (int64_t r = r0; r < r1; r += MM_TILE_R) {
+            int nr = r1 - r < MM_TILE_R ? (int)(r1 - r) : MM_TILE_R;
             const uint8_t *w = (const uint8_t *)op->W + (size_t)r * wrs;
-            for (int64_t c = 0; c < j->n_batch; c += MM_TILE) {
-                int nc = j->n_batch - c < MM_TILE ? (int)(j->n_batch - c) : MM_TILE;
+            for (int64_t c = 0; c < j->n_batch; c += MM_TILE_C) {
+                int nc = j->n_batch - c < MM_TILE_C ? (int)(j->n_batch - c) : MM_TILE_C;
                 k(j->n_cols, w, wrs, nr, qx + (size_t)c * xrs, xrs, nc, op->y + c * op->n_rows + r, (size_t)op->n_rows);
             }
         }
