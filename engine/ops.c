@@ -60,10 +60,10 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Matmul through the dot kernels: one pool job converts the activations to
  * each vec_dot_type needed (batch rows split over threads), meets at a
  * barrier, then computes output rows (contiguous ranges of the ops' rows
- * taken together, one thread per row) in tiles of 8 rows x 4 inputs. */
+ * taken together, one thread per row) in tiles of 8 rows x 8 inputs. */
 #define MM_MAX_OPS 8
 #define MM_TILE_R 8 /* rows per kernel call */
-#define MM_TILE_C 4 /* inputs per kernel call */
+#define MM_TILE_C 8 /* inputs per kernel call */
 
 typedef struct mm_multi_job {
     qpool *pool;

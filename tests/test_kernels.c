@@ -91,7 +91,7 @@ static void test_type(int t, int64_t n, int kind) {
     const qtype_traits *tr = qtype_get(t);
     int vt = tr->vec_dot_type;
     size_t wrs = qtype_row_size(t, n), xrs = qtype_row_size(vt, n);
-    enum { R = 8, C = 4 };
+    enum { R = 8, C = 8 };
     uint8_t *w = make_rows(t, n, R, kind), *x = make_rows(vt, n, C, kind);
     float ref[C][R];
     double mag[C][R];
