@@ -77,6 +77,34 @@ enum qtype {
 
 #define QK_K 256 /* super-block size of the K-quants */
 
+/* ------------------------------------------------------------------------ */
+/* Instruction sets the dot-product kernels are written for. One is chosen
+ * once at run time (the best the CPU has), or forced with the environment
+ * variable QUIRE_ISA=scalar|avx2|avx512|neon, or set with q_isa_set (tests).
+ * avx2 = AVX2+FMA+F16C; avx512 = AVX-512 F/BW/VL + VNNI (on top of avx2);
+ * neon = ARMv8.2 with dot-product instructions. The scalar kernels are the
+ * readable reference every SIMD kernel is tested against. */
+enum q_isa { Q_ISA_SCALAR = 0, Q_ISA_AVX2 = 1, Q_ISA_AVX512 = 2, Q_ISA_NEON = 3, Q_ISA_COUNT = 4 };
+const char *q_isa_name(int isa);
+int q_isa_from_name(const char *name); /* -1 if unknown */
+/* Compiled into this binary and supported by this CPU. */
+bool q_isa_available(int isa);
+/* The ISA in use. The first call applies QUIRE_ISA; if that names an ISA
+ * this machine cannot run, q_isa_init reports it (callers that load models
+ * call q_isa_init first, so the error surfaces there). */
+int q_isa_get(void);
+int q_isa_init(qerr *e);
+int q_isa_set(int isa, qerr *e);
+
+/* A block of dot products, the one kernel shape every ISA implements:
+ * y[c * ys + r] = dot(stored row r, activation row c) for r < nr, c < nc
+ * (nr, nc >= 1; callers use up to 8 x 4). w: rows of the weight type, wrs bytes apart; x: rows
+ * already converted to the type's vec_dot_type, xrs bytes apart; n elements
+ * (a multiple of the block). Each output is accumulated in exactly the same
+ * order whatever nr and nc are, so results never depend on the tiling. */
+typedef void (*q_gemm_fn)(int64_t n, const void *w, size_t wrs, int nr, const void *x, size_t xrs, int nc, float *y,
+                          size_t ys);
+
 /* One row of this table per type drives every quant type: adding a type
  * touches only engine/quant.c. */
 typedef struct qtype_traits {
@@ -87,6 +115,13 @@ typedef struct qtype_traits {
     void (*to_float)(const void *x, float *y, int64_t n);
     /* Reference quantizer of n elements (n % blck == 0); NULL if none. */
     void (*from_float)(const float *x, void *y, int64_t n);
+    /* Format activations are converted to (with its from_float) before the
+     * dot kernels run: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for
+     * the K-quants, the weight's own type for F32/F16/BF16; -1: no kernels
+     * (matmul dequantizes to f32 instead). */
+    int vec_dot_type;
+    /* Dot kernels per ISA; NULL entries fall back to the scalar one. */
+    q_gemm_fn gemm[Q_ISA_COUNT];
 } qtype_traits;
 
 /* NULL for an id that is not a GGML type at all. */
@@ -213,6 +248,11 @@ qpool *qpool_new(int n_threads);
 void qpool_free(qpool *p);
 int qpool_size(const qpool *p);
 void qpool_run(qpool *p, qpool_fn fn, void *arg);
+/* Inside a job: waits until every thread of the pool has reached it. */
+void qpool_barrier(qpool *p);
+/* Grow-only scratch memory owned by the pool (valid until the next call with
+ * a larger size, or qpool_free); NULL when out of memory. */
+void *qpool_scratch(qpool *p, size_t bytes);
 /* Default thread count for this machine (online CPUs, at least 1). */
 int q_default_threads(void);
 /* Measures memory read bandwidth (bytes/s) with the pool's threads over a
@@ -220,14 +260,42 @@ int q_default_threads(void);
 double q_measure_read_bandwidth(qpool *p, size_t bytes, int reps);
 
 /* ------------------------------------------------------------------------ */
-/* Numeric ops, scalar reference. Row-major; "rows" are contiguous. */
+/* Numeric ops. Row-major; "rows" are contiguous. */
 
 /* y[b][r] = dot(W row r, x[b]) for b < n_batch, r < n_rows.
- * W is a stored tensor (type, rows of n_cols). Rows are split across the
- * pool's threads; each row is computed entirely by one thread, so results
- * are bit-identical for any thread count. */
+ * W is a stored tensor (type, rows of n_cols). The inputs are converted once
+ * to the type's vec_dot_type, then the current ISA's dot kernels run over
+ * tiles of 8 rows x 4 inputs (types without kernels: q_matmul_f32). Rows are
+ * split across the pool's threads; each row is computed entirely by one
+ * thread and each output in a fixed order, so results are bit-identical for
+ * any thread count and any batch size. */
 void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols,
               const float *x, int64_t n_batch, float *y);
+
+/* Several matrices applied to the same input in one pool job (activations
+ * converted once per distinct vec_dot_type): Q/K/V, gate/up. Each output is
+ * bit-identical to what q_matmul gives for it alone. */
+typedef struct q_matmul_op {
+    const void *W;
+    int wtype;
+    int64_t n_rows;
+    float *y; /* [n_batch][n_rows] */
+} q_matmul_op;
+void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const float *x, int64_t n_batch);
+/* The f32 fallback used for types without dot kernels (and as a reference):
+ * dequantizes each weight row and accumulates in f32, one row per thread. */
+void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols, const float *x,
+                  int64_t n_batch, float *y);
+
+/* Attention, one step of a fused online softmax over n cached positions of
+ * one head: for each position p, s = scale * q . k_p; the running max *m,
+ * normaliser *l and unnormalised output out[hd] are rescaled when s raises
+ * the max, then out += exp(s - *m) * v_p, *l += exp(s - *m). k and v are
+ * F16 (kv_f16) or F32 rows, `stride` elements apart. Start with *m = -inf,
+ * *l = 0, out = 0 and divide out by *l at the end. Vectorised per ISA; a
+ * head's result depends only on its inputs (not on threads or batching). */
+void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd, float scale,
+                 float *m, float *l, float *out);
 
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);

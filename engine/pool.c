@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <unistd.h>
 
 #define SPIN_ITERS 20000
@@ -21,6 +22,10 @@ struct qpool {
     atomic_bool stop;
     qpool_fn fn;
     void *arg;
+    atomic_int bar_count; /* qpool_barrier: arrivals, and completed barriers */
+    atomic_uint bar_gen;
+    void *scratch;
+    size_t scratch_size;
 };
 
 typedef struct worker_arg {
@@ -99,6 +104,7 @@ void qpool_free(qpool *p) {
     pthread_cond_destroy(&p->cv_start);
     pthread_cond_destroy(&p->cv_done);
     free(p->threads);
+    free(p->scratch);
     free(p);
 }
 
@@ -127,6 +133,31 @@ void qpool_run(qpool *p, qpool_fn fn, void *arg) {
         while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+void qpool_barrier(qpool *p) {
+    if (!p || p->n == 1) return;
+    unsigned g = atomic_load(&p->bar_gen);
+    if (atomic_fetch_add(&p->bar_count, 1) == p->n - 1) {
+        atomic_store(&p->bar_count, 0);
+        atomic_fetch_add(&p->bar_gen, 1);
+        return;
+    }
+    int spins = 0;
+    while (atomic_load(&p->bar_gen) == g) {
+        if (++spins < SPIN_ITERS) cpu_relax();
+        else sched_yield(); /* more threads than cores: let the others run */
+    }
+}
+
+void *qpool_scratch(qpool *p, size_t bytes) {
+    if (!p) return NULL;
+    if (bytes > p->scratch_size) {
+        free(p->scratch);
+        p->scratch = malloc(bytes);
+        p->scratch_size = p->scratch ? bytes : 0;
+    }
+    return p->scratch;
 }
 
 int q_default_threads(void) {

@@ -2,6 +2,7 @@
  * (elements and bytes per block) and how to convert it; everything else in
  * the engine is driven from this table. */
 #include "engine/engine.h"
+#include "engine/kernels.h"
 
 #include <math.h>
 #include <strings.h>
@@ -40,73 +41,6 @@ static void bf16_from_float(const float *x, void *y, int64_t n) {
     }
 }
 
-/* ------------------------------------------------------------------------ */
-/* Block layouts. Each struct is byte-for-byte the block GGUF files store
- * (little-endian, no padding); the static_asserts pin the sizes. Blocks are
- * copied in and out with memcpy, because inside a file they sit at any
- * 2-byte boundary and reading them in place would be an unaligned access.
- * Half-float scales are kept as raw uint16_t bits. */
-
-#define QK4_0 32
-#define QK4_1 32
-#define QK5_0 32
-#define QK5_1 32
-#define QK8_0 32
-#define QK8_1 32
-
-/* Q4_0: x = d * (q - 8), q in 0..15. Element j < 16 is the low nibble of
- * qs[j], element j + 16 the high nibble of qs[j]. */
-typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
-/* Q4_1: x = d * q + m, q in 0..15, same nibble order as Q4_0. */
-typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
-/* Q5_0: x = d * (q - 16), q in 0..31: low 4 bits as in Q4_0, bit 4 of
- * element j is bit j of the 32-bit little-endian qh. */
-typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
-/* Q5_1: x = d * q + m, layout as Q5_0. */
-typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
-/* Q8_0: x = d * q, q a signed byte. */
-typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;
-/* Q8_1: as Q8_0 plus s = d * sum(q) (used by dot-product kernels). */
-typedef struct { uint16_t d, s; int8_t qs[QK8_1]; } block_q8_1;
-
-/* Q2_K: 16 sub-blocks of 16. scales[i]: low nibble scale, high nibble min
- * (both 4-bit, multiplied by the fp16 d / dmin). x = d*sc*q - dmin*m with
- * q in 0..3. The 2-bit values are stored per 128 elements: element
- * n + 32*j + l (j < 4, l < 32) is bits 2j..2j+1 of qs[n/4 + l]. */
-typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
-/* Q3_K: 16 sub-blocks of 16, 6-bit signed scales (stored +32) packed into
- * 12 bytes: the low 4 bits of scale j are the low nibble of scales[j] for
- * j < 8, the high nibble of scales[j - 8] otherwise; its top 2 bits are bits
- * 2*(j/4).. of scales[8 + j%4]. q in -4..3 = low 2 bits (same order as Q2_K)
- * plus 4 if hmask[e % 32] has bit e / 32 set, minus 4. x = d * (sc-32) * q. */
-typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
-/* Q4_K: 8 sub-blocks of 32 with 6-bit scale and min (see scale_min_k4).
- * x = d*sc*q - dmin*m, q in 0..15. Per 64 elements: the first 32 are the low
- * nibbles of 32 bytes of qs, the next 32 their high nibbles. */
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } block_q4_K;
-/* Q5_K: like Q4_K plus a fifth bit: element 64*i + l (l < 32) takes bit 2i of
- * qh[l], element 64*i + 32 + l bit 2i + 1. */
-typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
-/* Q6_K: 16 sub-blocks of 16 with int8 scales; x = d * sc * (q - 32), q in
- * 0..63. Per 128 elements (ql advances 64, qh 32): element l, l+32, l+64,
- * l+96 (l < 32) take low nibble of ql[l], low of ql[l+32], high of ql[l],
- * high of ql[l+32], and bits 0-1, 2-3, 4-5, 6-7 of qh[l] as the top 2 bits. */
-typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
-/* Q8_K: the intermediate type of the K-quant dot products: f32 scale. */
-typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
-
-_Static_assert(sizeof(block_q4_0) == 18, "Q4_0 block");
-_Static_assert(sizeof(block_q4_1) == 20, "Q4_1 block");
-_Static_assert(sizeof(block_q5_0) == 22, "Q5_0 block");
-_Static_assert(sizeof(block_q5_1) == 24, "Q5_1 block");
-_Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block");
-_Static_assert(sizeof(block_q8_1) == 36, "Q8_1 block");
-_Static_assert(sizeof(block_q2_K) == 84, "Q2_K block");
-_Static_assert(sizeof(block_q3_K) == 110, "Q3_K block");
-_Static_assert(sizeof(block_q4_K) == 144, "Q4_K block");
-_Static_assert(sizeof(block_q5_K) == 176, "Q5_K block");
-_Static_assert(sizeof(block_q6_K) == 210, "Q6_K block");
-_Static_assert(sizeof(block_q8_K) == 292, "Q8_K block");
 
 #define H2F(h) q_fp16_to_f32(h)
 #define F2H(f) q_f32_to_fp16(f)
@@ -329,6 +263,52 @@ static void q8_1_to_float(const void *x, float *y, int64_t n) {
     }
 }
 
+/* The reference's quantize_row_q8_1: as Q8_0 plus s = d * sum(q). */
+void q8_1_from_float_ref(const float *x, void *y, int64_t n) {
+    uint8_t *p = y;
+    for (int64_t b = 0; b < n / QK8_1; b++, p += sizeof(block_q8_1), x += QK8_1) {
+        float amax = 0;
+        for (int j = 0; j < QK8_1; j++)
+            if (amax < fabsf(x[j])) amax = fabsf(x[j]);
+        float d = amax / 127, id = d != 0 ? 1.0f / d : 0.0f;
+        block_q8_1 blk;
+        int sum = 0;
+        for (int j = 0; j < QK8_1; j++) {
+            float v = roundf(x[j] * id);
+            blk.qs[j] = (int8_t)(v != v ? 0 : v > 127 ? 127 : v < -127 ? -127 : v);
+            sum += blk.qs[j];
+        }
+        blk.d = F2H(d);
+        blk.s = F2H((float)sum * d);
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
+/* The reference's quantize_row_q8_K: the value of largest magnitude maps to
+ * -127 (the scale takes its sign), f32 scale, and the sums of each 16. */
+void q8_K_from_float_ref(const float *x, void *y, int64_t n) {
+    uint8_t *p = y;
+    for (int64_t b = 0; b < n / QK_K; b++, p += sizeof(block_q8_K), x += QK_K) {
+        block_q8_K blk;
+        float max = 0, amax = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+        if (!(amax > 0)) {
+            memset(&blk, 0, sizeof blk);
+        } else {
+            float iscale = -127.0f / max;
+            for (int j = 0; j < QK_K; j++) blk.qs[j] = (int8_t)imax(-127, imin(127, nearest_int(iscale * x[j])));
+            for (int j = 0; j < QK_K / 16; j++) {
+                int sum = 0;
+                for (int i = 0; i < 16; i++) sum += blk.qs[16 * j + i];
+                blk.bsums[j] = (int16_t)sum;
+            }
+            blk.d = 1 / iscale;
+        }
+        memcpy(p, &blk, sizeof blk);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* K-quants: dequantization. */
 
@@ -337,15 +317,6 @@ static void q8_1_to_float(const void *x, float *y, int64_t n) {
  * of bytes 4-7. Sub-blocks 4-7: low 4 bits in the nibbles of bytes 8-11
  * (scale low, min high), top 2 bits in the spare top bits of bytes 0-3
  * (scale) and 4-7 (min). */
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
 
 static void q2_K_to_float(const void *x, float *y, int64_t n) {
     const uint8_t *p = x;
@@ -363,11 +334,6 @@ static void q2_K_to_float(const void *x, float *y, int64_t n) {
 }
 
 /* Scale j (0..15) of a Q3_K block, 6 bits unsigned (subtract 32). */
-static int q3_K_scale(const uint8_t s[12], int j) {
-    int lo = j < 8 ? s[j] & 0x0f : s[j - 8] >> 4;
-    int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-    return lo | (hi << 4);
-}
 
 static void q3_K_to_float(const void *x, float *y, int64_t n) {
     const uint8_t *p = x;
@@ -955,38 +921,38 @@ static void iq4_nl_from_float(const float *x, void *y, int64_t n) {
 }
 
 static const qtype_traits traits[QT_COUNT] = {
-    [QT_F32] = {"F32", 1, 4, f32_to_float, f32_from_float},
-    [QT_F16] = {"F16", 1, 2, f16_to_float, f16_from_float},
-    [QT_BF16] = {"BF16", 1, 2, bf16_to_float, bf16_from_float},
-    [QT_Q4_0] = {"Q4_0", 32, 18, q4_0_to_float, q4_0_from_float},
-    [QT_Q4_1] = {"Q4_1", 32, 20, q4_1_to_float, q4_1_from_float},
-    [QT_Q5_0] = {"Q5_0", 32, 22, q5_0_to_float, q5_0_from_float},
-    [QT_Q5_1] = {"Q5_1", 32, 24, q5_1_to_float, q5_1_from_float},
-    [QT_Q8_0] = {"Q8_0", 32, 34, q8_0_to_float, q8_0_from_float},
-    [QT_Q8_1] = {"Q8_1", 32, 36, q8_1_to_float, NULL},
-    [QT_Q2_K] = {"Q2_K", QK_K, 84, q2_K_to_float, q2_K_from_float},
-    [QT_Q3_K] = {"Q3_K", QK_K, 110, q3_K_to_float, q3_K_from_float},
-    [QT_Q4_K] = {"Q4_K", QK_K, 144, q4_K_to_float, q4_K_from_float},
-    [QT_Q5_K] = {"Q5_K", QK_K, 176, q5_K_to_float, q5_K_from_float},
-    [QT_Q6_K] = {"Q6_K", QK_K, 210, q6_K_to_float, q6_K_from_float},
-    [QT_Q8_K] = {"Q8_K", QK_K, 292, q8_K_to_float, NULL},
-    [QT_IQ2_XXS] = {"IQ2_XXS", QK_K, 66, NULL, NULL},
-    [QT_IQ2_XS] = {"IQ2_XS", QK_K, 74, NULL, NULL},
-    [QT_IQ3_XXS] = {"IQ3_XXS", QK_K, 98, NULL, NULL},
-    [QT_IQ1_S] = {"IQ1_S", QK_K, 50, NULL, NULL},
-    [QT_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_float, iq4_nl_from_float},
-    [QT_IQ3_S] = {"IQ3_S", QK_K, 110, NULL, NULL},
-    [QT_IQ2_S] = {"IQ2_S", QK_K, 82, NULL, NULL},
-    [QT_IQ4_XS] = {"IQ4_XS", QK_K, 136, NULL, NULL},
-    [QT_I8] = {"I8", 1, 1, NULL, NULL},
-    [QT_I16] = {"I16", 1, 2, NULL, NULL},
-    [QT_I32] = {"I32", 1, 4, NULL, NULL},
-    [QT_I64] = {"I64", 1, 8, NULL, NULL},
-    [QT_F64] = {"F64", 1, 8, NULL, NULL},
-    [QT_IQ1_M] = {"IQ1_M", QK_K, 56, NULL, NULL},
-    [QT_TQ1_0] = {"TQ1_0", QK_K, 54, NULL, NULL},
-    [QT_TQ2_0] = {"TQ2_0", QK_K, 66, NULL, NULL},
-    [QT_MXFP4] = {"MXFP4", 32, 17, NULL, NULL},
+    [QT_F32] = {"F32", 1, 4, f32_to_float, f32_from_float, QT_F32, Q_KERNELS(f32)},
+    [QT_F16] = {"F16", 1, 2, f16_to_float, f16_from_float, QT_F16, Q_KERNELS(f16)},
+    [QT_BF16] = {"BF16", 1, 2, bf16_to_float, bf16_from_float, QT_BF16, Q_KERNELS(bf16)},
+    [QT_Q4_0] = {"Q4_0", 32, 18, q4_0_to_float, q4_0_from_float, QT_Q8_0, Q_KERNELS(q4_0)},
+    [QT_Q4_1] = {"Q4_1", 32, 20, q4_1_to_float, q4_1_from_float, QT_Q8_1, Q_KERNELS(q4_1)},
+    [QT_Q5_0] = {"Q5_0", 32, 22, q5_0_to_float, q5_0_from_float, QT_Q8_0, Q_KERNELS(q5_0)},
+    [QT_Q5_1] = {"Q5_1", 32, 24, q5_1_to_float, q5_1_from_float, QT_Q8_1, Q_KERNELS(q5_1)},
+    [QT_Q8_0] = {"Q8_0", 32, 34, q8_0_to_float, q8_0_from_float, QT_Q8_0, Q_KERNELS(q8_0)},
+    [QT_Q8_1] = {"Q8_1", 32, 36, q8_1_to_float, q8_1_from_float_ref, -1, {NULL}},
+    [QT_Q2_K] = {"Q2_K", QK_K, 84, q2_K_to_float, q2_K_from_float, QT_Q8_K, Q_KERNELS(q2_K)},
+    [QT_Q3_K] = {"Q3_K", QK_K, 110, q3_K_to_float, q3_K_from_float, QT_Q8_K, Q_KERNELS(q3_K)},
+    [QT_Q4_K] = {"Q4_K", QK_K, 144, q4_K_to_float, q4_K_from_float, QT_Q8_K, Q_KERNELS(q4_K)},
+    [QT_Q5_K] = {"Q5_K", QK_K, 176, q5_K_to_float, q5_K_from_float, QT_Q8_K, Q_KERNELS(q5_K)},
+    [QT_Q6_K] = {"Q6_K", QK_K, 210, q6_K_to_float, q6_K_from_float, QT_Q8_K, Q_KERNELS(q6_K)},
+    [QT_Q8_K] = {"Q8_K", QK_K, 292, q8_K_to_float, q8_K_from_float_ref, -1, {NULL}},
+    [QT_IQ2_XXS] = {"IQ2_XXS", QK_K, 66, NULL, NULL, -1, {NULL}},
+    [QT_IQ2_XS] = {"IQ2_XS", QK_K, 74, NULL, NULL, -1, {NULL}},
+    [QT_IQ3_XXS] = {"IQ3_XXS", QK_K, 98, NULL, NULL, -1, {NULL}},
+    [QT_IQ1_S] = {"IQ1_S", QK_K, 50, NULL, NULL, -1, {NULL}},
+    [QT_IQ4_NL] = {"IQ4_NL", 32, 18, iq4_nl_to_float, iq4_nl_from_float, -1, {NULL}},
+    [QT_IQ3_S] = {"IQ3_S", QK_K, 110, NULL, NULL, -1, {NULL}},
+    [QT_IQ2_S] = {"IQ2_S", QK_K, 82, NULL, NULL, -1, {NULL}},
+    [QT_IQ4_XS] = {"IQ4_XS", QK_K, 136, NULL, NULL, -1, {NULL}},
+    [QT_I8] = {"I8", 1, 1, NULL, NULL, -1, {NULL}},
+    [QT_I16] = {"I16", 1, 2, NULL, NULL, -1, {NULL}},
+    [QT_I32] = {"I32", 1, 4, NULL, NULL, -1, {NULL}},
+    [QT_I64] = {"I64", 1, 8, NULL, NULL, -1, {NULL}},
+    [QT_F64] = {"F64", 1, 8, NULL, NULL, -1, {NULL}},
+    [QT_IQ1_M] = {"IQ1_M", QK_K, 56, NULL, NULL, -1, {NULL}},
+    [QT_TQ1_0] = {"TQ1_0", QK_K, 54, NULL, NULL, -1, {NULL}},
+    [QT_TQ2_0] = {"TQ2_0", QK_K, 66, NULL, NULL, -1, {NULL}},
+    [QT_MXFP4] = {"MXFP4", 32, 17, NULL, NULL, -1, {NULL}},
 };
 
 const qtype_traits *qtype_get(int type) {

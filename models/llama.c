@@ -107,7 +107,8 @@ static void attn_task(void *arg, int ith, int nth) {
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     int qd = hp->n_head * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    float *scores = c->att_scores + (size_t)ith * kv->n_blocks * KV_BLOCK;
+    bool f16 = kv->type == QT_F16;
+    size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
     int64_t total = (int64_t)j->n * hp->n_head;
     int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
     for (int64_t w = w0; w < w1; w++) {
@@ -116,32 +117,18 @@ static void attn_task(void *arg, int ith, int nth) {
         int seq = j->b->seq[bi], pos = j->b->pos[bi];
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
         int kvh = h / group;
-        for (int p = 0; p <= pos; p++) {
-            size_t cell = kv_cell(kv, j->layer, seq, p) + (size_t)kvh * hd;
-            float s = 0;
-            if (kv->type == QT_F16) {
-                const uint16_t *k = (const uint16_t *)kv->k + cell;
-                for (int d = 0; d < hd; d++) s += q[d] * q_fp16_to_f32(k[d]);
-            } else {
-                const float *k = (const float *)kv->k + cell;
-                for (int d = 0; d < hd; d++) s += q[d] * k[d];
-            }
-            scores[p] = s * scale;
-        }
-        q_softmax(scores, pos + 1);
         float *out = c->att_out + (size_t)i * qd + (size_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0;
-        for (int p = 0; p <= pos; p++) {
-            size_t cell = kv_cell(kv, j->layer, seq, p) + (size_t)kvh * hd;
-            float a = scores[p];
-            if (kv->type == QT_F16) {
-                const uint16_t *v = (const uint16_t *)kv->v + cell;
-                for (int d = 0; d < hd; d++) out[d] += a * q_fp16_to_f32(v[d]);
-            } else {
-                const float *v = (const float *)kv->v + cell;
-                for (int d = 0; d < hd; d++) out[d] += a * v[d];
-            }
+        /* Online softmax over the sequence's cache blocks, in position order. */
+        float m = -INFINITY, l = 0;
+        for (int p0 = 0; p0 <= pos; p0 += KV_BLOCK) {
+            int cnt = pos + 1 - p0 < KV_BLOCK ? pos + 1 - p0 : KV_BLOCK;
+            size_t cell = kv_cell(kv, j->layer, seq, p0) + (size_t)kvh * hd;
+            q_attn_step(q, (const uint8_t *)kv->k + cell * esz, (const uint8_t *)kv->v + cell * esz, f16,
+                        (size_t)kv->kv_dim, cnt, hd, scale, &m, &l, out);
         }
+        float inv = 1.0f / l;
+        for (int d = 0; d < hd; d++) out[d] *= inv;
     }
 }
 
@@ -181,9 +168,11 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         if (c->trace) layer_t = span_t;
         for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm, d, hp->rms_eps);
         SPAN("attn_norm", "op", n);
-        q_matmul(c->pool, L->wq->data, L->wq->type, qd, d, c->xb, n, c->q);
-        q_matmul(c->pool, L->wk->data, L->wk->type, kvd, d, c->xb, n, c->k);
-        q_matmul(c->pool, L->wv->data, L->wv->type, kvd, d, c->xb, n, c->v);
+        /* Q, K and V in one pool job: the input is converted once. */
+        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q},
+                              {L->wk->data, L->wk->type, kvd, c->k},
+                              {L->wv->data, L->wv->type, kvd, c->v}};
+        q_matmul_multi(c->pool, qkv, 3, d, c->xb, n);
         add_bias(c->q, L->bq, n, qd);
         add_bias(c->k, L->bk, n, kvd);
         add_bias(c->v, L->bv, n, kvd);
@@ -210,8 +199,8 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
 
         for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm, d, hp->rms_eps);
         SPAN("ffn_norm", "op", n);
-        q_matmul(c->pool, L->w_gate->data, L->w_gate->type, ff, d, c->xb, n, c->hb);
-        q_matmul(c->pool, L->w_up->data, L->w_up->type, ff, d, c->xb, n, c->hb2);
+        q_matmul_op gu[2] = {{L->w_gate->data, L->w_gate->type, ff, c->hb}, {L->w_up->data, L->w_up->type, ff, c->hb2}};
+        q_matmul_multi(c->pool, gu, 2, d, c->xb, n);
         for (size_t i = 0; i < (size_t)n * ff; i++) c->hb[i] = q_silu(c->hb[i]) * c->hb2[i];
         SPAN("ffn_gate_up", "op", n);
         q_matmul(c->pool, L->w_down->data, L->w_down->type, d, ff, c->hb, n, c->xb);

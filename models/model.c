@@ -125,6 +125,7 @@ void model_free(model *m) {
 
 int model_load(model **out, const char *path, qerr *e) {
     *out = NULL;
+    if (q_isa_init(e)) return -1; /* a bad QUIRE_ISA is reported here */
     model *m = calloc(1, sizeof *m);
     if (!m) return qerr_set(e, "out of memory");
     if (gguf_open(&m->g, path, e)) { free(m); return -1; }

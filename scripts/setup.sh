@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev libuv1-dev libcmocka-dev libutf8proc-dev libstemmer-dev libopenblas-dev zlib1g-dev"
+# cross tools for the NEON kernel test (scripts/test-neon.sh)
+pkgs="$pkgs gcc-aarch64-linux-gnu qemu-user libc6-dev-arm64-cross"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

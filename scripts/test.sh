@@ -9,6 +9,8 @@ scripts/setup.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 echo "== Release build: test suite"
 (cd build && ctest --output-on-failure -j"$jobs")
+echo "== NEON kernels (aarch64 cross build under qemu)"
+scripts/test-neon.sh
 echo "== ASan+UBSan build: test suite"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQUIRE_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs" >/dev/null

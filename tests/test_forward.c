@@ -108,9 +108,25 @@ static void check_golden(const golden_case *gc) {
     model_free(m);
 }
 
+static bool sanitized(void) {
+    const char *s = getenv("QUIRE_TEST_SANITIZED");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
+/* Runs under every instruction set this machine has (q_isa_set); the
+ * sanitizer run samples a third of the cases per ISA. */
 static void test_golden_logits(void **state) {
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_golden(&cases[i]);
+    int saved = q_isa_get(), k = 0;
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa)) continue;
+        assert_int_equal(q_isa_set(isa, NULL), 0);
+        printf(" ISA %s\n", q_isa_name(isa));
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+            if (!sanitized() || (int)(i % 3) == k % 3) check_golden(&cases[i]);
+        k++;
+    }
+    assert_int_equal(q_isa_set(saved, NULL), 0);
 }
 
 /* Same logits, bit for bit, with 1, 2 and 3 threads and with batch sizes
@@ -119,8 +135,14 @@ static void test_thread_and_batch_invariance(void **state) {
     (void)state;
     const char *models[] = {"models/stories260K.gguf", "models/synthetic/syn-llama-F16.gguf",
                             "models/synthetic/syn-llama-Q4_K_M.gguf",
-                            "models/synthetic/syn-qwen2-Q8_0.gguf"};
-    for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
+                            "models/synthetic/syn-qwen2-Q8_0.gguf", "models/synthetic/syn-llama-Q4_0.gguf",
+                            "models/synthetic/syn-llama-Q5_1.gguf"};
+    int nm = (int)(sizeof models / sizeof *models), saved = q_isa_get();
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+    if (!q_isa_available(isa)) continue;
+    assert_int_equal(q_isa_set(isa, NULL), 0);
+    for (int k = 0; k < nm; k++) {
+        if (sanitized() && k % 2 != isa % 2) continue;
         model *m;
         qerr e;
         if (model_load(&m, shared_path(models[k]), &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
@@ -138,6 +160,8 @@ static void test_thread_and_batch_invariance(void **state) {
         free(a); free(b); free(c); free(d);
         model_free(m);
     }
+    }
+    assert_int_equal(q_isa_set(saved, NULL), 0);
 }
 
 /* Two sequences interleaved in one batch give the logits each gives alone;

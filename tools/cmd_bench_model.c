@@ -19,7 +19,8 @@ void help_bench_model(FILE *out) {
             "  at a time from an empty context. Each is run -r times after one warm-up run.\n"
             "  Also measures memory read bandwidth and reports tg against the bandwidth ceiling\n"
             "  (weight bytes read per token). -p 0 or -n 0 skips that test.\n"
-            "  --bw-mib N   bandwidth probe buffer in MiB (default 1024)\n");
+            "  --bw-mib N   bandwidth probe buffer in MiB (default 1024)\n"
+            "  The dot kernels are the best this CPU has; QUIRE_ISA=scalar|avx2|avx512|neon forces a set.\n");
 }
 
 typedef struct stat2 {
@@ -122,6 +123,7 @@ int cmd_bench_model(int argc, char **argv) {
         jw_obj_begin(&w);
         jw_key(&w, "model"); jw_str(&w, mpath);
         jw_key(&w, "arch"); jw_str(&w, m->hp.arch_name);
+        jw_key(&w, "isa"); jw_str(&w, q_isa_name(q_isa_get()));
         jw_key(&w, "n_params"); jw_int(&w, model_n_params(m));
         jw_key(&w, "weight_bytes_per_token"); jw_int(&w, (long long)wbytes);
         jw_key(&w, "n_prompt"); jw_int(&w, n_prompt);
@@ -129,8 +131,8 @@ int cmd_bench_model(int argc, char **argv) {
         jw_key(&w, "reps"); jw_int(&w, reps);
         jw_key(&w, "runs"); jw_arr_begin(&w);
     } else {
-        printf("model %s: %s, %.1f M params, %.1f MiB of weights read per token\n", mpath, m->hp.arch_name,
-               (double)model_n_params(m) / 1e6, (double)wbytes / 1048576.0);
+        printf("model %s: %s, %.1f M params, %.1f MiB of weights read per token, %s kernels\n", mpath,
+               m->hp.arch_name, (double)model_n_params(m) / 1e6, (double)wbytes / 1048576.0, q_isa_name(q_isa_get()));
         printf("%8s %14s %14s %10s %14s %8s\n", "threads", "pp t/s", "tg t/s", "bw GB/s", "tg ceiling", "tg %");
     }
     int rc = EXIT_OK;

@@ -1,0 +1,252 @@
+/* test_kernels.c — every dot kernel against the scalar reference, on random
+ * rows of every supported length class, for every ISA this machine runs:
+ *  - the scalar integer-dot kernels equal an f64 dot of the same quantized
+ *    values (dequantized weights x dequantized activations);
+ *  - each SIMD kernel equals the scalar kernel within 1e-5 of sum|w*x|
+ *    (K-quants: bit for bit, they share the scalar float expression);
+ *  - any tile shape gives the 1x1 kernel's result bit for bit;
+ *  - q_matmul gives, for batch sizes 1..17 and 1..3 threads, exactly the
+ *    single-input result (batch and thread invariance).
+ * A plain C driver (no cmocka) so that it also runs cross-compiled under
+ * qemu (scripts/test-neon.sh); prints "N passed, N failed". */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+
+static int n_pass, n_fail;
+static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *fmt, ...) {
+    if (ok) { n_pass++; return; }
+    n_fail++;
+    if (n_fail > 30) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+static const int types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0,
+                            QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+#define N_TYPES (int)(sizeof types / sizeof *types)
+
+static qrng rng;
+static void rand_row(float *x, int64_t n, int kind) {
+    for (int64_t i = 0; i < n; i++) {
+        float u = qrng_uniform(&rng) * 2 - 1;
+        x[i] = kind == 0 ? u : kind == 1 ? u * u * u * 30.0f : (i % 97 == 5 ? 50 * u : u * 0.01f);
+    }
+}
+
+/* Quantizes nrows random rows of n elements into type t. */
+static uint8_t *make_rows(int t, int64_t n, int nrows, int kind) {
+    size_t rb = qtype_row_size(t, n);
+    uint8_t *q = malloc(rb * (size_t)nrows + 64);
+    float *x = malloc((size_t)n * sizeof(float));
+    for (int r = 0; r < nrows; r++) {
+        rand_row(x, n, kind);
+        qtype_get(t)->from_float(x, q + (size_t)r * rb, n);
+    }
+    free(x);
+    return q;
+}
+
+static double f64_dot(int wt, const void *w, int xt, const void *x, int64_t n, double *mag) {
+    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+    qtype_get(wt)->to_float(w, a, n);
+    qtype_get(xt)->to_float(x, b, n);
+    double s = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s += (double)a[i] * b[i];
+        m += fabs((double)a[i] * b[i]);
+    }
+    if (xt == QT_Q8_1) {
+        /* Q8_1 keeps s = dx * sum(q) rounded to f16, and the dot uses it for
+         * the weights' min: the exact value of the same stored numbers is
+         * sum((w - m) x) + m * s. */
+        s = 0;
+        size_t wb = qtype_get(wt)->size;
+        for (int64_t blk = 0; blk < n / 32; blk++) {
+            uint16_t mh, sh;
+            memcpy(&mh, (const uint8_t *)w + blk * wb + 2, 2);
+            memcpy(&sh, (const uint8_t *)x + blk * 36 + 2, 2);
+            double mm = q_fp16_to_f32(mh), ss = q_fp16_to_f32(sh);
+            for (int i = 0; i < 32; i++) s += ((double)a[blk * 32 + i] - mm) * b[blk * 32 + i];
+            s += mm * ss;
+        }
+    }
+    free(a);
+    free(b);
+    *mag = m;
+    return s;
+}
+
+static bool is_kquant(int t) { return t >= QT_Q2_K && t <= QT_Q6_K; }
+
+static void test_type(int t, int64_t n, int kind) {
+    const qtype_traits *tr = qtype_get(t);
+    int vt = tr->vec_dot_type;
+    size_t wrs = qtype_row_size(t, n), xrs = qtype_row_size(vt, n);
+    enum { R = 8, C = 8 };
+    uint8_t *w = make_rows(t, n, R, kind), *x = make_rows(vt, n, C, kind);
+    float ref[C][R];
+    double mag[C][R];
+    tr->gemm[Q_ISA_SCALAR](n, w, wrs, R, x, xrs, C, &ref[0][0], R);
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            double m, d = f64_dot(t, w + r * wrs, vt, x + c * xrs, n, &m);
+            mag[c][r] = m;
+            check(fabs(d - ref[c][r]) <= 1e-5 * m + 1e-30, "%s n=%lld scalar %g vs f64 %g", tr->name, (long long)n,
+                  ref[c][r], d);
+        }
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa) || !tr->gemm[isa]) continue;
+        float one[C][R], tile[C][R];
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++) tr->gemm[isa](n, w + r * wrs, wrs, 1, x + c * xrs, xrs, 1, &one[c][r], 1);
+        for (int c = 0; c < C; c++)
+            for (int r = 0; r < R; r++) {
+                if (is_kquant(t))
+                    check(one[c][r] == ref[c][r], "%s %s n=%lld kind %d: %.9g != scalar %.9g", tr->name, q_isa_name(isa),
+                          (long long)n, kind, one[c][r], ref[c][r]);
+                else
+                    check(fabs(one[c][r] - ref[c][r]) <= 1e-5 * mag[c][r] + 1e-30, "%s %s n=%lld: %.9g vs scalar %.9g",
+                          tr->name, q_isa_name(isa), (long long)n, one[c][r], ref[c][r]);
+            }
+        /* every tile shape up to 4 x 4, at every offset: the 1x1 bits */
+        for (int nr = 1; nr <= R; nr++)
+            for (int nc = 1; nc <= C; nc++) {
+                memset(tile, 0, sizeof tile);
+                tr->gemm[isa](n, w, wrs, nr, x, xrs, nc, &tile[0][0], R);
+                int same = 1;
+                for (int c = 0; c < nc; c++)
+                    for (int r = 0; r < nr; r++) same &= memcmp(&tile[c][r], &one[c][r], sizeof(float)) == 0;
+                check(same, "%s %s n=%lld: tile %dx%d differs from 1x1", tr->name, q_isa_name(isa), (long long)n, nr, nc);
+            }
+    }
+    free(w);
+    free(x);
+}
+
+/* q_matmul: batch sizes 1..17 and 1..3 threads give the single-input bits. */
+static void test_matmul_invariance(int t, int64_t n) {
+    const int rows = 9, maxb = 17;
+    size_t rb = qtype_row_size(t, n);
+    uint8_t *w = make_rows(t, n, rows, 0);
+    float *x = malloc((size_t)maxb * n * sizeof(float));
+    rand_row(x, (int64_t)maxb * n, 0);
+    float *single = malloc((size_t)maxb * rows * sizeof(float)), *y = malloc((size_t)maxb * rows * sizeof(float));
+    (void)rb;
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa)) continue;
+        q_isa_set(isa, NULL);
+        qpool *p1 = qpool_new(1);
+        for (int b = 0; b < maxb; b++) q_matmul(p1, w, t, rows, n, x + b * n, 1, single + b * rows);
+        for (int th = 1; th <= 3; th++) {
+            qpool *p = qpool_new(th);
+            for (int nb = 1; nb <= maxb; nb++) {
+                q_matmul(p, w, t, rows, n, x, nb, y);
+                check(memcmp(y, single, (size_t)nb * rows * sizeof(float)) == 0,
+                      "%s %s: q_matmul batch %d threads %d differs from single inputs", qtype_get(t)->name,
+                      q_isa_name(isa), nb, th);
+            }
+            qpool_free(p);
+        }
+        /* q_matmul_multi: the same bits as separate q_matmul calls */
+        q_matmul_op ops[2] = {{w, t, rows, y}, {w, t, 4, y + (size_t)maxb * rows}};
+        float *y2 = malloc((size_t)maxb * (rows + 4) * sizeof(float));
+        ops[1].y = y2;
+        qpool *p = qpool_new(2);
+        q_matmul_multi(p, ops, 2, n, x, 5);
+        check(memcmp(y, single, (size_t)5 * rows * sizeof(float)) == 0, "%s %s: q_matmul_multi op 0", qtype_get(t)->name,
+              q_isa_name(isa));
+        int same = 1;
+        for (int b = 0; b < 5; b++) same &= memcmp(y2 + b * 4, single + b * rows, 4 * sizeof(float)) == 0;
+        check(same, "%s %s: q_matmul_multi op 1", qtype_get(t)->name, q_isa_name(isa));
+        free(y2);
+        qpool_free(p);
+        qpool_free(p1);
+    }
+    free(w); free(x); free(single); free(y);
+}
+
+/* q_attn_step: every ISA against the scalar online softmax, F16 and F32
+ * caches, head sizes with and without a vector tail, split into steps. */
+static void test_attention(void) {
+    const int hds[] = {8, 12, 64, 128}, lens[] = {1, 5, 33, 100};
+    for (int hi = 0; hi < 4; hi++)
+        for (int li = 0; li < 4; li++)
+            for (int f16 = 0; f16 < 2; f16++) {
+                int hd = hds[hi], n = lens[li];
+                size_t stride = (size_t)hd + 3;
+                float *q = malloc((size_t)hd * sizeof(float)), *kf = malloc((size_t)n * stride * sizeof(float));
+                float *vf = malloc((size_t)n * stride * sizeof(float));
+                uint16_t *kh = malloc((size_t)n * stride * 2), *vh = malloc((size_t)n * stride * 2);
+                rand_row(q, hd, 0);
+                rand_row(kf, (int64_t)(n * stride), 0);
+                rand_row(vf, (int64_t)(n * stride), 0);
+                for (size_t i = 0; i < (size_t)n * stride; i++) {
+                    kh[i] = q_f32_to_fp16(kf[i] * 4);
+                    vh[i] = q_f32_to_fp16(vf[i]);
+                }
+                const void *K = f16 ? (const void *)kh : (const void *)kf, *V = f16 ? (const void *)vh : (const void *)vf;
+                float ref[128], got[128];
+                int saved = q_isa_get();
+                for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+                    if (!q_isa_available(isa)) continue;
+                    q_isa_set(isa, NULL);
+                    float m = -INFINITY, l = 0, *o = isa == 0 ? ref : got;
+                    memset(o, 0, sizeof ref);
+                    /* in steps of up to 32 positions, as the KV blocks come */
+                    for (int p0 = 0; p0 < n; p0 += 32) {
+                        int cnt = n - p0 < 32 ? n - p0 : 32;
+                        const uint8_t *kp = (const uint8_t *)K + (size_t)p0 * stride * (f16 ? 2 : 4);
+                        const uint8_t *vp = (const uint8_t *)V + (size_t)p0 * stride * (f16 ? 2 : 4);
+                        q_attn_step(q, kp, vp, f16, stride, cnt, hd, 0.3f, &m, &l, o);
+                    }
+                    for (int d = 0; d < hd; d++) o[d] /= l;
+                    if (isa == 0) continue;
+                    double err = 0;
+                    for (int d = 0; d < hd; d++) err = fmax(err, fabs(got[d] - ref[d]));
+                    check(err <= 1e-5, "attention %s hd %d n %d f16 %d: max error %g", q_isa_name(isa), hd, n, f16, err);
+                }
+                q_isa_set(saved, NULL);
+                free(q); free(kf); free(vf); free(kh); free(vh);
+            }
+}
+
+int main(void) {
+    const char *san = getenv("QUIRE_TEST_SANITIZED");
+    bool light = san && *san && strcmp(san, "0") != 0;
+    qrng_seed(&rng, 12345);
+    printf("ISAs:");
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++)
+        if (q_isa_available(isa)) printf(" %s", q_isa_name(isa));
+    printf("\n");
+    for (int i = 0; i < N_TYPES; i++) {
+        int t = types[i];
+        int64_t bl = qtype_get(t)->blck;
+        int64_t lens_q[] = {1, 2, 3, 8, 64}, lens_f[] = {1, 7, 8, 9, 16, 33, 259, 2048};
+        const int64_t *lens = bl == 1 ? lens_f : lens_q;
+        int nl = bl == 1 ? 8 : (light ? 3 : 5);
+        for (int k = 0; k < nl; k++) {
+            int64_t n = bl == 1 ? lens[k] : lens[k] * bl;
+            if (bl == 32 && n > 2048) n = 2048;
+            for (int kind = 0; kind < 3; kind++) test_type(t, n, kind);
+        }
+        test_matmul_invariance(t, bl == 1 ? 37 : (bl == 32 ? 96 : 512));
+    }
+    test_attention();
+    /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
+    qerr e;
+    check(q_isa_set(Q_ISA_COUNT, &e) != 0, "q_isa_set out of range accepted");
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++)
+        if (!q_isa_available(isa)) check(q_isa_set(isa, &e) != 0, "unavailable %s accepted", q_isa_name(isa));
+    check(q_isa_from_name("AVX2") == Q_ISA_AVX2 && q_isa_from_name("sse9") == -1, "q_isa_from_name");
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail != 0;
+}
