@@ -139,31 +139,42 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *hist, int n_his
         select_top(c, n, p->top_k);
         n = p->top_k;
     }
-    qsort(c, (size_t)n, sizeof *c, cand_cmp);
-    /* probabilities before temperature, for top-p and min-p */
+    /* probabilities before temperature, for top-p and min-p; the
+     * normalizer covers every candidate, but only the best are sorted */
+    float mx = c[0].logit;
+    for (int i = 1; i < n; i++) mx = c[i].logit > mx ? c[i].logit : mx;
     double sum = 0;
     for (int i = 0; i < n; i++) {
-        c[i].p = expf(c[i].logit - c[0].logit);
+        c[i].p = expf(c[i].logit - mx);
         sum += c[i].p;
     }
     if (p->top_p < 1.0f) {
-        double cum = 0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            cum += c[i].p / sum;
-            if (cum >= p->top_p) { keep = i + 1; break; }
+        /* widen a selected-and-sorted prefix until it holds the nucleus */
+        for (int k = n < 256 ? n : 256;; k = k * 4 < n ? k * 4 : n) {
+            if (k < n) select_top(c, n, k);
+            qsort(c, (size_t)k, sizeof *c, cand_cmp);
+            double cum = 0;
+            int keep = -1;
+            for (int i = 0; i < k; i++) {
+                cum += c[i].p / sum;
+                if (cum >= p->top_p) { keep = i + 1; break; }
+            }
+            if (keep > 0) { n = keep; break; }
+            if (k == n) break;
         }
-        n = keep;
     }
+    /* min-p: relative to the most likely token (p == 1 after the shift);
+     * a filter in place, order kept, so no sorting is needed */
     if (p->min_p > 0.0f) {
-        float thr = p->min_p * c[0].p; /* c[0].p == 1 */
-        int keep = 1;
-        while (keep < n && c[keep].p >= thr) keep++;
+        int keep = 0;
+        for (int i = 0; i < n; i++)
+            if (c[i].p >= p->min_p) c[keep++] = c[i];
         n = keep;
     }
+    /* the draw walks the candidates in their (deterministic) array order */
     sum = 0;
     for (int i = 0; i < n; i++) {
-        c[i].p = expf((c[i].logit - c[0].logit) / p->temp);
+        c[i].p = expf((c[i].logit - mx) / p->temp);
         sum += c[i].p;
     }
     double u = (double)qrng_uniform(&s->rng) * sum, acc = 0;

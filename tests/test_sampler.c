@@ -258,6 +258,27 @@ static void test_top_k_large_vocab(void **state) {
     free(l);
 }
 
+/* top-p whose nucleus is larger than the first selected prefix: 5,000 equal
+ * logits and p = 0.5005 keep ids 0..2502 (ties go to lower ids; p is off the
+ * exact boundary 0.5 so float rounding cannot decide), uniformly. */
+static void test_top_p_wide_nucleus(void **state) {
+    (void)state;
+    int nv = 5000, n = 50000;
+    float *l = calloc((size_t)nv, sizeof(float));
+    sampler_params p = plain(1);
+    p.top_p = 0.5005f;
+    int *c = draw(&p, l, nv, n);
+    int inside = 0, lo = 0, hi = 0;
+    for (int i = 0; i < nv; i++) {
+        if (i < 2503) inside += c[i];
+        if (i < 1250) lo += c[i]; else if (i < 2500) hi += c[i];
+    }
+    assert_int_equal(inside, n);
+    assert_true(abs(lo - hi) < n / 20); /* both halves of the nucleus drawn alike */
+    free(c);
+    free(l);
+}
+
 /* logprobs: log-softmax of the logits, top-n in order, ties to lower ids */
 static void test_logprobs(void **state) {
     (void)state;
@@ -286,6 +307,7 @@ int main(void) {
         cmocka_unit_test(test_penalties),           cmocka_unit_test(test_seed_reproducible),
         cmocka_unit_test(test_top_k_large_vocab),
         cmocka_unit_test(test_logprobs),
+        cmocka_unit_test(test_top_p_wide_nucleus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
