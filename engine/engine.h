@@ -315,6 +315,10 @@ void qtrace_free(qtrace *t);
 void qtrace_span(qtrace *t, const char *name, const char *cat, double t0, double t1, long long arg);
 int qtrace_write(const qtrace *t, const char *path, qerr *e);
 size_t qtrace_count(const qtrace *t);
+/* Sums the durations of the spans of one category by name: fills up to max
+ * distinct names (in order of first appearance) and their total seconds;
+ * returns how many. */
+size_t qtrace_totals(const qtrace *t, const char *cat, char (*names)[48], double *secs, size_t max);
 
 /* ------------------------------------------------------------------------ */
 /* Random numbers: xoshiro256** seeded through splitmix64. Fixed algorithm and

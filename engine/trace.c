@@ -81,3 +81,20 @@ int qtrace_write(const qtrace *t, const char *path, qerr *e) {
     free(buf);
     return rc;
 }
+
+size_t qtrace_totals(const qtrace *t, const char *cat, char (*names)[48], double *secs, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; t && i < t->n; i++) {
+        const span *sp = &t->s[i];
+        if (strcmp(sp->cat, cat) != 0) continue;
+        size_t k = 0;
+        while (k < n && strcmp(names[k], sp->name) != 0) k++;
+        if (k == n) {
+            if (n == max) continue;
+            snprintf(names[n], 48, "%s", sp->name);
+            secs[n++] = 0;
+        }
+        secs[k] += sp->t1 - sp->t0;
+    }
+    return n;
+}

@@ -18,7 +18,8 @@ void help_bench_model(FILE *out) {
             "  pp: one batch of -p random tokens into an empty context; tg: -n tokens decoded one\n"
             "  at a time from an empty context. Each is run -r times after one warm-up run.\n"
             "  Also measures memory read bandwidth and reports tg against the bandwidth ceiling\n"
-            "  (weight bytes read per token). -p 0 or -n 0 skips that test.\n"
+            "  (weight bytes read per token), and a per-op breakdown of decode (one extra traced\n"
+            "  run, not counted). -p 0 or -n 0 skips that test.\n"
             "  --bw-mib N   bandwidth probe buffer in MiB (default 1024)\n"
             "  The dot kernels are the best this CPU has; QUIRE_ISA=scalar|avx2|avx512|neon forces a set.\n");
 }
@@ -155,6 +156,19 @@ int cmd_bench_model(int argc, char **argv) {
             for (int r = 0; r < reps && rc == EXIT_OK; r++)
                 if (run_tg(&c, (int)n_gen, (uint64_t)r + 2, &tg[r], &e)) rc = cli_fail("bench", "%s", e.msg);
         }
+        /* per-op breakdown of decode: one more tg run with tracing on (not
+         * counted in the figures above) */
+        char ops[32][48];
+        double op_s[32];
+        size_t n_ops = 0;
+        int traced = n_gen > 0 ? (int)(n_gen < 32 ? n_gen : 32) : 0;
+        if (traced > 0 && rc == EXIT_OK) {
+            double dummy;
+            c.trace = qtrace_new();
+            if (run_tg(&c, traced, 99, &dummy, &e) == 0) n_ops = qtrace_totals(c.trace, "op", ops, op_s, 32);
+            qtrace_free(c.trace);
+            c.trace = NULL;
+        }
         double bw = q_measure_read_bandwidth(pool, (size_t)bw_mib << 20, 3);
         stat2 sp = mean_sd(pp, (int)reps), st = mean_sd(tg, (int)reps);
         double ceiling = wbytes ? bw / (double)wbytes : 0;
@@ -169,10 +183,18 @@ int cmd_bench_model(int argc, char **argv) {
                 jw_key(&w, "bandwidth_gb_s"); jw_num(&w, bw / 1e9);
                 jw_key(&w, "tg_ceiling_tokens_per_s"); jw_num(&w, ceiling);
                 jw_key(&w, "tg_roofline_pct"); jw_num(&w, ceiling > 0 ? 100.0 * st.mean / ceiling : 0);
+                jw_key(&w, "tg_ms_per_token_by_op"); jw_obj_begin(&w);
+                for (size_t k = 0; k < n_ops; k++) { jw_key(&w, ops[k]); jw_num(&w, 1e3 * op_s[k] / traced); }
+                jw_obj_end(&w);
                 jw_obj_end(&w);
             } else {
                 printf("%8d %8.2f ± %-4.1f %8.2f ± %-4.1f %10.2f %14.2f %7.1f%%\n", threads[ti], sp.mean, sp.sd, st.mean, st.sd,
                        bw / 1e9, ceiling, ceiling > 0 ? 100.0 * st.mean / ceiling : 0);
+                if (n_ops) {
+                    printf("         decode ms/token by op:");
+                    for (size_t k = 0; k < n_ops; k++) printf(" %s %.3f", ops[k], 1e3 * op_s[k] / traced);
+                    printf("\n");
+                }
             }
         }
         last_pp = sp, last_tg = st, last_bw = bw;
