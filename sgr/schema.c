@@ -241,15 +241,6 @@ static int map_put(schema_internal *in, const json *j, schema_node *n) {
     return 0;
 }
 
-#define GROW(arr, n, cap) do { \
-        if ((n) == (cap)) { \
-            size_t nc_ = (cap) ? (cap) * 2 : 8; \
-            void *np_ = realloc((arr), nc_ * sizeof *(arr)); \
-            if (!np_) abort(); \
-            (arr) = np_; \
-            (cap) = nc_; \
-        } \
-    } while (0)
 
 /* String -> index tables (open addressing; the first entry of a key wins),
  * so hostile schemas with many anchors or $ids resolve in linear time. */
@@ -297,7 +288,7 @@ static void strix_add(const schema_internal *in, strix *t, strix_key key, size_t
 }
 
 static void add_anchor(schema_internal *in, char *uri, schema_node *n, bool dynamic) {
-    GROW(in->anchors, in->n_anchors, in->cap_anchors);
+    SGR_GROW(in->anchors, in->n_anchors, in->cap_anchors);
     in->anchors[in->n_anchors++] = (anchor_ent){uri, n, dynamic};
     strix_add(in, dynamic ? &in->ix_dynamic : &in->ix_anchors, anchor_key, in->n_anchors - 1);
 }
@@ -319,7 +310,7 @@ static schema_resource *new_resource(schema_internal *in, const char *uri, const
     if (!r->uri) abort();
     r->root = root;
     r->draft = draft;
-    GROW(in->res, in->n_res, in->cap_res);
+    SGR_GROW(in->res, in->n_res, in->cap_res);
     in->res[in->n_res++] = r;
     strix_add(in, &in->ix_res, res_key, in->n_res - 1);
     return r;
@@ -456,7 +447,7 @@ static schema_prop *sub_map(cctx *c, const json *v, schema_resource *res, const 
 /* Records an unsupported keyword (what) found at loc/kw. */
 static void record_unknown(cctx *c, const char *loc, const char *kw, const char *what) {
     schema *s = c->s;
-    GROW(s->unknown, s->n_unknown, c->in->cap_unknown);
+    SGR_GROW(s->unknown, s->n_unknown, c->in->cap_unknown);
     s->unknown[s->n_unknown].keyword = strdup(what);
     s->unknown[s->n_unknown].pointer = loc_join(loc, kw, strlen(kw));
     if (!s->unknown[s->n_unknown].keyword || !s->unknown[s->n_unknown].pointer) abort();
@@ -464,7 +455,7 @@ static void record_unknown(cctx *c, const char *loc, const char *kw, const char 
 }
 
 static int add_pending(cctx *c, schema_node *n, bool dynamic) {
-    GROW(c->in->pending, c->in->n_pending, c->in->cap_pending);
+    SGR_GROW(c->in->pending, c->in->n_pending, c->in->cap_pending);
     c->in->pending[c->in->n_pending].node = n;
     c->in->pending[c->in->n_pending].dynamic = dynamic;
     c->in->n_pending++;
@@ -499,7 +490,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
     n->src = j;
     n->location = strdup(loc);
     if (!n->location) abort();
-    GROW(c->in->nodes, c->in->n_nodes, c->in->cap_nodes);
+    SGR_GROW(c->in->nodes, c->in->n_nodes, c->in->cap_nodes);
     c->in->nodes[c->in->n_nodes++] = n;
     if (map_put(c->in, j, n)) abort();
     n->res = res;
@@ -743,7 +734,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
                     for (size_t q = 0; q < json_size(m->val); q++)
                         if (!json_is_string(json_at(m->val, q))) { free(l); return cfail(c, loc, "%s values must be arrays of strings", k), NULL; }
                     SET(SK_DEPENDENT_REQUIRED);
-                    GROW(n->dep_required, n->n_dep_required, n->cap_dep_required);
+                    SGR_GROW(n->dep_required, n->n_dep_required, n->cap_dep_required);
                     n->dep_required[n->n_dep_required++] = (schema_dep_req){m->key, m->klen, m->val};
                 } else if (k[9] != 'R' && (json_is_object(m->val) || json_is_bool(m->val))) {
                     SET(SK_DEPENDENT_SCHEMAS);
@@ -751,7 +742,7 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
                     schema_node *x = compile_node(c, m->val, res, li, depth + 1);
                     free(li);
                     if (!x) { free(l); return NULL; }
-                    GROW(n->dep_schemas, n->n_dep_schemas, n->cap_dep_schemas);
+                    SGR_GROW(n->dep_schemas, n->n_dep_schemas, n->cap_dep_schemas);
                     n->dep_schemas[n->n_dep_schemas++] = (schema_prop){m->key, m->klen, x};
                 } else { free(l); return cfail(c, loc, "%s has a value of the wrong type", k), NULL; }
             }
@@ -803,7 +794,7 @@ static schema_node *resolve_ref(cctx *c, const char *uri, const char *from_loc) 
             cfail(c, from_loc, "%.250s", m);
             return NULL;
         }
-        GROW(c->in->docs, c->in->n_docs, c->in->cap_docs);
+        SGR_GROW(c->in->docs, c->in->n_docs, c->in->cap_docs);
         c->in->docs[c->in->n_docs++] = doc;
         int draft = 2020;
         const json *sv = json_get(doc, "$schema");
@@ -880,7 +871,7 @@ int schema_compile(const json *doc, const schema_opts *o, schema **out, qerr *e)
     if (o) s->opts = *o;
     json *copy = json_clone(doc);
     if (!copy) { schema_free(s); return qerr_set(e, "schema: out of memory"); }
-    GROW(in->docs, in->n_docs, in->cap_docs);
+    SGR_GROW(in->docs, in->n_docs, in->cap_docs);
     in->docs[in->n_docs++] = copy;
     int draft = 2020;
     const json *sv = json_get(copy, "$schema");

@@ -43,4 +43,17 @@ typedef struct schema_internal {
 
 schema_node *schema_find_anchor(const schema_internal *in, const char *uri, bool dynamic_only);
 
+/* Doubles an array's capacity when it is full. Out of memory aborts: these
+ * arrays are bounded by the compile/validation budgets, so failure here is
+ * not a property of the input. */
+#define SGR_GROW(arr, n, cap) do { \
+        if ((n) == (cap)) { \
+            size_t nc_ = (cap) ? (cap) * 2 : 8; \
+            void *np_ = realloc((arr), nc_ * sizeof *(arr)); \
+            if (!np_) abort(); \
+            (arr) = np_; \
+            (cap) = nc_; \
+        } \
+    } while (0)
+
 #endif

@@ -34,22 +34,13 @@ typedef struct vctx {
     uint64_t steps, max_steps;
 } vctx;
 
-#define VGROW(arr, n, cap) do { \
-        if ((n) == (cap)) { \
-            size_t nc_ = (cap) ? (cap) * 2 : 16; \
-            void *np_ = realloc((arr), nc_ * sizeof *(arr)); \
-            if (!np_) abort(); \
-            (arr) = np_; \
-            (cap) = nc_; \
-        } \
-    } while (0)
 
 static void push_key(vctx *c, const char *k, size_t kl) {
-    VGROW(c->path, c->n_path, c->cap_path);
+    SGR_GROW(c->path, c->n_path, c->cap_path);
     c->path[c->n_path++] = (pseg){k, kl, 0};
 }
 static void push_idx(vctx *c, size_t i) {
-    VGROW(c->path, c->n_path, c->cap_path);
+    SGR_GROW(c->path, c->n_path, c->cap_path);
     c->path[c->n_path++] = (pseg){NULL, 0, i};
 }
 static void pop_path(vctx *c) { c->n_path--; }
@@ -375,7 +366,7 @@ static int follow_ref(vctx *c, const schema_node *from, const schema_node *targe
         }
         return -1;
     }
-    VGROW(c->refs, c->n_refs, c->cap_refs);
+    SGR_GROW(c->refs, c->n_refs, c->cap_refs);
     c->refs[c->n_refs++] = (refent){target, inst};
     int r = validate(c, target, inst, ev);
     c->n_refs--;
@@ -523,7 +514,7 @@ static int validate(vctx *c, const schema_node *n, const json *inst, uint8_t *ev
     }
     bool pushed = false;
     if (n->res && (c->n_scope == 0 || c->scope[c->n_scope - 1] != n->res)) {
-        VGROW(c->scope, c->n_scope, c->cap_scope);
+        SGR_GROW(c->scope, c->n_scope, c->cap_scope);
         c->scope[c->n_scope++] = n->res;
         pushed = true;
     }
