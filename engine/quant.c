@@ -511,53 +511,62 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
     return scale;
 }
 
+/* Symmetric levels of n values for inverse scale iscale, clamped to
+ * -nmax..nmax-1, stored in L when L is not NULL; returns the x^2-weighted
+ * sums sum(w*x*l) and sum(w*l*l) the scale searches compare. */
+static void sym_levels(int n, int nmax, const float *x, float iscale, int8_t *L, float *sumlx, float *suml2) {
+    float slx = 0, sl2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = imax(-nmax, imin(nmax - 1, l));
+        if (L) L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        slx += w * x[i] * l;
+        sl2 += w * l * l;
+    }
+    *sumlx = slx;
+    *suml2 = sl2;
+}
+
+/* The value of largest magnitude (with its sign); false when every value is
+ * too small to quantize (then L is all zero). */
+static bool sym_max(int n, const float *x, int8_t *L, float *max) {
+    float amax = 0;
+    *max = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) { amax = ax; *max = x[i]; }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        return false;
+    }
+    return true;
+}
+
 /* Symmetric quantization of n values to -nmax..nmax-1 (stored +nmax in L),
  * weighted by x^2 (rmse_type 1): the value of largest magnitude maps to
  * -nmax, then 18 nearby inverse scales -(nmax + 0.1*is)/max are tried and
  * the one maximizing sumlx^2/suml2 (i.e. minimizing the weighted error of
  * the best scale for those levels) is kept. Returns the scale. */
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        for (int i = 0; i < n; i++) L[i] = 0;
-        return 0.0f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * x[i]);
-        l = imax(-nmax, imin(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float max, sumlx, suml2;
+    if (!sym_max(n, x, L, &max)) return 0.0f;
+    sym_levels(n, nmax, x, -nmax / max, L, &sumlx, &suml2);
     float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = nearest_int(iscale * x[i]);
-            l = imax(-nmax, imin(nmax - 1, l));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        float iscale = -(nmax + 0.1f * is) / max;
+        sym_levels(n, nmax, x, iscale, NULL, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                int l = nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
-            }
+            float unused1, unused2;
+            sym_levels(n, nmax, x, iscale, L, &unused1, &unused2);
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
     }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
     return scale;
 }
 
@@ -566,25 +575,9 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
  * move each level to the one that is optimal given the others, if that
  * increases sumlx^2/suml2 (weights x^2). Levels returned +nmax. */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        for (int i = 0; i < n; i++) L[i] = 0;
-        return 0.0f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * x[i]);
-        l = imax(-nmax, imin(nmax - 1, l));
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float max, sumlx, suml2;
+    if (!sym_max(n, x, L, &max)) return 0.0f;
+    sym_levels(n, nmax, x, -nmax / max, L, &sumlx, &suml2);
     for (int itry = 0; itry < 5; itry++) {
         int n_changed = 0;
         for (int i = 0; i < n; i++) {
