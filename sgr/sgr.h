@@ -278,4 +278,62 @@ int schema_validate(const schema *s, const json *instance, schema_error *err);
 /* Format checkers (also usable on their own). */
 bool schema_format_check(const char *format, const char *s, size_t n, bool *known);
 
+
+/* ======================================================================== */
+/* Grammars: a byte-level context-free grammar (rules of literals, byte
+ * classes, sequences, alternatives, bounded repetition and rule references)
+ * that constrained decoding runs as a pushdown automaton. Front ends build
+ * one with the builder below: the JSON Schema compiler, regex, choice, and a
+ * GBNF-like text format. Code points are UTF-8 byte sequences; a builder
+ * helper turns a code point range into byte-level alternatives.
+ *
+ * The builder records its first error (allocation, limits, a bad argument)
+ * and every later call returns SGR_EXPR_ERR, so front ends chain calls and
+ * check once, at sgr_grammar_build. */
+/* ======================================================================== */
+
+typedef struct sgr_gb sgr_gb;          /* grammar builder */
+typedef int32_t sgr_expr;              /* an expression inside one builder */
+#define SGR_EXPR_ERR ((sgr_expr)-1)
+#define SGR_INF UINT32_MAX             /* unbounded repetition */
+
+typedef struct sgr_gb_limits {
+    size_t max_nodes;    /* expressions; 0 = default 1,000,000 */
+    size_t max_rules;    /* 0 = default 100,000 */
+} sgr_gb_limits;
+
+sgr_gb *sgr_gb_new(const sgr_gb_limits *lim);   /* lim may be NULL */
+void sgr_gb_free(sgr_gb *b);
+/* First error, or NULL. */
+const char *sgr_gb_error(const sgr_gb *b);
+/* Records an error (first one wins) from a front end, e.g. an unsupported
+ * keyword; returns SGR_EXPR_ERR for convenience. */
+sgr_expr sgr_gb_fail(sgr_gb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Rules: declared by name (forward references allowed), defined once. The
+ * name is for printing and errors only; ids are dense from 0. */
+int32_t sgr_gb_rule(sgr_gb *b, const char *name);
+int sgr_gb_define(sgr_gb *b, int32_t rule, sgr_expr body);
+size_t sgr_gb_n_rules(const sgr_gb *b);
+
+sgr_expr sgr_gb_empty(sgr_gb *b);                               /* matches "" */
+sgr_expr sgr_gb_lit(sgr_gb *b, const char *bytes, size_t n);   /* n == 0: empty */
+sgr_expr sgr_gb_str(sgr_gb *b, const char *s);                 /* NUL-terminated literal */
+sgr_expr sgr_gb_class(sgr_gb *b, const uint8_t set[32]);       /* one byte in set (bit i of set[i/8]) */
+sgr_expr sgr_gb_range(sgr_gb *b, uint8_t lo, uint8_t hi);      /* one byte in [lo, hi] */
+/* One UTF-8 encoded code point in [lo, hi] (surrogates D800-DFFF excluded). */
+sgr_expr sgr_gb_cp_range(sgr_gb *b, uint32_t lo, uint32_t hi);
+sgr_expr sgr_gb_seq(sgr_gb *b, const sgr_expr *kids, size_t n); /* n == 0: empty */
+sgr_expr sgr_gb_alt(sgr_gb *b, const sgr_expr *kids, size_t n); /* n == 0: matches nothing */
+sgr_expr sgr_gb_seq2(sgr_gb *b, sgr_expr a, sgr_expr c);
+sgr_expr sgr_gb_alt2(sgr_gb *b, sgr_expr a, sgr_expr c);
+/* kid repeated min..max times (max SGR_INF: unbounded; max >= min). */
+sgr_expr sgr_gb_repeat(sgr_gb *b, sgr_expr kid, uint32_t min, uint32_t max);
+sgr_expr sgr_gb_ref(sgr_gb *b, int32_t rule);
+
+/* Text form for debugging and tests, GBNF-like: one `name ::= expr` per rule,
+ * literals in double quotes with \xHH escapes, [classes], ( | ), {m,n}.
+ * *out is malloc'd, NUL-terminated. */
+int sgr_gb_print(const sgr_gb *b, char **out, size_t *len, qerr *e);
+
 #endif
