@@ -33,75 +33,75 @@ static char *completion_text(const char *resp) {
 static void test_basics(void **state) {
     (void)state;
     test_server s = srv_start("--slots 4 --header-timeout 1");
-    char *r = http_request(s.port, "GET", "/health", NULL, NULL);
-    assert_int_equal(http_status(r), 200);
+    char *r = srv_request(s.port, "GET", "/health", NULL, NULL);
+    assert_int_equal(srv_status(r), 200);
     free(r);
-    r = http_request(s.port, "GET", "/nope", NULL, NULL);
-    assert_int_equal(http_status(r), 404);
+    r = srv_request(s.port, "GET", "/nope", NULL, NULL);
+    assert_int_equal(srv_status(r), 404);
     assert_non_null(strstr(r, "\"error\":{\"message\""));
     free(r);
-    r = http_request(s.port, "POST", "/v1/completions", "{\"prompt\": 5}", NULL);
-    assert_int_equal(http_status(r), 400);
+    r = srv_request(s.port, "POST", "/v1/completions", "{\"prompt\": 5}", NULL);
+    assert_int_equal(srv_status(r), 400);
     assert_non_null(strstr(r, "\"param\":\"prompt\""));
     free(r);
-    r = http_request(s.port, "POST", "/v1/completions", "{not json", NULL);
-    assert_int_equal(http_status(r), 400);
+    r = srv_request(s.port, "POST", "/v1/completions", "{not json", NULL);
+    assert_int_equal(srv_status(r), 400);
     free(r);
     /* a prompt longer than the context: 400, not truncation */
-    r = http_request(s.port, "POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":1000000}", NULL);
-    assert_int_equal(http_status(r), 400);
+    r = srv_request(s.port, "POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":1000000}", NULL);
+    assert_int_equal(srv_status(r), 400);
     assert_non_null(strstr(r, "exceeds the context"));
     free(r);
 
     /* malformed request line: 400 and the connection closes */
-    int fd = http_dial(s.port);
-    http_send_all(fd, "GARBAGE\r\n\r\n", 11);
-    r = http_recv_until_close(fd, 5000);
-    assert_int_equal(http_status(r), 400);
+    int fd = srv_dial(s.port);
+    srv_send_all(fd, "GARBAGE\r\n\r\n", 11);
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 400);
     free(r);
     close(fd);
     /* oversized head: 431 */
-    fd = http_dial(s.port);
+    fd = srv_dial(s.port);
     char *big = malloc(40000);
     int n = snprintf(big, 40000, "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: ");
     memset(big + n, 'a', 39000 - (size_t)n);
-    http_send_all(fd, big, 39000);
-    r = http_recv_until_close(fd, 5000);
-    assert_int_equal(http_status(r), 431);
+    srv_send_all(fd, big, 39000);
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 431);
     free(r);
     free(big);
     close(fd);
     /* oversized body: 413 */
-    fd = http_dial(s.port);
+    fd = srv_dial(s.port);
     const char *huge = "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n";
-    http_send_all(fd, huge, strlen(huge));
-    r = http_recv_until_close(fd, 5000);
-    assert_int_equal(http_status(r), 413);
+    srv_send_all(fd, huge, strlen(huge));
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 413);
     free(r);
     close(fd);
 
     /* slow loris: a head that never completes gets 408 after the header
      * timeout, while /health keeps answering */
-    fd = http_dial(s.port);
-    http_send_all(fd, "GET /health HTTP/1.1\r\nHo", 24);
+    fd = srv_dial(s.port);
+    srv_send_all(fd, "GET /health HTTP/1.1\r\nHo", 24);
     double t0 = q_now();
-    r = http_request(s.port, "GET", "/health", NULL, NULL);
-    assert_int_equal(http_status(r), 200);
+    r = srv_request(s.port, "GET", "/health", NULL, NULL);
+    assert_int_equal(srv_status(r), 200);
     assert_true(q_now() - t0 < 0.5);
     free(r);
-    r = http_recv_until_close(fd, 5000);
-    assert_int_equal(http_status(r), 408);
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 408);
     free(r);
     close(fd);
 
     /* pipelining and keep-alive: three requests in one write, three
      * responses in order on one connection */
-    fd = http_dial(s.port);
+    fd = srv_dial(s.port);
     const char *three = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
                         "GET /v1/models HTTP/1.1\r\nHost: t\r\n\r\n"
                         "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    http_send_all(fd, three, strlen(three));
-    r = http_recv_until_close(fd, 5000);
+    srv_send_all(fd, three, strlen(three));
+    r = srv_recv_until_close(fd, 5000);
     const char *a = strstr(r, "HTTP/1.1 200"), *b = a ? strstr(a + 1, "HTTP/1.1 200") : NULL;
     const char *c = b ? strstr(b + 1, "HTTP/1.1 200") : NULL;
     assert_non_null(c);
@@ -119,7 +119,7 @@ typedef struct call {
 
 static void *call_main(void *arg) {
     call *c = arg;
-    c->resp = http_request(c->port, "POST", "/v1/completions", c->body, NULL);
+    c->resp = srv_request(c->port, "POST", "/v1/completions", c->body, NULL);
     return NULL;
 }
 
@@ -128,8 +128,8 @@ static void test_batch_invariance(void **state) {
     (void)state;
     test_server s = srv_start("--slots 9");
     const char *req = "{\"prompt\":\"Once upon a time, in a small town\",\"max_tokens\":48,\"temperature\":0}";
-    char *alone = http_request(s.port, "POST", "/v1/completions", req, NULL);
-    assert_int_equal(http_status(alone), 200);
+    char *alone = srv_request(s.port, "POST", "/v1/completions", req, NULL);
+    assert_int_equal(srv_status(alone), 200);
     char *want = completion_text(alone);
     call calls[9];
     pthread_t th[9];
@@ -142,7 +142,7 @@ static void test_batch_invariance(void **state) {
         pthread_create(&th[i], NULL, call_main, &calls[i]);
     }
     for (int i = 0; i < 9; i++) pthread_join(th[i], NULL);
-    for (int i = 0; i < 9; i++) assert_int_equal(http_status(calls[i].resp), 200);
+    for (int i = 0; i < 9; i++) assert_int_equal(srv_status(calls[i].resp), 200);
     char *got = completion_text(calls[4].resp);
     assert_string_equal(got, want);
     printf("  batched text equals alone: %.40s...\n", want);
@@ -158,12 +158,12 @@ static void test_batch_invariance(void **state) {
 static void test_disconnect_cancels(void **state) {
     (void)state;
     test_server s = srv_start("--slots 2");
-    int fd = http_dial(s.port);
+    int fd = srv_dial(s.port);
     const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":1900,\"temperature\":1.0,\"stream\":true}";
     char req[1024];
     snprintf(req, sizeof req, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
-    http_send_all(fd, req, strlen(req));
+    srv_send_all(fd, req, strlen(req));
     char buf[4096];
     struct pollfd p = {fd, POLLIN, 0};
     assert_true(poll(&p, 1, 10000) == 1);
@@ -199,7 +199,7 @@ static void test_backpressure(void **state) {
     int ok = 0, busy = 0;
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
-        int st = http_status(calls[i].resp);
+        int st = srv_status(calls[i].resp);
         if (st == 200) ok++;
         if (st == 503) { busy++; assert_non_null(strstr(calls[i].resp, "Retry-After: 1")); }
         free(calls[i].resp);
@@ -222,21 +222,21 @@ static void test_api_keys(void **state) {
     char extra[256];
     snprintf(extra, sizeof extra, "--api-key-file %s", path);
     test_server s = srv_start(extra);
-    char *r = http_request(s.port, "GET", "/v1/models", NULL, NULL);
-    assert_int_equal(http_status(r), 401);
+    char *r = srv_request(s.port, "GET", "/v1/models", NULL, NULL);
+    assert_int_equal(srv_status(r), 401);
     free(r);
-    r = http_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer wrong-key-wrong-key\r\n");
-    assert_int_equal(http_status(r), 401);
+    r = srv_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer wrong-key-wrong-key\r\n");
+    assert_int_equal(srv_status(r), 401);
     free(r);
-    r = http_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer secret-key-for-tenant-a\r\n");
-    assert_int_equal(http_status(r), 200);
+    r = srv_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer secret-key-for-tenant-a\r\n");
+    assert_int_equal(srv_status(r), 200);
     free(r);
     /* the key stored only as its SHA-256 (checks our hash against sha256sum) */
-    r = http_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer another-secret-key-42\r\n");
-    assert_int_equal(http_status(r), 200);
+    r = srv_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer another-secret-key-42\r\n");
+    assert_int_equal(srv_status(r), 200);
     free(r);
-    r = http_request(s.port, "GET", "/health", NULL, NULL); /* health needs no key */
-    assert_int_equal(http_status(r), 200);
+    r = srv_request(s.port, "GET", "/health", NULL, NULL); /* health needs no key */
+    assert_int_equal(srv_status(r), 200);
     free(r);
     assert_int_equal(srv_stop(&s), 0);
     unlink(path);
@@ -253,7 +253,7 @@ static void test_graceful_shutdown(void **state) {
     usleep(100000);
     kill(s.pid, SIGTERM);
     pthread_join(th, NULL);
-    assert_int_equal(http_status(c.resp), 200);
+    assert_int_equal(srv_status(c.resp), 200);
     assert_non_null(strstr(c.resp, "\"completion_tokens\":"));
     free(c.resp);
     int st = 0;

@@ -34,9 +34,9 @@ static json *parse(const char *text) {
 
 /* Sends a request and returns its parsed JSON body; *status gets the code. */
 static json *call(int port, const char *method, const char *path, const char *body, const char *key, int *status) {
-    char *r = http_request(port, method, path, body, key);
-    *status = http_status(r);
-    json *v = parse(http_body(r));
+    char *r = srv_request(port, method, path, body, key);
+    *status = srv_status(r);
+    json *v = parse(srv_body(r));
     free(r);
     return v;
 }
@@ -167,11 +167,11 @@ static void test_documents_roundtrip(void **state) {
     expect_400(s.port, "/v1/search", "{\"query\":\"x\",\"fusion\":\"max\"}", NULL, "fusion");
     expect_400(s.port, "/v1/answer", "{\"question\":5}", NULL, "question");
     expect_400(s.port, "/v1/answer", "{\"question\":\"x\",\"max_tokens\":0}", NULL, "max_tokens");
-    char *r = http_request(s.port, "POST", "/v1/search", "{not json", NULL);
-    assert_int_equal(http_status(r), 400);
+    char *r = srv_request(s.port, "POST", "/v1/search", "{not json", NULL);
+    assert_int_equal(srv_status(r), 400);
     free(r);
-    r = http_request(s.port, "PUT", "/v1/documents/long", "{}", NULL);
-    assert_int_equal(http_status(r), 405);
+    r = srv_request(s.port, "PUT", "/v1/documents/long", "{}", NULL);
+    assert_int_equal(srv_status(r), 405);
     free(r);
 
     /* DELETE: gone from GET and search; a second DELETE is 404 */
@@ -389,8 +389,8 @@ static void test_logprobs_match_run(void **state) {
         assert_int_equal(json_size(json_get(t, "bytes")), json_string_len(json_get(t, "token")) > 0 ? json_size(json_get(t, "bytes")) : 0);
     }
     snprintf(body, sizeof body, req, ",\"stream\":true");
-    char *r = http_request(s.port, "POST", "/v1/chat/completions", body, NULL);
-    assert_int_equal(http_status(r), 200);
+    char *r = srv_request(s.port, "POST", "/v1/chat/completions", body, NULL);
+    assert_int_equal(srv_status(r), 200);
     size_t k = 0;
     for (const char *p = r; (p = strstr(p, "data: {")) != NULL;) {
         p += 6;

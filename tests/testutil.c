@@ -95,7 +95,7 @@ test_server srv_start(const char *extra) {
     if (pid == 0) {
         close(fds[0]);
         char cmd[8192];
-        snprintf(cmd, sizeof cmd, "exec %s serve -m %s --port 0 --ready-fd %d -t 1 %s 2>/dev/null", QUIRE_BINARY,
+        snprintf(cmd, sizeof cmd, "exec %s serve -m %s --port 0 --ready-fd %d -t 1 %s 2>>${QUIRE_SERVE_LOG:-/dev/null}", QUIRE_BINARY,
                  shared_path("models/stories260K.gguf"), fds[1], extra);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
@@ -126,7 +126,7 @@ int srv_stop(test_server *s) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-int http_dial(int port) {
+int srv_dial(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -134,7 +134,7 @@ int http_dial(int port) {
     return fd;
 }
 
-void http_send_all(int fd, const char *s, size_t n) {
+void srv_send_all(int fd, const char *s, size_t n) {
     while (n > 0) {
         ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
         if (w <= 0) return;
@@ -143,7 +143,7 @@ void http_send_all(int fd, const char *s, size_t n) {
     }
 }
 
-char *http_recv_until_close(int fd, int timeout_ms) {
+char *srv_recv_until_close(int fd, int timeout_ms) {
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap);
     for (;;) {
@@ -158,8 +158,8 @@ char *http_recv_until_close(int fd, int timeout_ms) {
     return b;
 }
 
-char *http_request(int port, const char *method, const char *path, const char *body, const char *headers) {
-    int fd = http_dial(port);
+char *srv_request(int port, const char *method, const char *path, const char *body, const char *headers) {
+    int fd = srv_dial(port);
     size_t blen = body ? strlen(body) : 0;
     size_t cap = blen + strlen(path) + (headers ? strlen(headers) : 0) + 512;
     char *req = malloc(cap);
@@ -167,22 +167,22 @@ char *http_request(int port, const char *method, const char *path, const char *b
     if (body) n += snprintf(req + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
     n += snprintf(req + n, cap - (size_t)n, "\r\n");
     if (body) memcpy(req + n, body, blen);
-    http_send_all(fd, req, (size_t)n + blen);
+    srv_send_all(fd, req, (size_t)n + blen);
     free(req);
-    char *out = http_recv_until_close(fd, 300000); /* generous: sanitizer builds are slow */
+    char *out = srv_recv_until_close(fd, 300000); /* generous: sanitizer builds are slow */
     close(fd);
     return out;
 }
 
-int http_status(const char *resp) { return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1; }
+int srv_status(const char *resp) { return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1; }
 
-const char *http_body(const char *resp) {
+const char *srv_body(const char *resp) {
     const char *p = strstr(resp, "\r\n\r\n");
     return p ? p + 4 : "";
 }
 
 long long srv_metric(int port, const char *name) {
-    char *m = http_request(port, "GET", "/metrics", NULL, NULL);
+    char *m = srv_request(port, "GET", "/metrics", NULL, NULL);
     char pat[128];
     snprintf(pat, sizeof pat, "\n%s ", name);
     const char *p = strstr(m, pat);

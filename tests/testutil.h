@@ -34,15 +34,15 @@ test_server srv_start(const char *extra);
 int srv_stop(test_server *s);
 /* The server exited by other means: do not kill it at exit. */
 void srv_forget(pid_t pid);
-int http_dial(int port);
-void http_send_all(int fd, const char *s, size_t n);
+int srv_dial(int port);
+void srv_send_all(int fd, const char *s, size_t n);
 /* Reads until the peer closes or timeout_ms passes; NUL-terminated. */
-char *http_recv_until_close(int fd, int timeout_ms);
+char *srv_recv_until_close(int fd, int timeout_ms);
 /* One request on a fresh connection (Connection: close); body as JSON. */
-char *http_request(int port, const char *method, const char *path, const char *body, const char *headers);
-int http_status(const char *resp);
+char *srv_request(int port, const char *method, const char *path, const char *body, const char *headers);
+int srv_status(const char *resp);
 /* The body after the head (a pointer into resp; "" if none). */
-const char *http_body(const char *resp);
+const char *srv_body(const char *resp);
 /* A counter or gauge from /metrics; -1 when absent. */
 long long srv_metric(int port, const char *name);
 
