@@ -10,6 +10,8 @@
  *
  *   bench-http --port 8080 --pid PID [--clients 64] [--duration 60]
  *              [--max-tokens 64] [--baseline 20] [--warmup 10] [--json F]
+ *              [--mode ingest]   (batches of 8 documents to POST /v1/documents
+ *                                 instead: /health while the index embeds)
  *
  * Not a test: timings here are measurements, never pass/fail. */
 #include <arpa/inet.h>
@@ -35,6 +37,7 @@ static double now(void) {
 
 typedef struct opts {
     int port, pid, clients, max_tokens;
+    bool ingest;              /* POST /v1/documents batches instead of completions */
     double duration, baseline, warmup, timeout;
     const char *json_path;
 } opts;
@@ -96,7 +99,36 @@ static bool send_all(int fd, const char *s, size_t n) {
     return true;
 }
 
-/* One streaming completion. Returns 200, 503, or -1 (failure, *err set). */
+/* An ingestion request: a batch of 8 documents of ~200 words each (ids
+ * unique per request). *n_docs gets 8. Caller frees. */
+static char *ingest_request(int seq, size_t *len) {
+    static const char *words[] = {"invoice", "river", "contract", "lantern", "payment", "harbor", "clause", "meadow",
+                                  "supplier", "falcon", "delivery", "copper", "warranty", "willow", "term", "stone"};
+    size_t cap = 65536, n = 0;
+    char *body = malloc(cap);
+    n += (size_t)snprintf(body + n, cap - n, "{\"documents\":[");
+    uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(seq + 1);
+    for (int d = 0; d < 8; d++) {
+        n += (size_t)snprintf(body + n, cap - n, "%s{\"id\":\"load-%d-%d\",\"metadata\":{\"batch\":%d},\"text\":\"", d ? "," : "",
+                              seq, d, seq);
+        for (int w = 0; w < 200; w++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            n += (size_t)snprintf(body + n, cap - n, "%s%s", words[x % 16], w % 12 == 11 ? ". " : " ");
+        }
+        n += (size_t)snprintf(body + n, cap - n, "\"}");
+    }
+    n += (size_t)snprintf(body + n, cap - n, "]}");
+    char *req = malloc(n + 256);
+    *len = (size_t)sprintf(req, "POST /v1/documents HTTP/1.1\r\nHost: l\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                                "Content-Length: %zu\r\n\r\n", n);
+    memcpy(req + *len, body, n);
+    *len += n;
+    free(body);
+    return req;
+}
+
+/* One streaming completion (or one ingestion batch). Returns 200, 503, or
+ * -1 (failure, *err set). */
 static int one_request(const opts *o, int seq, double *ttft, double *e2e, long *tokens, char *err, size_t errn) {
     static const char *prompts[] = {"Once upon a time", "The little dog", "One day, Lily", "Tom had a big red",
                                     "The sun was hot and", "Mom said to Ben", "In the park there was", "A bird sat on"};
@@ -108,10 +140,15 @@ static int one_request(const opts *o, int seq, double *ttft, double *e2e, long *
     int rl = snprintf(req, sizeof req,
                       "POST /v1/completions HTTP/1.1\r\nHost: l\r\nConnection: close\r\nContent-Type: application/json\r\n"
                       "Content-Length: %d\r\n\r\n%s", bl, body);
+    char *ing = NULL;
+    size_t ing_len = 0;
+    if (o->ingest) ing = ingest_request(seq, &ing_len);
     double t0 = now();
     int fd = dial(o->port);
-    if (fd < 0) { snprintf(err, errn, "connect: %s", strerror(errno)); return -1; }
-    if (!send_all(fd, req, (size_t)rl)) { close(fd); snprintf(err, errn, "send failed"); return -1; }
+    if (fd < 0) { free(ing); snprintf(err, errn, "connect: %s", strerror(errno)); return -1; }
+    bool sent = ing ? send_all(fd, ing, ing_len) : send_all(fd, req, (size_t)rl);
+    free(ing);
+    if (!sent) { close(fd); snprintf(err, errn, "send failed"); return -1; }
     size_t cap = 1 << 16, n = 0, scan = 0;
     char *b = malloc(cap);
     *ttft = -1;
@@ -122,9 +159,10 @@ static int one_request(const opts *o, int seq, double *ttft, double *e2e, long *
         if (left <= 0 || poll(&p, 1, (int)(left * 1000)) <= 0) break;
         if (n + 4096 > cap) b = realloc(b, cap *= 2);
         ssize_t r = recv(fd, b + n, cap - n - 1, 0);
-        if (r <= 0) break;
+        if (r <= 0) { done = o->ingest && r == 0; break; }
         n += (size_t)r;
         b[n] = 0;
+        if (o->ingest) continue;
         if (*ttft < 0) {
             /* the first event that carries text */
             const char *q = b + scan;
@@ -138,9 +176,10 @@ static int one_request(const opts *o, int seq, double *ttft, double *e2e, long *
     }
     *e2e = now() - t0;
     close(fd);
+    b[n] = 0;
     int status = strncmp(b, "HTTP/1.1 ", 9) == 0 ? atoi(b + 9) : -1;
-    const char *u = strstr(b, "\"completion_tokens\":");
-    *tokens = u ? atol(u + 20) : 0;
+    const char *u = o->ingest ? strstr(b, "\"ids\":[") : strstr(b, "\"completion_tokens\":");
+    *tokens = !u ? 0 : o->ingest ? 8 : atol(u + 20);
     int rc;
     if (status == 503) rc = 503;
     else if (status == 200 && done && u) rc = 200;
@@ -298,7 +337,9 @@ static void phase_md(const char *name, phase *ph, int clients) {
 
 static int usage(void) {
     fprintf(stderr, "usage: bench-http --port P --pid PID [--clients 64] [--duration 60] [--max-tokens 64]\n"
-                    "                  [--baseline S] [--warmup 10] [--timeout 120] [--json FILE]\n");
+                    "                  [--baseline S] [--warmup 10] [--timeout 120] [--json FILE]\n"
+                    "                  [--mode complete|ingest]   (ingest: POST /v1/documents, 8 docs per request;\n"
+                    "                                              the tokens/s column is then documents/s)\n");
     return 2;
 }
 
@@ -318,6 +359,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) o.warmup = atof(v);
         else if (!strcmp(a, "--timeout")) o.timeout = atof(v);
         else if (!strcmp(a, "--json")) o.json_path = v;
+        else if (!strcmp(a, "--mode")) {
+            if (!strcmp(v, "ingest")) o.ingest = true;
+            else if (strcmp(v, "complete")) return usage();
+        }
         else return usage();
     }
     if (o.port <= 0 || o.pid <= 0 || o.clients <= 0 || o.clients > 4096 || o.duration <= 0 || o.max_tokens <= 0)
