@@ -14,7 +14,7 @@
  *    names one of its principals; search filters inside the index, so k
  *    results come back when k readable ones exist;
  *  - on write, an omitted "acl" means the key's own principals (public when
- *    the key has none); "acl": [] makes the document public; a non-empty
+ *    the key has none, and for admin); "acl": [] makes the document public; a non-empty
  *    ACL must name at least one of the key's principals (403 otherwise);
  *    replacing or deleting an existing id needs read access to it;
  *  - a document the caller may not read is "not found" (404), never 403;
@@ -558,7 +558,7 @@ void docs_handle(conn *c, const http_request *r) {
     o->keyed = s->n_keys > 0;
     if (kind == OP_GET || kind == OP_DELETE) {
         o->doc_id = path_unescape(r->path + 14);
-        if (!o->doc_id || !o->doc_id[0] || strchr(o->doc_id, '/')) {
+        if (!o->doc_id || !o->doc_id[0]) {
             op_free(o);
             srv_send_error(c, 400, "invalid_request_error", "id", "bad document id in the path");
             return;

@@ -174,6 +174,19 @@ static void test_documents_roundtrip(void **state) {
     assert_int_equal(srv_status(r), 405);
     free(r);
 
+    /* ids are percent-decoded from the path */
+    v = call(s.port, "POST", "/v1/documents", "{\"id\":\"a b/c\",\"text\":\"odd id\"}", NULL, &st);
+    assert_int_equal(st, 200);
+    json_free(v);
+    v = call(s.port, "GET", "/v1/documents/a%20b%2Fc", NULL, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(str_at(v, "/id"), "a b/c");
+    json_free(v);
+    v = call(s.port, "GET", "/v1/documents/a%zz", NULL, NULL, &st);
+    assert_int_equal(st, 400);
+    assert_string_equal(str_at(v, "/error/param"), "id");
+    json_free(v);
+
     /* DELETE: gone from GET and search; a second DELETE is 404 */
     v = call(s.port, "DELETE", "/v1/documents/en", NULL, NULL, &st);
     assert_int_equal(st, 200);
