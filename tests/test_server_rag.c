@@ -5,7 +5,8 @@
  * filters, nor via GET, DELETE or /v1/answer citations, and still gets k
  * results when k readable ones exist), bad bodies (400 naming the param),
  * and logprobs (the values `quire run --logprobs` gives for the same greedy
- * request; streamed equals non-streamed). */
+ * request; streamed equals non-streamed), and batch invariance of a greedy
+ * answer and of greedy logprobs (alone vs among 8 concurrent requests). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -437,12 +438,105 @@ static void test_logprobs_match_run(void **state) {
     assert_int_equal(srv_stop(&s), 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* batch invariance: a greedy answer and a greedy completion with logprobs
+ * return the same bytes alone and among 8 other requests */
+typedef struct req_thread {
+    int port;
+    const char *path;
+    char body[512];
+    char *resp;
+} req_thread;
+
+static void *req_main(void *arg) {
+    req_thread *t = arg;
+    t->resp = srv_request(t->port, "POST", t->path, t->body, NULL);
+    return NULL;
+}
+
+/* The response body without the fields that differ per request (id, created). */
+static char *stable_body(const char *resp) {
+    json *v = parse(srv_body(resp));
+    /* usage differs by cached_tokens (the prompt cache) */
+    const char *keep[] = {"answer", "citations", "choices"};
+    char *out = calloc(1, 1);
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        const json *x = json_get(v, keep[i]);
+        if (!x) continue;
+        char *t;
+        size_t len;
+        qerr e;
+        assert_int_equal(json_serialize(x, NULL, &t, &len, &e), 0);
+        out = realloc(out, n + len + 2);
+        memcpy(out + n, t, len);
+        n += len;
+        out[n++] = '\n';
+        out[n] = 0;
+        free(t);
+    }
+    json_free(v);
+    return out;
+}
+
+static void test_batch_invariance_answer_logprobs(void **state) {
+    (void)state;
+    char *dir = tmpdir();
+    char extra[512];
+    snprintf(extra, sizeof extra, "--db %s/db --slots 10", dir);
+    test_server s = srv_start(extra);
+    int st;
+    json *v = call(s.port, "POST", "/v1/documents",
+                   "{\"documents\":[{\"id\":\"d1\",\"text\":\"Lily had a red ball. She played with it in the park.\"},"
+                   "{\"id\":\"d2\",\"text\":\"Tom saw a big dog in the park. The dog was happy.\"}]}", NULL, &st);
+    assert_int_equal(st, 200);
+    json_free(v);
+    const char *answer = "{\"question\":\"What did Lily play with in the park?\",\"k\":2,\"max_tokens\":40}";
+    const char *cmpl = "{\"prompt\":\"Once upon a time\",\"max_tokens\":40,\"temperature\":0,\"logprobs\":5}";
+    char *r = srv_request(s.port, "POST", "/v1/answer", answer, NULL);
+    assert_int_equal(srv_status(r), 200);
+    char *want_answer = stable_body(r);
+    free(r);
+    r = srv_request(s.port, "POST", "/v1/completions", cmpl, NULL);
+    assert_int_equal(srv_status(r), 200);
+    char *want_cmpl = stable_body(r);
+    free(r);
+    enum { N = 10 };
+    req_thread t[N];
+    pthread_t th[N];
+    const char *prompts[8] = {"The cat", "Lily went", "A big red", "Tom and Sue", "One day,", "The sun", "Ben had a", "Mom said"};
+    for (int i = 0; i < N; i++) {
+        t[i].port = s.port;
+        t[i].path = i < 2 ? (i == 0 ? "/v1/answer" : "/v1/completions") : "/v1/completions";
+        if (i == 0) snprintf(t[i].body, sizeof t[i].body, "%s", answer);
+        else if (i == 1) snprintf(t[i].body, sizeof t[i].body, "%s", cmpl);
+        else snprintf(t[i].body, sizeof t[i].body, "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0.9,\"seed\":%d}",
+                      prompts[i - 2], 20 + 5 * i, i);
+    }
+    for (int i = N - 1; i >= 0; i--) pthread_create(&th[i], NULL, req_main, &t[i]); /* the others first */
+    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) assert_int_equal(srv_status(t[i].resp), 200);
+    char *got_answer = stable_body(t[0].resp), *got_cmpl = stable_body(t[1].resp);
+    assert_true(strlen(want_answer) > 20 && strlen(want_cmpl) > 200);
+    assert_string_equal(got_answer, want_answer);
+    assert_string_equal(got_cmpl, want_cmpl);
+    for (int i = 0; i < N; i++) free(t[i].resp);
+    free(got_answer);
+    free(got_cmpl);
+    free(want_answer);
+    free(want_cmpl);
+    assert_int_equal(srv_stop(&s), 0);
+    rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_documents_roundtrip),
         cmocka_unit_test(test_acl),
         cmocka_unit_test(test_logprobs_match_run),
+        cmocka_unit_test(test_batch_invariance_answer_logprobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
