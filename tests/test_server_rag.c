@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -525,6 +526,29 @@ static void test_batch_invariance_answer_logprobs(void **state) {
     free(got_cmpl);
     free(want_answer);
     free(want_cmpl);
+
+    /* a streamed answer whose client leaves: generation stops (seen in /metrics) */
+    long long before = srv_metric(s.port, "quire_requests_cancelled_total");
+    int fd = srv_dial(s.port);
+    const char *body = "{\"question\":\"What did Lily play with?\",\"max_tokens\":300,\"temperature\":1,\"seed\":7,\"stream\":true}";
+    char req[1024];
+    snprintf(req, sizeof req, "POST /v1/answer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    srv_send_all(fd, req, strlen(req));
+    char buf[4096];
+    size_t got = 0;
+    while (got < sizeof buf - 1 && !memmem(buf, got, "answer.chunk", 12)) { /* the stream started */
+        ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    close(fd);
+    long long cancelled = before;
+    for (int i = 0; i < 200 && cancelled == before; i++) {
+        usleep(20000);
+        cancelled = srv_metric(s.port, "quire_requests_cancelled_total");
+    }
+    assert_int_equal(cancelled, before + 1);
     assert_int_equal(srv_stop(&s), 0);
     rmtree(dir);
     free(dir);
