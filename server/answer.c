@@ -46,28 +46,42 @@ int answer_render(srv *s, const char *question, const passage *ps, int n, sbuf *
     return rc;
 }
 
-/* Marker filter: text goes to *keep, except "[n]" with n outside 1..n_passages. */
-static void filter_feed(job *j, const char *text, size_t len, sbuf *keep) {
+/* Marker filter: text goes to *keep, except "[n]" with n outside
+ * 1..n_passages (any number of digits: a long one is out of range). */
+void answer_filter_markers(sbuf *h, int n_passages, const char *text, size_t len, sbuf *keep) {
     for (size_t i = 0; i < len; i++) {
         char ch = text[i];
-        if (j->n_cite_hold == 0) {
-            if (ch == '[') j->cite_hold[j->n_cite_hold++] = ch;
+        if (h->n == 0) {
+            if (ch == '[') sb_put(h, "[", 1);
             else sb_put(keep, &ch, 1);
             continue;
         }
-        if (ch >= '0' && ch <= '9' && j->n_cite_hold < 7) { j->cite_hold[j->n_cite_hold++] = ch; continue; }
-        if (ch == ']' && j->n_cite_hold > 1) {
-            j->cite_hold[j->n_cite_hold] = 0;
-            long n = strtol(j->cite_hold + 1, NULL, 10);
-            if (n >= 1 && n <= j->n_passages) { sb_put(keep, j->cite_hold, (size_t)j->n_cite_hold); sb_put(keep, "]", 1); }
-            j->n_cite_hold = 0;
+        if (ch >= '0' && ch <= '9') { sb_put(h, &ch, 1); continue; }
+        if (ch == ']' && h->n > 1) {
+            long n = h->n - 1 <= 6 ? strtol(h->p + 1, NULL, 10) : 0;
+            if (n >= 1 && n <= n_passages) { sb_put(keep, h->p, h->n); sb_put(keep, "]", 1); }
+            h->n = 0;
             continue;
         }
         /* not a marker: release what was held, then look at ch again */
-        sb_put(keep, j->cite_hold, (size_t)j->n_cite_hold);
-        j->n_cite_hold = 0;
+        sb_put(keep, h->p, h->n);
+        h->n = 0;
         i--;
     }
+}
+
+int answer_cited(const char *text, int n_passages, int *order) {
+    int n_order = 0;
+    for (const char *p = text; (p = strchr(p, '[')) != NULL; p++) {
+        size_t d = strspn(p + 1, "0123456789");
+        if (d == 0 || d > 6 || p[1 + d] != ']') continue;
+        int n = atoi(p + 1);
+        if (n < 1 || n > n_passages) continue;
+        bool seen = false;
+        for (int i = 0; i < n_order && !seen; i++) seen = order[i] == n - 1;
+        if (!seen) order[n_order++] = n - 1;
+    }
+    return n_order;
 }
 
 static void delta_event(conn *c, const job *j, const char *text, size_t len) {
@@ -83,7 +97,7 @@ static void delta_event(conn *c, const job *j, const char *text, size_t len) {
 
 void answer_stream_delta(conn *c, job *j, const char *text, size_t len) {
     sbuf keep = {0};
-    filter_feed(j, text, len, &keep);
+    answer_filter_markers(&j->cite_hold, j->n_passages, text, len, &keep);
     if (!keep.n) return;
     sb_put(&j->out, keep.p, keep.n);
     if (j->stream) {
@@ -95,26 +109,17 @@ void answer_stream_delta(conn *c, job *j, const char *text, size_t len) {
 
 void answer_finish(conn *c, job *j) {
     srv *s = c->s;
-    if (j->n_cite_hold) { /* an unfinished "[12" at the end is text */
-        sb_put(&j->out, j->cite_hold, (size_t)j->n_cite_hold);
+    if (j->cite_hold.n) { /* an unfinished "[12" at the end is text */
+        sb_put(&j->out, j->cite_hold.p, j->cite_hold.n);
         if (j->stream) {
             if (!c->stream_open) srv_stream_begin(c);
-            delta_event(c, j, j->cite_hold, (size_t)j->n_cite_hold);
+            delta_event(c, j, j->cite_hold.p, j->cite_hold.n);
         }
-        j->n_cite_hold = 0;
+        j->cite_hold.n = 0;
     }
     const char *text = j->out.p ? j->out.p : "";
-    /* the passages cited, in order of first mention */
     int *order = calloc((size_t)j->n_passages + 1, sizeof *order), n_order = 0;
-    bool *seen = calloc((size_t)j->n_passages + 1, sizeof *seen);
-    for (const char *p = text; order && seen && (p = strchr(p, '[')); p++) {
-        char *end;
-        long n = strtol(p + 1, &end, 10);
-        if (end > p + 1 && *end == ']' && p[1] >= '0' && p[1] <= '9' && n >= 1 && n <= j->n_passages && !seen[n - 1]) {
-            seen[n - 1] = true;
-            order[n_order++] = (int)n - 1;
-        }
-    }
+    if (order) n_order = answer_cited(text, j->n_passages, order);
     bool cited = n_order > 0;
     if (!cited && order)
         for (int i = 0; i < j->n_passages; i++) order[n_order++] = i;
@@ -137,7 +142,6 @@ void answer_finish(conn *c, job *j) {
     srv_usage_json(&b, j);
     sb_puts(&b, "}");
     free(order);
-    free(seen);
     if (b.oom) {
         sb_free(&b);
         if (c->stream_open) srv_stream_event(c, "[DONE]", 6, true);

@@ -21,6 +21,7 @@ void job_release(job *j) {
     sampler_free(j->smp);
     gen_text_free(&j->text);
     sb_free(&j->out);
+    sb_free(&j->cite_hold);
     free(j->lp_pending);
     free(j->lp);
     for (int i = 0; i < j->n_passages; i++) { free(j->passages[i].doc_id); free(j->passages[i].text); }

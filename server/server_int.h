@@ -85,8 +85,7 @@ typedef struct job {
     tok_lp *lp;               /* logprobs received (non-streaming) */
     int n_lp, cap_lp;
     size_t text_offset;       /* completions logprobs: bytes of text so far */
-    char cite_hold[16];       /* answers: a possible "[n]" marker being read */
-    int n_cite_hold;
+    sbuf cite_hold;           /* answers: a possible "[n]" marker being read */
 } job;
 
 typedef struct job_event {
@@ -230,6 +229,12 @@ void docs_handle(conn *c, const http_request *r);
 int answer_render(srv *s, const char *question, const passage *ps, int n, sbuf *out, qerr *e);
 void answer_stream_delta(conn *c, job *j, const char *text, size_t len);
 void answer_finish(conn *c, job *j);
+/* Streams text through the marker filter: "[n]" with n outside 1..n_passages
+ * is dropped, all else goes to *keep; a possible marker waits in *hold. */
+void answer_filter_markers(sbuf *hold, int n_passages, const char *text, size_t len, sbuf *keep);
+/* The passages "[n]" markers cite (0-based, first mention first, each
+ * once) into order[n_passages]; returns how many. */
+int answer_cited(const char *text, int n_passages, int *order);
 
 /* logprobs.c — OpenAI's logprobs objects for chat and for completions
  * (text_offset advances over the tokens written). */

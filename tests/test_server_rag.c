@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "server/server_int.h"
 #include "sgr/sgr.h"
 #include "testutil.h"
 
@@ -554,9 +555,42 @@ static void test_batch_invariance_answer_logprobs(void **state) {
     free(dir);
 }
 
+/* ------------------------------------------------------------------------ */
+/* the answer's marker filter and citation order (server/answer.c) */
+static char *filter_all(const char *text, int n_passages, size_t piece) {
+    sbuf hold = {0}, keep = {0};
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n; i += piece)
+        answer_filter_markers(&hold, n_passages, text + i, i + piece <= n ? piece : n - i, &keep);
+    sb_put(&keep, hold.p ? hold.p : "", hold.n); /* the end: what is held is text */
+    sb_free(&hold);
+    return keep.p;
+}
+
+static void test_answer_markers(void **state) {
+    (void)state;
+    const char *in = "Cats like fish [1]. Also [7] and [2][12345678] and [x] [0][03] end [";
+    const char *want = "Cats like fish [1]. Also  and [2] and [x] [03] end [";
+    for (size_t piece = 1; piece <= strlen(in); piece++) { /* however the text arrives */
+        char *got = filter_all(in, 3, piece);
+        assert_string_equal(got, want);
+        free(got);
+    }
+    int order[8];
+    assert_int_equal(answer_cited(want, 3, order), 3);
+    assert_int_equal(order[0], 0);
+    assert_int_equal(order[1], 1);
+    assert_int_equal(order[2], 2); /* [03] is passage 3 */
+    assert_int_equal(answer_cited("[2] then [1] then [2] and [4]", 3, order), 2);
+    assert_int_equal(order[0], 1);
+    assert_int_equal(order[1], 0);
+    assert_int_equal(answer_cited("no markers [a] [] [-1]", 3, order), 0);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_answer_markers),
         cmocka_unit_test(test_documents_roundtrip),
         cmocka_unit_test(test_acl),
         cmocka_unit_test(test_logprobs_match_run),
