@@ -438,6 +438,8 @@ static void docs_work(uv_work_t *w) {
     case OP_SEARCH: do_search(s, o); break;
     default: do_answer_retrieve(s, o); break;
     }
+    atomic_store(&s->idx_docs, (long long)index_doc_count(s->idx));
+    atomic_store(&s->idx_chunks, (long long)index_chunk_count(s->idx));
     pthread_mutex_unlock(&s->idx_mu);
     if (o->out.oom) { sb_free(&o->out); op_fail(o, 500, NULL, "out of memory"); }
 }

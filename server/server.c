@@ -629,6 +629,11 @@ static void handle_metrics(conn *c) {
     sb_printf(&b, "# HELP quire_slots_busy Slots decoding.\n# TYPE quire_slots_busy gauge\nquire_slots_busy %d\n",
               atomic_load(&s->sch.n_busy));
     sb_printf(&b, "# HELP quire_slots Slots configured.\n# TYPE quire_slots gauge\nquire_slots %d\n", s->sch.n_slots);
+    if (s->idx)
+        sb_printf(&b, "# HELP quire_index_documents Documents in the --db index.\n# TYPE quire_index_documents gauge\n"
+                      "quire_index_documents %lld\n# HELP quire_index_chunks Chunks in the --db index.\n"
+                      "# TYPE quire_index_chunks gauge\nquire_index_chunks %lld\n",
+                  atomic_load(&s->idx_docs), atomic_load(&s->idx_chunks));
     struct { const char *name, *help; long long v; } ctr[] = {
         {"quire_prompt_tokens_total", "Prompt tokens admitted.", atomic_load(&s->sch.n_tokens_in)},
         {"quire_prompt_cached_tokens_total", "Prompt tokens reused from the KV cache.", atomic_load(&s->sch.n_cached_tokens)},
@@ -1006,6 +1011,8 @@ int server_run(const server_config *cfg, qerr *e) {
             goto out;
         }
         if (cfg->n_threads > 0) index_set_threads(s->idx, cfg->n_threads, e);
+        atomic_store(&s->idx_docs, (long long)index_doc_count(s->idx));
+        atomic_store(&s->idx_chunks, (long long)index_chunk_count(s->idx));
     }
     if (cfg->chat_template) {
         if (strcmp(cfg->chat_template, "chatml") == 0) {

@@ -181,6 +181,7 @@ typedef struct srv {
      * worker threads only, never on the loop thread */
     rag_index *idx;
     pthread_mutex_t idx_mu;
+    atomic_llong idx_docs, idx_chunks; /* for /metrics, refreshed after each index operation */
 } srv;
 
 typedef struct conn {

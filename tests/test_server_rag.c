@@ -197,6 +197,7 @@ static void test_documents_roundtrip(void **state) {
     v = call(s.port, "GET", "/v1/documents/en", NULL, NULL, &st);
     assert_int_equal(st, 404);
     json_free(v);
+    assert_int_equal(srv_metric(s.port, "quire_index_documents"), 3); /* long, de, "a b/c" */
     v = call(s.port, "DELETE", "/v1/documents/en", NULL, NULL, &st);
     assert_int_equal(st, 404);
     json_free(v);
