@@ -248,6 +248,15 @@ uint32_t bm25_count(const bm25 *x); /* ids handed out (including deleted) */
  * posting (reference for tests). stats may be NULL. */
 int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int k, bm25_filter_fn filter, void *fctx,
                 bool exhaustive, bm25_hit *out, int *n_out, bm25_stats *stats, qerr *e);
+/* Persistence: the index without its deleted documents (the others
+ * renumbered densely in id order), CRC32C-checked ("QBM25" format, see
+ * bm25.c). Identical bytes for an index and a rebuild from the same live
+ * documents. Load checks the checksum and the structure (sorted postings,
+ * term frequencies adding up to each document's length, norms, field
+ * statistics) and names what is wrong. */
+int bm25_save_buf(const bm25 *x, uint8_t **out, size_t *len, qerr *e);
+int bm25_load_memory(bm25 **out, const void *buf, size_t len, qerr *e);
+bool bm25_params_equal(const bm25 *x, const bm25_params *p);
 /* Lucene's SmallFloat.intToByte4 / byte4ToInt. */
 uint8_t bm25_int_to_byte4(uint32_t i);
 uint32_t bm25_byte4_to_int(uint8_t b);

@@ -187,6 +187,97 @@ static void test_bm25_maxscore_equals_exhaustive(void **state) {
 
 /* ------------------------------------------------------------------------ */
 /* JSON reader */
+/* BM25 persistence: an index with deletes saves to the same bytes as one
+ * built from its live documents only; loading gives the same search results
+ * (bit-identical scores, ids renumbered); a checksum-valid file with an
+ * inconsistent structure is rejected with a reason. */
+static void test_bm25_persist(void **state) {
+    (void)state;
+    qerr e;
+    analyzer *a;
+    assert_int_equal(analyzer_new(&a, NULL, &e), 0);
+    for (int fields = 1; fields <= 2; fields++) {
+        bm25_params p;
+        bm25_params_default(&p);
+        p.n_fields = fields;
+        bm25 *full, *live;
+        assert_int_equal(bm25_new(&full, &p, &e), 0);
+        assert_int_equal(bm25_new(&live, &p, &e), 0);
+        qrng r;
+        qrng_seed(&r, 11 + (uint64_t)fields);
+        char buf[2][4096];
+        uint32_t *map = malloc(2000 * sizeof *map); /* full id -> live id */
+        uint32_t n_live = 0;
+        for (int d = 0; d < 2000; d++) {
+            const char *f[2];
+            size_t fl[2];
+            for (int k = 0; k < fields; k++) {
+                int len = (int)(qrng_next(&r) % 40), o = 0; /* some empty fields */
+                for (int w = 0; w < len; w++) {
+                    uint64_t z = qrng_next(&r) % 400;
+                    o += snprintf(buf[k] + o, sizeof buf[k] - (size_t)o, "word%llu ", (unsigned long long)(z * z / 400));
+                }
+                f[k] = buf[k];
+                fl[k] = (size_t)o;
+            }
+            uint32_t id, lid;
+            assert_int_equal(bm25_add(full, a, f, fl, &id, &e), 0);
+            if (qrng_next(&r) % 7 == 0) { bm25_delete(full, id); map[id] = UINT32_MAX; }
+            else { assert_int_equal(bm25_add(live, a, f, fl, &lid, &e), 0); map[id] = lid; n_live++; }
+        }
+        uint8_t *b1, *b2;
+        size_t n1, n2;
+        assert_int_equal(bm25_save_buf(full, &b1, &n1, &e), 0);
+        assert_int_equal(bm25_save_buf(live, &b2, &n2, &e), 0);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(b1, b2, n1);
+        bm25 *ld;
+        assert_int_equal(bm25_load_memory(&ld, b1, n1, &e), 0);
+        assert_int_equal(bm25_count(ld), n_live);
+        assert_true(bm25_params_equal(ld, &p));
+        for (int q = 0; q < 100; q++) {
+            char qs[256];
+            int o = 0, nt = 1 + (int)(qrng_next(&r) % 6);
+            for (int t = 0; t < nt; t++) {
+                uint64_t z = qrng_next(&r) % 400;
+                o += snprintf(qs + o, sizeof qs - (size_t)o, "word%llu ", (unsigned long long)(z * z / 400));
+            }
+            bm25_hit h1[20], h2[20];
+            int k1, k2;
+            assert_int_equal(bm25_search(live, a, qs, (size_t)o, 20, NULL, NULL, false, h1, &k1, NULL, &e), 0);
+            assert_int_equal(bm25_search(ld, a, qs, (size_t)o, 20, NULL, NULL, false, h2, &k2, NULL, &e), 0);
+            assert_int_equal(k1, k2);
+            for (int j = 0; j < k1; j++) {
+                assert_int_equal(h1[j].id, h2[j].id);
+                assert_true(h1[j].score == h2[j].score);
+            }
+        }
+        bm25_free(ld);
+        /* damage: a bad checksum; then a consistent checksum over a wrong
+         * structure (one term frequency changed) */
+        b1[n1 / 2] ^= 1;
+        assert_int_not_equal(bm25_load_memory(&ld, b1, n1, &e), 0);
+        assert_non_null(strstr(e.msg, "checksum"));
+        b1[n1 / 2] ^= 1;
+        /* the last u32 before the CRC is the last posting's tf */
+        uint32_t tf;
+        memcpy(&tf, b1 + n1 - 8, 4);
+        tf++;
+        memcpy(b1 + n1 - 8, &tf, 4);
+        uint32_t crc = q_crc32c(0, b1, n1 - 4);
+        memcpy(b1 + n1 - 4, &crc, 4);
+        assert_int_not_equal(bm25_load_memory(&ld, b1, n1, &e), 0);
+        assert_non_null(strstr(e.msg, "add up"));
+        assert_int_not_equal(bm25_load_memory(&ld, b1, 10, &e), 0);
+        free(b1);
+        free(b2);
+        free(map);
+        bm25_free(full);
+        bm25_free(live);
+    }
+    analyzer_free(a);
+}
+
 static void test_jsonl_strict(void **state) {
     (void)state;
     qerr e;
@@ -635,6 +726,7 @@ int main(void) {
         cmocka_unit_test(test_analyzer),
         cmocka_unit_test(test_bm25_hand),
         cmocka_unit_test(test_bm25_maxscore_equals_exhaustive),
+        cmocka_unit_test(test_bm25_persist),
         cmocka_unit_test(test_jsonl_strict),
         cmocka_unit_test(test_chunk_offsets),
         cmocka_unit_test(test_filter),
