@@ -303,12 +303,16 @@ typedef struct clause {
     uint32_t pos;
 } clause;
 
+/* In single precision, operation by operation, as Lucene's BM25Scorer:
+ * weight - weight / (1 + freq * normInverse). */
 static float clause_score(const bm25 *x, const float *cache, const clause *c, uint32_t doc, uint32_t tf, float avgdl) {
-    double ni;
+    float ni;
     if (x->p.exact_norms)
         ni = 1.0f / (x->p.k1 * ((1 - x->p.b) + x->p.b * (float)x->dl[c->field][doc] / avgdl));
     else ni = cache[x->norm[c->field][doc]];
-    return (float)(c->w - c->w / (1.0 + tf * ni));
+    float t = (float)tf * ni;
+    float den = 1.0f + t;
+    return c->w - c->w / den;
 }
 
 /* Heap of the k best so far; root is the worst. */
@@ -435,7 +439,7 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
     st.n_clauses = m;
     int nh = 0;
     if (exhaustive) {
-        float *acc = calloc(x->n_docs ? x->n_docs : 1, sizeof *acc);
+        double *acc = calloc(x->n_docs ? x->n_docs : 1, sizeof *acc); /* Lucene sums clause scores in double */
         uint8_t *hit = calloc(x->n_docs ? x->n_docs : 1, 1);
         if (!acc || !hit) {
             free(acc); free(hit);
@@ -452,7 +456,7 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
             if (!hit[d] || x->deleted[d]) continue;
             st.n_scored++;
             if (filter && !filter(d, fctx)) { st.n_filtered++; continue; }
-            heap_push(heap, &nh, k, (bm25_hit){d, acc[d]});
+            heap_push(heap, &nh, k, (bm25_hit){d, (float)acc[d]});
         }
         free(acc);
         free(hit);
@@ -513,10 +517,10 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
                     }
                 }
                 if (pruned) continue;
-                float total = 0; /* clause order, as the exhaustive path */
+                double total = 0; /* clause order, as the exhaustive path; double, as Lucene */
                 for (uint64_t b = has[j]; b; b &= b - 1) total += sc[(size_t)__builtin_ctzll(b) * WIN + j];
                 st.n_scored++;
-                bm25_hit v = {d, total};
+                bm25_hit v = {d, (float)total};
                 if (nh == k && !worse(&heap[0], &v)) continue;
                 if (filter && !filter(d, fctx)) { st.n_filtered++; continue; }
                 heap_push(heap, &nh, k, v);
@@ -576,11 +580,11 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
                 }
             }
             if (!pruned) {
-                float total = 0;
+                double total = 0;
                 for (int c = 0; c < m; c++)
                     if (has[c]) total += sc[c];
                 st.n_scored++;
-                bm25_hit v = {cand, total};
+                bm25_hit v = {cand, (float)total};
                 if (nh < k || worse(&heap[0], &v)) {
                     if (filter && !filter(cand, fctx)) st.n_filtered++;
                     else {

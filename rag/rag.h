@@ -197,6 +197,7 @@ typedef struct analyzer analyzer;
 typedef struct analyzer_opts {
     bool keep_stopwords;
     bool no_stem;
+    bool snowball_porter; /* Snowball's "porter" (the published algorithm) instead of Lucene's variant */
 } analyzer_opts;
 int analyzer_new(analyzer **out, const analyzer_opts *o, qerr *e); /* o may be NULL */
 void analyzer_free(analyzer *a);
@@ -204,6 +205,9 @@ void analyzer_free(analyzer *a);
 typedef void (*analyzer_emit_fn)(const char *term, size_t len, void *ctx);
 void analyzer_run(analyzer *a, const char *text, size_t len, analyzer_emit_fn emit, void *ctx);
 bool analyzer_is_stopword(const char *w, size_t len);
+/* Porter stemmer in Lucene's variant (rag/porter.c): stems the n code
+ * points of w (lower case) in place, returns the new length. */
+size_t porter_stem(int32_t *w, size_t n);
 
 /* ======================================================================== */
 /* BM25 (rag/bm25.c): in-memory inverted index with Lucene's BM25
