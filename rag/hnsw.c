@@ -82,7 +82,7 @@ struct hnsw {
 /* ------------------------------------------------------------------------ */
 /* Small helpers. */
 
-#define PROJ_P1 16
+#define PROJ_P1 32
 static inline int proj_p1(const hnsw *h) { return h->pr < PROJ_P1 ? h->pr : PROJ_P1; }
 
 static uint64_t mix64(uint64_t x) {
@@ -1330,12 +1330,17 @@ int hnsw_search(hnsw *h, const float *query, int k, const hnsw_search_opts *o, u
          * filtered walk about that much again per halving of the selectivity
          * below 1/2, and its random accesses cost about twice a brute-force
          * scan's prefetched sequential ones; brute force costs n·selectivity
-         * evaluations plus n filter calls (~1/50 each). Since ef is the
+         * evaluations plus n filter calls (~1/50 each), less with a
+         * projection (below). Since ef is the
          * caller's accuracy knob, a large ef tips restrictive filters to the
          * exact scan (the two-hop walk's recall saturates near 0.99 at 10%). */
         double graph = HNSW_GRAPH_COST * ef * h->M0;
         if (two_hop) graph *= 2.0 * (1.0 + HNSW_TWO_HOP_COST * log2(0.5 / st.selectivity));
         double bf = (double)n_live * (st.selectivity + 0.02);
+        /* with projection bounds the scan reads PROJ_P1 coordinates per
+         * allowed vector plus exact distances for a few percent of them:
+         * measured ~5x cheaper than the plain scan at 10% on Fashion-MNIST */
+        if (h->pr && h->has_f32) bf = (double)n_live * (0.012 + st.selectivity * ((double)proj_p1(h) / h->dim + 0.06));
         plan = (n_live <= 2 * (size_t)ef || (filtered && bf < graph)) ? HNSW_PLAN_BRUTE : HNSW_PLAN_GRAPH;
     }
     size_t nr = 0;
