@@ -612,7 +612,7 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
 
 /* ------------------------------------------------------------------------ */
 /* Persistence ("QBM25" format, little-endian hosts like the rest of Quire):
- *   "QBM25\0\0\0" u32 version=1, u32 n_fields, f32 k1, b, f32 weight[4],
+ *   "QBM25\0\0\0" u32 version=1, u32 analyzer version (ANALYZER_VERSION), u32 n_fields, f32 k1, b, f32 weight[4],
  *   u32 exact_norms, u32 n_docs, u64 n_terms,
  *   per field: u64 sum_len, u32 doc_count, u8 norm[n_docs], u32 dl[n_docs],
  *   per term: u32 key length, key bytes (field byte + term), u32 n,
@@ -678,6 +678,7 @@ int bm25_save_buf(const bm25 *x, uint8_t **out, size_t *out_len, qerr *e) {
     bw w = {0};
     bw_put(&w, BM25_MAGIC, 8);
     bw_u32(&w, BM25_FILE_VERSION);
+    bw_u32(&w, ANALYZER_VERSION);
     bw_u32(&w, (uint32_t)x->p.n_fields);
     bw_put(&w, &x->p.k1, 4);
     bw_put(&w, &x->p.b, 4);
@@ -739,12 +740,16 @@ int bm25_load_memory(bm25 **out, const void *buf, size_t len, qerr *e) {
     memcpy(&crc, p + len - 4, 4);
     if (crc != q_crc32c(0, p, len - 4)) return qerr_set(e, "bm25 load: checksum mismatch (file is corrupt)");
     br b = {p, len - 4, 8};
-    uint32_t ver, nf, exact, n_docs;
+    uint32_t ver, aver, nf, exact, n_docs;
     uint64_t nt;
     bm25_params bp;
     bm25_params_default(&bp);
     if (!br_get(&b, &ver, 4)) return qerr_set(e, "bm25 load: truncated header");
     if (ver != BM25_FILE_VERSION) return qerr_set(e, "bm25 load: unsupported version %u", ver);
+    if (!br_get(&b, &aver, 4)) return qerr_set(e, "bm25 load: truncated header");
+    if (aver != ANALYZER_VERSION)
+        return qerr_set(e, "bm25 load: made by analyzer version %u, this is version %u (rebuild it from the documents)", aver,
+                        ANALYZER_VERSION);
     if (!br_get(&b, &nf, 4) || !br_get(&b, &bp.k1, 4) || !br_get(&b, &bp.b, 4) ||
         !br_get(&b, bp.field_weight, sizeof bp.field_weight) || !br_get(&b, &exact, 4) || !br_get(&b, &n_docs, 4) ||
         !br_get(&b, &nt, 8))

@@ -688,6 +688,9 @@ int index_open(rag_index **out, const char *dir, int mode, const index_config *c
         size_t len;
         if (read_checked(dir, &m.files[i], &buf, &len, e)) { index_free(x); return -1; }
         bm25 *bm;
+        uint32_t aver = 0;
+        if (len >= 16) memcpy(&aver, buf + 12, 4);
+        if (aver != ANALYZER_VERSION) { free(buf); continue; } /* an older analyzer's terms: rebuild from the documents */
         int rc = bm25_load_memory(&bm, buf, len, e);
         free(buf);
         if (rc) { qerr_wrap(e, "%s/%s", dir, m.files[i].name); index_free(x); return -1; }

@@ -194,6 +194,9 @@ bool jsonl_next_line(const char *buf, size_t len, size_t *pos, const char **line
  * possessive removal, lower-casing, Lucene's English stop words, Porter
  * stemming (libstemmer "porter"). Not thread-safe: one per thread. */
 typedef struct analyzer analyzer;
+/* Bumped whenever the terms produced change (persisted BM25 postings record
+ * it): 1 Snowball's porter, 2 Lucene's Porter variant. */
+#define ANALYZER_VERSION 2u
 typedef struct analyzer_opts {
     bool keep_stopwords;
     bool no_stem;
@@ -328,13 +331,17 @@ bool filter_eval(const filter *f, const meta *m, const char *doc_id);
  *                  before an add/rm returns; payload starts with a u64 LSN
  *   docs-G.dat     snapshot of live documents and chunks (CRC32C trailer)
  *   hnsw-G.bin     snapshot of the vector index (when embedding)
+ *   bm25-G.bin     snapshot of the BM25 postings of docs-G.dat's chunks
  *   LOCK           flock: writers exclusive, readers shared
  * A checkpoint writes new snapshots, then the MANIFEST (which records the
  * last LSN they contain), then truncates the log; opening loads the
  * snapshots and replays log records with a larger LSN. A torn final record
  * (incomplete, or failing its CRC at the very end of the log) is dropped;
- * any other damage is an error naming the file. The BM25 index is rebuilt
- * from the stored chunks at open.
+ * any other damage is an error naming the file. The BM25 postings are
+ * loaded from their snapshot (checksum and structure checked) and only the
+ * log's records are analyzed at open; an index without that snapshot, or
+ * one written by an older analyzer version, is rebuilt from the stored
+ * chunks. index_verify also compares the loaded postings with a rebuild.
  *
  * Threads: a handle is used by one thread at a time (searches share its
  * analyzer and lazily load the embedding model); open one handle per thread
