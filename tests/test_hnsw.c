@@ -235,6 +235,12 @@ static bool allow_mod(uint64_t id, void *ctx) {
     return id % f->m == 0;
 }
 
+static void allow_mod_many(const uint64_t *ids, size_t n, bool *allow, void *ctx) {
+    modfilt *f = ctx;
+    f->calls++;
+    for (size_t i = 0; i < n; i++) allow[i] = ids[i] % f->m == 0;
+}
+
 static void test_filter(void **state) {
     (void)state;
     float *base = malloc(sizeof(float) * N * D), *qs = malloc(sizeof(float) * NQ * D);
@@ -406,6 +412,7 @@ static void *writer(void *arg) {
         __atomic_store_n(&c->started, (uint64_t)i + 1, __ATOMIC_SEQ_CST);
         if (hnsw_add(c->h, (uint64_t)i, c->base + (size_t)i * D, &e)) abort();
         if (i % 400 == 399) hnsw_delete(c->h, (uint64_t)(i - 5), &e); /* exclusive ops mixed in */
+        if (i == 300 && hnsw_fit_projection(c->h, 8, &e)) abort(); /* later inserts are projected while readers scan */
     }
     __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
     return NULL;
@@ -419,10 +426,12 @@ static void *reader(void *arg) {
         uint64_t got[K];
         int n;
         hnsw_search_opts o = {32, NULL, NULL, 0, q % 5 == 4 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO, NULL};
+        modfilt f = {3, 0};
+        if (q % 5 == 3) { o.plan = HNSW_PLAN_BRUTE; o.filter_many = allow_mod_many; o.filter_ctx = &f; }
         if (hnsw_search(c->h, c->qs + (size_t)(q % NQ) * D, K, &o, got, NULL, &n, NULL, &e)) abort();
         uint64_t started = __atomic_load_n(&c->started, __ATOMIC_SEQ_CST);
         for (int j = 0; j < n; j++)
-            if (got[j] >= started) abort();
+            if (got[j] >= started || (q % 5 == 3 && got[j] % 3)) abort();
         q++;
         if (q % 4 == 0) { struct timespec ts = {0, 100000}; nanosleep(&ts, NULL); } /* let the writer run */
     }
@@ -546,11 +555,6 @@ static void fill_structured(float *x, size_t n, uint64_t seed) {
     }
 }
 
-static void allow_mod_many(const uint64_t *ids, size_t n, bool *allow, void *ctx) {
-    modfilt *f = ctx;
-    f->calls++;
-    for (size_t i = 0; i < n; i++) allow[i] = ids[i] % f->m == 0;
-}
 
 /* The exact scan with projection bounds returns the exact top k (compared
  * with brute_topk, a second implementation) for l2 and cos, f32 and int8 +
