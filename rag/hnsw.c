@@ -1544,6 +1544,11 @@ int hnsw_load_memory(hnsw **out, const void *buf, size_t n, qerr *e) {
         return qerr_set(e, "hnsw load: bad parameters in header");
     if (n_slots > n / 16 || n_live > n_slots || n_free > n_slots || n_live + n_free != n_slots)
         return qerr_set(e, "hnsw load: inconsistent slot counts");
+    { /* the file must hold what the header promises before anything is allocated */
+        bool f32 = hd[2] == HNSW_F32 || hd[3] != 0;
+        double per = 16.0 + (f32 ? 4.0 * hd[0] : 0) + (hd[2] == HNSW_I8 ? hd[0] + 8.0 : 0) + 4.0 * (2.0 * hd[4] + 1);
+        if ((double)n_slots * per > (double)n) return qerr_set(e, "hnsw load: file too short for %llu slots", (unsigned long long)n_slots);
+    }
     hnsw *h = alloc_index(&pr, e);
     if (!h) return qerr_wrap(e, "hnsw load");
     if (grow(h, n_slots ? n_slots : 16) || map_grow(h)) { hnsw_free(h); return qerr_set(e, "hnsw load: out of memory"); }
