@@ -1603,6 +1603,8 @@ int hnsw_load_memory(hnsw **out, const void *buf, size_t n, qerr *e) {
     h->n_free = (size_t)n_free;
     for (size_t i = 0; i < h->n_free && !what; i++)
         if (h->freel[i] >= ns || h->st[h->freel[i]] != ST_FREE) what = "bad free list";
+    if (!what && prh[0] && ((double)prh[0] * (double)(d + ns) + (double)d + 2.0 * (double)ns) * 4.0 > (double)(b.n - b.off))
+        what = "truncated projection";
     if (!what && prh[0]) {
         size_t pr = prh[0];
         float *pb = malloc(pr * d * 4), *pm = malloc(d * 4), *pbm = malloc(pr * 4);
