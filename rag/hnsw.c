@@ -83,6 +83,7 @@ struct hnsw {
 /* Small helpers. */
 
 #define PROJ_P1 32
+#define PROJ_POOL 4 /* first-threshold pool, in multiples of k */
 static inline int proj_p1(const hnsw *h) { return h->pr < PROJ_P1 ? h->pr : PROJ_P1; }
 
 static uint64_t mix64(uint64_t x) {
@@ -1191,14 +1192,27 @@ static int brute_proj(hnsw *h, const qctx *qc, size_t kk, const filt *f, scratch
     }
     *nd += m;
     if (!m) return 0;
-    /* 2. exact distances of the kk smallest first bounds give a threshold */
-    size_t ns = 0;
+    /* 2. a threshold: the POOL·kk smallest first bounds get their full
+     * bounds, the kk smallest of those exact distances (a tighter start
+     * than exact distances of the kk smallest first bounds) */
+    size_t ns = 0, pool = p1 < pr ? PROJ_POOL * kk : kk;
+    if (!reserve(&sc->sel, &sc->selc, pool + 2)) return -1;
     for (size_t j = 0; j < m; j++) {
-        if (ns < kk) heap_push(sc->sel, &ns, (cand){sc->c[j].d, (uint32_t)j}, true);
+        if (ns < pool) heap_push(sc->sel, &ns, (cand){sc->c[j].d, (uint32_t)j}, true);
         else if (sc->c[j].d < sc->sel[0].d) {
             heap_pop(sc->sel, &ns, true);
             heap_push(sc->sel, &ns, (cand){sc->c[j].d, (uint32_t)j}, true);
         }
+    }
+    if (pool > kk) {
+        for (size_t j = 0; j < ns; j++) {
+            uint32_t s = sc->c[sc->sel[j].i].i;
+            float dr = qrn[0] - prn[2 * (size_t)s];
+            sc->sel[j].d = (vec_l2sq_f32(qp, pv + (size_t)s * pr, pr) + dr * dr) * half * rel - abs_slack;
+        }
+        /* keep the kk smallest full bounds at the front */
+        qsort(sc->sel, ns, sizeof(cand), cand_cmp);
+        if (ns > kk) ns = kk;
     }
     for (size_t j = 0; j < ns; j++) {
         uint32_t pos = sc->sel[j].i, s = sc->c[pos].i;
