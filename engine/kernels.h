@@ -168,6 +168,24 @@ void attn_step_avx512(const float *q, const void *k, const void *v, bool kv_f16,
                       float scale, float *m, float *l, float *out);
 #endif
 
+/* Packed weights (engine/pack.c): groups of Q_PACK_ROWS rows interleaved,
+ * kernels in engine/kern_pack_avx512.c over Q8S activations (Q8S_BLOCK
+ * bytes per 32 elements: f32 d, int32 -sum(q), 32 x int8 q). */
+#define Q_PACK_ROWS 16
+#define Q8S_BLOCK 40
+size_t q8s_row_size(int64_t n);
+void q8s_from_float(const float *x, void *y, int64_t n);
+/* Row groups [g0, g1) against nc Q8S rows; y[c * ys + row]. */
+void q_packed_gemm(const q_packed *p, int64_t g0, int64_t g1, const void *x, size_t xrs, int nc, float *y, size_t ys);
+#if defined(__x86_64__)
+#define Q_HAVE_PACKED 1
+/* One group (16 rows, nr of them real) x nc columns; nb blocks per row. */
+void q4_0_packed_avx512(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+void q8_0_packed_avx512(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+#else
+#define Q_HAVE_PACKED 0
+#endif
+
 /* The gemm[] initializer of a traits row. */
 #define Q_KERNELS(t) {[Q_ISA_SCALAR] = t##_gemm_scalar, [Q_ISA_AVX2] = Q_AVX2(t), [Q_ISA_AVX512] = Q_AVX512(t), [Q_ISA_NEON] = Q_NEON_##t}
 

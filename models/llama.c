@@ -169,9 +169,9 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm, d, hp->rms_eps);
         SPAN("attn_norm", "op", n);
         /* Q, K and V in one pool job: the input is converted once. */
-        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q},
-                              {L->wk->data, L->wk->type, kvd, c->k},
-                              {L->wv->data, L->wv->type, kvd, c->v}};
+        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q, L->pq},
+                              {L->wk->data, L->wk->type, kvd, c->k, L->pk},
+                              {L->wv->data, L->wv->type, kvd, c->v, L->pv}};
         q_matmul_multi(c->pool, qkv, 3, d, c->xb, n);
         add_bias(c->q, L->bq, n, qd);
         add_bias(c->k, L->bk, n, kvd);
@@ -193,17 +193,17 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         attn_job aj = {c, b, l, off, n};
         qpool_run(c->pool, attn_task, &aj);
         SPAN("attention", "op", n);
-        q_matmul(c->pool, L->wo->data, L->wo->type, d, qd, c->att_out, n, c->xb);
+        q_matmul_packed(c->pool, L->wo->data, L->po, L->wo->type, d, qd, c->att_out, n, c->xb);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
         SPAN("attn_output", "op", n);
 
         for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm, d, hp->rms_eps);
         SPAN("ffn_norm", "op", n);
-        q_matmul_op gu[2] = {{L->w_gate->data, L->w_gate->type, ff, c->hb}, {L->w_up->data, L->w_up->type, ff, c->hb2}};
-        q_matmul_multi(c->pool, gu, 2, d, c->xb, n);
-        for (size_t i = 0; i < (size_t)n * ff; i++) c->hb[i] = q_silu(c->hb[i]) * c->hb2[i];
+        q_matmul_op gate = {L->w_gate->data, L->w_gate->type, ff, c->hb, L->p_gate};
+        q_matmul_op up = {L->w_up->data, L->w_up->type, ff, c->hb2, L->p_up};
+        q_matmul_glu(c->pool, &gate, &up, d, c->xb, n); /* hb = silu(gate) * up */
         SPAN("ffn_gate_up", "op", n);
-        q_matmul(c->pool, L->w_down->data, L->w_down->type, d, ff, c->hb, n, c->xb);
+        q_matmul_packed(c->pool, L->w_down->data, L->p_down, L->w_down->type, d, ff, c->hb, n, c->xb);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
         SPAN("ffn_down", "op", n);
         if (c->trace) {
@@ -220,8 +220,8 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         k++;
     }
     if (k > 0)
-        q_matmul(c->pool, m->output->data, m->output->type, hp->n_vocab, d, c->out_norm, k,
-                 logits + (size_t)*n_out * hp->n_vocab);
+        q_matmul_packed(c->pool, m->output->data, m->p_output, m->output->type, hp->n_vocab, d, c->out_norm, k,
+                        logits + (size_t)*n_out * hp->n_vocab);
     *n_out += k;
     SPAN("output", "op", k);
 }

@@ -157,7 +157,7 @@ static void test_matmul_invariance(int t, int64_t n) {
             qpool_free(p);
         }
         /* q_matmul_multi: the same bits as separate q_matmul calls */
-        q_matmul_op ops[2] = {{w, t, rows, y}, {w, t, 4, y + (size_t)maxb * rows}};
+        q_matmul_op ops[2] = {{w, t, rows, y, NULL}, {w, t, 4, y + (size_t)maxb * rows, NULL}};
         float *y2 = malloc((size_t)maxb * (rows + 4) * sizeof(float));
         ops[1].y = y2;
         qpool *p = qpool_new(2);
@@ -172,6 +172,82 @@ static void test_matmul_invariance(int t, int64_t n) {
         qpool_free(p1);
     }
     free(w); free(x); free(single); free(y);
+}
+
+/* Packed weights: q_matmul_packed gives the unpacked kernels' bits for row
+ * counts around the 16-row groups, batch sizes 1..19 and 1..3 threads; and
+ * q_matmul_glu equals silu(gate) * up computed from separate matmuls. */
+static void test_packed(int t) {
+    const int64_t n = 96;
+    const int row_counts[] = {1, 15, 16, 17, 40};
+    const int maxb = 19;
+    float *x = malloc((size_t)maxb * n * sizeof(float));
+    rand_row(x, (int64_t)maxb * n, 1);
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa) || !q_pack_supported(t, isa)) continue;
+        q_isa_set(isa, NULL);
+        for (int ri = 0; ri < (int)(sizeof row_counts / sizeof *row_counts); ri++) {
+            int rows = row_counts[ri];
+            uint8_t *w = make_rows(t, n, rows, ri % 3);
+            qerr e;
+            q_packed *P = q_pack(w, t, rows, n, &e);
+            check(P != NULL, "%s %s: q_pack %d rows failed", qtype_get(t)->name, q_isa_name(isa), rows);
+            if (!P) { free(w); continue; }
+            float *ref = malloc((size_t)maxb * rows * sizeof(float)), *y = malloc((size_t)maxb * rows * sizeof(float));
+            qpool *p1 = qpool_new(1);
+            q_matmul(p1, w, t, rows, n, x, maxb, ref);
+            for (int th = 1; th <= 3; th++) {
+                qpool *p = qpool_new(th);
+                for (int nb = 1; nb <= maxb; nb++) {
+                    memset(y, 0, (size_t)maxb * rows * sizeof(float));
+                    q_matmul_packed(p, w, P, t, rows, n, x, nb, y);
+                    check(memcmp(y, ref, (size_t)nb * rows * sizeof(float)) == 0,
+                          "%s %s packed: %d rows batch %d threads %d differ from unpacked", qtype_get(t)->name,
+                          q_isa_name(isa), rows, nb, th);
+                }
+                qpool_free(p);
+            }
+            /* GLU, packed and not: silu(gate) * up of the separate results */
+            float *g = malloc((size_t)maxb * rows * sizeof(float)), *u = malloc((size_t)maxb * rows * sizeof(float));
+            for (int packed = 0; packed < 2; packed++) {
+                qpool *p = qpool_new(2);
+                q_matmul_op go = {w, t, rows, g, packed ? P : NULL}, uo = {w, t, rows, u, packed ? P : NULL};
+                q_matmul_glu(p, &go, &uo, n, x, 7);
+                int same = 1;
+                for (int i = 0; i < 7 * rows; i++) {
+                    float want = q_silu(ref[i]) * ref[i];
+                    same &= memcmp(&g[i], &want, sizeof want) == 0;
+                }
+                check(same, "%s %s glu packed=%d %d rows", qtype_get(t)->name, q_isa_name(isa), packed, rows);
+                qpool_free(p);
+            }
+            free(g); free(u);
+            qpool_free(p1);
+            free(ref); free(y);
+            q_packed_free(P);
+            free(w);
+        }
+    }
+    free(x);
+    /* Unsupported type or shape: an error, not a crash. */
+    qerr e;
+    uint8_t dummy[64] = {0};
+    check(q_pack(dummy, QT_F32, 1, 16, &e) == NULL, "q_pack F32 accepted");
+}
+
+static void test_repack_env(void) {
+    qerr e;
+    const char *old = getenv("QUIRE_REPACK");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("QUIRE_REPACK", "off", 1);
+    check(q_repack_mode(&e) == 0, "QUIRE_REPACK=off");
+    setenv("QUIRE_REPACK", "1", 1);
+    check(q_repack_mode(&e) == 1, "QUIRE_REPACK=1");
+    setenv("QUIRE_REPACK", "maybe", 1);
+    check(q_repack_mode(&e) == -1, "QUIRE_REPACK=maybe accepted");
+    if (saved) setenv("QUIRE_REPACK", saved, 1);
+    else unsetenv("QUIRE_REPACK");
+    free(saved);
 }
 
 /* q_attn_step: every ISA against the scalar online softmax, F16 and F32
@@ -240,6 +316,9 @@ int main(void) {
         }
         test_matmul_invariance(t, bl == 1 ? 37 : (bl == 32 ? 96 : 512));
     }
+    test_packed(QT_Q4_0);
+    test_packed(QT_Q8_0);
+    test_repack_env();
     test_attention();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
     qerr e;

@@ -1,0 +1,91 @@
+/* kern_pack_avx512.c — the packed-weight kernels (layout: engine/pack.c) on
+ * 512-bit vectors with AVX-512 VNNI. One zmm int32 lane per weight row:
+ * a group of 16 rows is unpacked once per block and reused for up to 8
+ * activation columns held in registers (16 x 8 register tile), the
+ * activation's 4 bytes broadcast straight into vpdpbusd.
+ *
+ * Per (row, column) the arithmetic is exactly the unpacked kernels':
+ *   isum_b = sum (q - 8) * x (Q4_0) or sum q * x (Q8_0), exact int32,
+ *   acc = fma((float)isum_b, dw_b * dx_b, acc) over the blocks in order,
+ * so packed and unpacked weights give bit-identical results. Compiled with
+ * AVX-512 flags; only called when q_isa says the CPU has them. */
+#include "engine/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+
+AI __m512i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+AI float ld_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+AI void store_rows(float *y, __m512 v, int nr) {
+    if (nr == Q_PACK_ROWS) _mm512_storeu_ps(y, v);
+    else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), v);
+}
+
+/* IS_Q8: Q8_0 (flipped bytes), else Q4_0 (nibbles). */
+AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t xrs, float *y, size_t ys, const int NC,
+                 const int IS_Q8) {
+    const size_t vb = IS_Q8 ? 512 : 256;
+    const uint8_t *sc = w + nb * vb;
+    __m512 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *q = w + b * vb;
+        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 4 * vb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 4 * vb + 128), _MM_HINT_T0);
+        __m512i wv[8];
+        if (IS_Q8) {
+            for (int g = 0; g < 8; g++) wv[g] = _mm512_loadu_si512((const void *)(q + 64 * g));
+        } else {
+            for (int j = 0; j < 4; j++) {
+                __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
+                wv[j] = _mm512_and_si512(v, m4);
+                wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        }
+        __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(sc + 32 * b)));
+        for (int c = 0; c < NC; c++) {
+            const uint8_t *xb = x + (size_t)c * xrs + b * Q8S_BLOCK;
+            __m512i is = _mm512_slli_epi32(bcast4(xb + 4), IS_Q8 ? 7 : 3);
+            /* group g covers elements 4g..4g+3: Q4_0's vector j holds groups
+             * j (low nibbles) and j + 4 (high), stored as wv[j], wv[j + 4] */
+            for (int g = 0; g < 8; g++) is = _mm512_dpbusd_epi32(is, wv[g], bcast4(xb + 8 + 4 * g));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(wd, _mm512_set1_ps(ld_f32(xb))), acc[c]);
+        }
+    }
+    for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
+}
+
+#define PACKED_ENTRY(name, IS_Q8)                                                                                   \
+    void name(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {        \
+        const uint8_t *X = x;                                                                                       \
+        int c = 0;                                                                                                  \
+        for (; c + 8 <= nc; c += 8) packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 8, IS_Q8); \
+        switch (nc - c) {                                                                                           \
+        case 7: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 7, IS_Q8); break;             \
+        case 6: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 6, IS_Q8); break;             \
+        case 5: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 5, IS_Q8); break;             \
+        case 4: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 4, IS_Q8); break;             \
+        case 3: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 3, IS_Q8); break;             \
+        case 2: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 2, IS_Q8); break;             \
+        case 1: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 1, IS_Q8); break;             \
+        default: break;                                                                                             \
+        }                                                                                                           \
+    }
+PACKED_ENTRY(q4_0_packed_avx512, 0)
+PACKED_ENTRY(q8_0_packed_avx512, 1)
+
+#else
+typedef int kern_pack_avx512_empty; /* nothing to compile off x86 */
+#endif

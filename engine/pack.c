@@ -1,0 +1,152 @@
+/* pack.c — weights repacked once at load for the wide AVX-512 kernels.
+ *
+ * A packed matrix stores its rows in groups of Q_PACK_ROWS (16): within a
+ * group, block b of all 16 rows is interleaved so that one 512-bit vector
+ * holds 4 consecutive bytes of each row (one int32 lane per row). One
+ * vpdpbusd then feeds 16 rows, and a group is one sequential stream (the
+ * decode kernels need no per-row prefetching). Layout of a group of a
+ * matrix with nb blocks per row:
+ *   Q4_0: nb x 256 bytes — vector j (j < 4) of block b, lane r = qs[4j..4j+3]
+ *         of row r (low nibbles: elements 4j.., high: 16+4j..), then
+ *         nb x 32 bytes — the 16 rows' fp16 scales of block b.
+ *   Q8_0: nb x 512 bytes — vector g (g < 8), lane r = qs[4g..4g+3] of row r
+ *         with the sign bit flipped (q + 128, unsigned), then the scales.
+ * Rows past n_rows in the last group are zero and their outputs dropped.
+ * The bytes per row equal the GGUF encoding's, so decode reads no more.
+ *
+ * The packed kernels take activations as Q8S rows: per 32-element block a
+ * f32 scale (the reference Q8_0 fp16 scale, converted exactly), the int32
+ * -sum(q), and the 32 int8 q — the offset corrections (-8*sum for Q4_0's
+ * nibbles, -128*sum for Q8_0's flipped bytes) start each block's integer sum,
+ * so every output equals the unpacked kernels' bit for bit.
+ *
+ * QUIRE_REPACK=0|off disables repacking (weights used in place from the
+ * mmap), 1|on (the default) enables it where the ISA has packed kernels. */
+#include "engine/engine.h"
+#include "engine/kernels.h"
+
+#include <stdlib.h>
+#include <strings.h>
+
+struct q_packed {
+    int wtype, isa;
+    int64_t n_rows, n_cols;
+    size_t group_bytes, bytes;
+    uint8_t *data;
+};
+
+int q_repack_mode(qerr *e) {
+    const char *s = getenv("QUIRE_REPACK");
+    if (!s || !*s || strcmp(s, "1") == 0 || strcasecmp(s, "on") == 0) return 1;
+    if (strcmp(s, "0") == 0 || strcasecmp(s, "off") == 0) return 0;
+    return qerr_set(e, "QUIRE_REPACK=%s: expected 0, 1, on or off", s);
+}
+
+static size_t group_bytes(int wtype, int64_t nb) {
+    switch (wtype) {
+    case QT_Q4_0: return (size_t)nb * (256 + 32);
+    case QT_Q8_0: return (size_t)nb * (512 + 32);
+    default: return 0;
+    }
+}
+
+bool q_pack_supported(int wtype, int isa) {
+    return isa == Q_ISA_AVX512 && Q_HAVE_PACKED && (wtype == QT_Q4_0 || wtype == QT_Q8_0);
+}
+
+q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr *e) {
+    int isa = q_isa_get();
+    if (!q_pack_supported(wtype, isa)) {
+        qerr_set(e, "no packed kernels for %s under %s", qtype_get(wtype) ? qtype_get(wtype)->name : "?", q_isa_name(isa));
+        return NULL;
+    }
+    if (n_rows < 1 || n_cols < 32 || n_cols % 32) {
+        qerr_set(e, "cannot pack a %lld x %lld matrix", (long long)n_rows, (long long)n_cols);
+        return NULL;
+    }
+    int64_t nb = n_cols / 32, ng = (n_rows + Q_PACK_ROWS - 1) / Q_PACK_ROWS;
+    q_packed *p = calloc(1, sizeof *p);
+    if (!p) { qerr_set(e, "out of memory"); return NULL; }
+    p->wtype = wtype;
+    p->isa = isa;
+    p->n_rows = n_rows;
+    p->n_cols = n_cols;
+    p->group_bytes = group_bytes(wtype, nb);
+    p->bytes = p->group_bytes * (size_t)ng;
+    size_t alloc = (p->bytes + 63) / 64 * 64;
+    p->data = aligned_alloc(64, alloc);
+    if (!p->data) {
+        free(p);
+        qerr_set(e, "out of memory for %zu bytes of packed weights", alloc);
+        return NULL;
+    }
+    memset(p->data, 0, alloc);
+    const uint8_t *src = W;
+    size_t rs = qtype_row_size(wtype, n_cols);
+    bool q8 = wtype == QT_Q8_0;
+    size_t bs = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0), vb = q8 ? 512 : 256;
+    for (int64_t g = 0; g < ng; g++) {
+        uint8_t *dst = p->data + (size_t)g * p->group_bytes, *sc = dst + (size_t)nb * vb;
+        for (int r = 0; r < Q_PACK_ROWS && g * Q_PACK_ROWS + r < n_rows; r++) {
+            const uint8_t *row = src + (size_t)(g * Q_PACK_ROWS + r) * rs;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = row + (size_t)b * bs;
+                memcpy(sc + (size_t)b * 32 + 2 * r, blk, 2);
+                for (size_t v = 0; v < vb / 64; v++) {
+                    uint32_t word;
+                    memcpy(&word, blk + 2 + 4 * v, 4);
+                    if (q8) word ^= 0x80808080u;
+                    memcpy(dst + (size_t)b * vb + 64 * v + 4 * (size_t)r, &word, 4);
+                }
+            }
+        }
+    }
+    return p;
+}
+
+void q_packed_free(q_packed *p) {
+    if (!p) return;
+    free(p->data);
+    free(p);
+}
+
+size_t q_packed_bytes(const q_packed *p) { return p ? p->bytes : 0; }
+int q_packed_isa(const q_packed *p) { return p ? p->isa : -1; }
+int q_packed_type(const q_packed *p) { return p ? p->wtype : -1; }
+int64_t q_packed_rows(const q_packed *p) { return p ? p->n_rows : 0; }
+int64_t q_packed_cols(const q_packed *p) { return p ? p->n_cols : 0; }
+
+size_t q8s_row_size(int64_t n) { return (size_t)(n / 32) * Q8S_BLOCK; }
+
+/* Q8S activations: the reference Q8_0 rounding, then the sums. */
+void q8s_from_float(const float *x, void *y, int64_t n) {
+    const qtype_traits *t = qtype_get(QT_Q8_0);
+    uint8_t *p = y;
+    for (int64_t b = 0; b < n / 32; b++, p += Q8S_BLOCK) {
+        block_q8_0 blk;
+        t->from_float(x + b * 32, &blk, 32);
+        float d = q_fp16_to_f32(blk.d);
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) s += blk.qs[j];
+        s = -s;
+        memcpy(p, &d, 4);
+        memcpy(p + 4, &s, 4);
+        memcpy(p + 8, blk.qs, 32);
+    }
+}
+
+/* Rows [g0, g1) groups x all nc columns of a packed matrix. */
+void q_packed_gemm(const q_packed *p, int64_t g0, int64_t g1, const void *x, size_t xrs, int nc, float *y, size_t ys) {
+#if Q_HAVE_PACKED
+    size_t nb = (size_t)(p->n_cols / 32);
+    for (int64_t g = g0; g < g1; g++) {
+        int nr = p->n_rows - g * Q_PACK_ROWS < Q_PACK_ROWS ? (int)(p->n_rows - g * Q_PACK_ROWS) : Q_PACK_ROWS;
+        const uint8_t *w = p->data + (size_t)g * p->group_bytes;
+        float *yg = y + g * Q_PACK_ROWS;
+        if (p->wtype == QT_Q4_0) q4_0_packed_avx512(nb, w, nr, x, xrs, nc, yg, ys);
+        else q8_0_packed_avx512(nb, w, nr, x, xrs, nc, yg, ys);
+    }
+#else
+    (void)p, (void)g0, (void)g1, (void)x, (void)xrs, (void)nc, (void)y, (void)ys;
+#endif
+}
