@@ -86,6 +86,75 @@ AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t x
 PACKED_ENTRY(q4_0_packed_avx512, 0)
 PACKED_ENTRY(q8_0_packed_avx512, 1)
 
+/* Q4_K x Q8KS, 16 rows x NC columns. Per sub-block s (32 elements) an
+ * exact int32 dot of the 4-bit levels, times the row's 6-bit scale, summed
+ * into isum; msum = sum of mins x the activation's 32-sums (vpdpwssd on
+ * (min, min) pairs); then the scalar reference's float expression
+ *   acc += (d*dx)*isum - (dmin*dx)*msum. */
+AI void q4_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t xrs, float *y, size_t ys, const int NC) {
+    __m512 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (size_t b = 0; b < nsb; b++) {
+        const uint8_t *q = w + b * Q4K_PACKED_SB;
+        const uint8_t *xb[8];
+        for (int c = 0; c < NC; c++) xb[c] = x + (size_t)c * xrs + b * Q8KS_BLOCK;
+        __m512i isum[8];
+        for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *qp = q + 512 * (s / 2);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB), _MM_HINT_T0);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB + 64 * (4 + 4 * (s & 1))), _MM_HINT_T0);
+            __m512i wv[8];
+            for (int j = 0; j < 8; j++) {
+                __m512i v = _mm512_loadu_si512((const void *)(qp + 64 * j));
+                wv[j] = _mm512_and_si512((s & 1) ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2048 + 16 * s)));
+            for (int c = 0; c < NC; c++) {
+                const uint8_t *xq = xb[c] + 20 + 32 * s;
+                __m512i t = _mm512_setzero_si512();
+                for (int j = 0; j < 8; j++) t = _mm512_dpbusd_epi32(t, wv[j], bcast4(xq + 4 * j));
+                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(t, sc));
+            }
+        }
+        __m512i mp[4];
+        for (int i = 0; i < 4; i++) {
+            __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2176 + 32 * i)));
+            __m512i bb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2176 + 32 * i + 16)));
+            mp[i] = _mm512_or_si512(a, _mm512_slli_epi32(bb, 16));
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 2304)));
+        __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 2336)));
+        for (int c = 0; c < NC; c++) {
+            __m512i ms = _mm512_setzero_si512();
+            for (int i = 0; i < 4; i++) ms = _mm512_dpwssd_epi32(ms, mp[i], bcast4(xb[c] + 4 + 4 * i));
+            __m512 dx = _mm512_set1_ps(ld_f32(xb[c]));
+            __m512 a = _mm512_mul_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(isum[c]));
+            __m512 m = _mm512_mul_ps(_mm512_mul_ps(dm, dx), _mm512_cvtepi32_ps(ms));
+            acc[c] = _mm512_add_ps(acc[c], _mm512_sub_ps(a, m));
+        }
+    }
+    for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
+}
+
+#define PK_CALL(NCV) q4_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
+void q4_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {
+    const uint8_t *X = x;
+    int c = 0;
+    for (; c + 8 <= nc; c += 8) PK_CALL(8);
+    switch (nc - c) {
+    case 7: PK_CALL(7); break;
+    case 6: PK_CALL(6); break;
+    case 5: PK_CALL(5); break;
+    case 4: PK_CALL(4); break;
+    case 3: PK_CALL(3); break;
+    case 2: PK_CALL(2); break;
+    case 1: PK_CALL(1); break;
+    default: break;
+    }
+}
+
 #else
 typedef int kern_pack_avx512_empty; /* nothing to compile off x86 */
 #endif

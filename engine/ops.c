@@ -66,7 +66,6 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 #define MM_TILE_R 8  /* rows per kernel call */
 #define MM_TILE_C 8  /* inputs per kernel call */
 #define MM_GRAIN 16  /* rows: the unit of the thread split (= Q_PACK_ROWS) */
-#define VDT_Q8S (-2) /* the packed kernels' activation format */
 /* Packed ops: inputs in chunks whose converted rows fit in L2 with room to
  * spare, so each weight group is reused from cache over a whole chunk. */
 #define MM_CHUNK_BYTES (640 * 1024)
@@ -129,9 +128,13 @@ static void mm_multi_task(void *arg, int ith, int nth) {
     int64_t b0 = j->n_batch * ith / nth, b1 = j->n_batch * (ith + 1) / nth;
     for (int v = 0; v < j->n_vdt; v++) {
         if (!j->qx[v]) continue; /* f32: used in place */
-        void (*conv)(const float *, void *, int64_t) =
-            j->vdt[v] == VDT_Q8S ? q8s_from_float : qtype_get(j->vdt[v])->from_float;
-        for (int64_t b = b0; b < b1; b++) conv(j->x + b * j->n_cols, j->qx[v] + (size_t)b * j->qx_row[v], j->n_cols);
+        int f = j->vdt[v];
+        for (int64_t b = b0; b < b1; b++) {
+            const float *xr = j->x + b * j->n_cols;
+            uint8_t *yr = j->qx[v] + (size_t)b * j->qx_row[v];
+            if (f < 0) q_act_from_float(f, xr, yr, j->n_cols);
+            else qtype_get(f)->from_float(xr, yr, j->n_cols);
+        }
     }
     if (j->n_vdt) qpool_barrier(j->pool);
     /* 2. This thread's granules of the concatenated outputs (GLU: of the
@@ -182,12 +185,12 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
         if (!t || t->vec_dot_type < 0 || !t->gemm[Q_ISA_SCALAR] || qtype_row_size(t->vec_dot_type, n_cols) == 0) continue;
         j.op_packed[o] = ops[o].P && q_packed_isa(ops[o].P) == j.isa && q_packed_type(ops[o].P) == ops[o].wtype &&
                          q_packed_rows(ops[o].P) == ops[o].n_rows && q_packed_cols(ops[o].P) == n_cols;
-        int vt = j.op_packed[o] ? VDT_Q8S : t->vec_dot_type;
+        int vt = j.op_packed[o] ? q_packed_act(ops[o].P) : t->vec_dot_type;
         int v = 0;
         while (v < j.n_vdt && j.vdt[v] != vt) v++;
         if (v == j.n_vdt) {
             j.vdt[v] = vt;
-            j.qx_row[v] = vt == VDT_Q8S ? q8s_row_size(n_cols) : qtype_row_size(vt, n_cols);
+            j.qx_row[v] = vt < 0 ? q_act_row_size(vt, n_cols) : qtype_row_size(vt, n_cols);
             if (vt != QT_F32) total += (size_t)n_batch * j.qx_row[v] + 64;
             j.n_vdt++;
         }

@@ -14,11 +14,19 @@
  * Rows past n_rows in the last group are zero and their outputs dropped.
  * The bytes per row equal the GGUF encoding's, so decode reads no more.
  *
+ *   Q4_K: per super-block (256 elements), 2368 bytes: 2048 bytes of qs —
+ *         vector 8p + j (p < 4, j < 8), lane r = qs[32p + 4j..+3] of row r
+ *         (low nibbles: sub-block 2p, high: 2p + 1) —, 128 bytes of 6-bit
+ *         scales (byte 16s + r: scale of sub-block s, row r), 128 of mins
+ *         (same order), then the 16 fp16 d and the 16 fp16 dmin.
  * The packed kernels take activations as Q8S rows: per 32-element block a
  * f32 scale (the reference Q8_0 fp16 scale, converted exactly), the int32
  * -sum(q), and the 32 int8 q — the offset corrections (-8*sum for Q4_0's
  * nibbles, -128*sum for Q8_0's flipped bytes) start each block's integer sum,
- * so every output equals the unpacked kernels' bit for bit.
+ * so every output equals the unpacked kernels' bit for bit. The K-quants
+ * take Q8KS rows: per super-block the f32 d of the reference Q8_K rounding,
+ * 8 int16 sums of 32 q, 256 int8 q (Q8KS_BLOCK bytes); the kernels compute
+ * the scalar reference's integers and float expression exactly.
  *
  * QUIRE_REPACK=0|off disables repacking (weights used in place from the
  * mmap), 1|on (the default) enables it where the ISA has packed kernels. */
@@ -42,16 +50,38 @@ int q_repack_mode(qerr *e) {
     return qerr_set(e, "QUIRE_REPACK=%s: expected 0, 1, on or off", s);
 }
 
-static size_t group_bytes(int wtype, int64_t nb) {
+static size_t group_bytes(int wtype, int64_t n_cols) {
     switch (wtype) {
-    case QT_Q4_0: return (size_t)nb * (256 + 32);
-    case QT_Q8_0: return (size_t)nb * (512 + 32);
+    case QT_Q4_0: return (size_t)(n_cols / 32) * (256 + 32);
+    case QT_Q8_0: return (size_t)(n_cols / 32) * (512 + 32);
+    case QT_Q4_K: return (size_t)(n_cols / QK_K) * Q4K_PACKED_SB;
     default: return 0;
     }
 }
 
 bool q_pack_supported(int wtype, int isa) {
-    return isa == Q_ISA_AVX512 && Q_HAVE_PACKED && (wtype == QT_Q4_0 || wtype == QT_Q8_0);
+    return isa == Q_ISA_AVX512 && Q_HAVE_PACKED && (wtype == QT_Q4_0 || wtype == QT_Q8_0 || wtype == QT_Q4_K);
+}
+
+int q_packed_act(const q_packed *p) { return p->wtype == QT_Q4_K ? Q_ACT_Q8KS : Q_ACT_Q8S; }
+
+/* One group of 16 rows (nr of them real) of Q4_K. */
+static void pack_q4_K_group(uint8_t *dst, const uint8_t *src, size_t rs, int nr, int64_t nsb) {
+    for (int r = 0; r < nr; r++)
+        for (int64_t b = 0; b < nsb; b++) {
+            block_q4_K B;
+            memcpy(&B, src + (size_t)r * rs + (size_t)b * sizeof B, sizeof B);
+            uint8_t *o = dst + (size_t)b * Q4K_PACKED_SB;
+            for (int v = 0; v < 32; v++) memcpy(o + 64 * v + 4 * r, B.qs + 4 * v, 4);
+            for (int j = 0; j < 8; j++) {
+                int sc, m;
+                scale_min_k4(j, B.scales, &sc, &m);
+                o[2048 + 16 * j + r] = (uint8_t)sc;
+                o[2048 + 128 + 16 * j + r] = (uint8_t)m;
+            }
+            memcpy(o + 2304 + 2 * r, &B.d, 2);
+            memcpy(o + 2336 + 2 * r, &B.dmin, 2);
+        }
 }
 
 q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr *e) {
@@ -60,7 +90,8 @@ q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr 
         qerr_set(e, "no packed kernels for %s under %s", qtype_get(wtype) ? qtype_get(wtype)->name : "?", q_isa_name(isa));
         return NULL;
     }
-    if (n_rows < 1 || n_cols < 32 || n_cols % 32) {
+    int64_t blk = qtype_get(wtype)->blck;
+    if (n_rows < 1 || n_cols < blk || n_cols % blk) {
         qerr_set(e, "cannot pack a %lld x %lld matrix", (long long)n_rows, (long long)n_cols);
         return NULL;
     }
@@ -71,7 +102,7 @@ q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr 
     p->isa = isa;
     p->n_rows = n_rows;
     p->n_cols = n_cols;
-    p->group_bytes = group_bytes(wtype, nb);
+    p->group_bytes = group_bytes(wtype, n_cols);
     p->bytes = p->group_bytes * (size_t)ng;
     size_t alloc = (p->bytes + 63) / 64 * 64;
     p->data = aligned_alloc(64, alloc);
@@ -85,7 +116,11 @@ q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr 
     size_t rs = qtype_row_size(wtype, n_cols);
     bool q8 = wtype == QT_Q8_0;
     size_t bs = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0), vb = q8 ? 512 : 256;
-    for (int64_t g = 0; g < ng; g++) {
+    for (int64_t g = 0; g < ng && wtype == QT_Q4_K; g++) {
+        int nr = n_rows - g * Q_PACK_ROWS < Q_PACK_ROWS ? (int)(n_rows - g * Q_PACK_ROWS) : Q_PACK_ROWS;
+        pack_q4_K_group(p->data + (size_t)g * p->group_bytes, src + (size_t)(g * Q_PACK_ROWS) * rs, rs, nr, n_cols / QK_K);
+    }
+    for (int64_t g = 0; g < ng && wtype != QT_Q4_K; g++) {
         uint8_t *dst = p->data + (size_t)g * p->group_bytes, *sc = dst + (size_t)nb * vb;
         for (int r = 0; r < Q_PACK_ROWS && g * Q_PACK_ROWS + r < n_rows; r++) {
             const uint8_t *row = src + (size_t)(g * Q_PACK_ROWS + r) * rs;
@@ -116,10 +151,8 @@ int q_packed_type(const q_packed *p) { return p ? p->wtype : -1; }
 int64_t q_packed_rows(const q_packed *p) { return p ? p->n_rows : 0; }
 int64_t q_packed_cols(const q_packed *p) { return p ? p->n_cols : 0; }
 
-size_t q8s_row_size(int64_t n) { return (size_t)(n / 32) * Q8S_BLOCK; }
-
 /* Q8S activations: the reference Q8_0 rounding, then the sums. */
-void q8s_from_float(const float *x, void *y, int64_t n) {
+static void q8s_from_float(const float *x, void *y, int64_t n) {
     const qtype_traits *t = qtype_get(QT_Q8_0);
     uint8_t *p = y;
     for (int64_t b = 0; b < n / 32; b++, p += Q8S_BLOCK) {
@@ -135,6 +168,30 @@ void q8s_from_float(const float *x, void *y, int64_t n) {
     }
 }
 
+size_t q_act_row_size(int fmt, int64_t n) {
+    return fmt == Q_ACT_Q8KS ? (size_t)(n / QK_K) * Q8KS_BLOCK : (size_t)(n / 32) * Q8S_BLOCK;
+}
+
+/* Q8KS activations: the reference Q8_K rounding, then sums per 32. */
+static void q8ks_from_float(const float *x, void *y, int64_t n) {
+    const qtype_traits *t = qtype_get(QT_Q8_K);
+    uint8_t *p = y;
+    for (int64_t b = 0; b < n / QK_K; b++, p += Q8KS_BLOCK) {
+        block_q8_K blk;
+        t->from_float(x + b * QK_K, &blk, QK_K);
+        int16_t s32[8];
+        for (int j = 0; j < 8; j++) s32[j] = (int16_t)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+        memcpy(p, &blk.d, 4);
+        memcpy(p + 4, s32, 16);
+        memcpy(p + 20, blk.qs, QK_K);
+    }
+}
+
+void q_act_from_float(int fmt, const float *x, void *y, int64_t n) {
+    if (fmt == Q_ACT_Q8KS) q8ks_from_float(x, y, n);
+    else q8s_from_float(x, y, n);
+}
+
 /* Rows [g0, g1) groups x all nc columns of a packed matrix. */
 void q_packed_gemm(const q_packed *p, int64_t g0, int64_t g1, const void *x, size_t xrs, int nc, float *y, size_t ys) {
 #if Q_HAVE_PACKED
@@ -144,7 +201,8 @@ void q_packed_gemm(const q_packed *p, int64_t g0, int64_t g1, const void *x, siz
         const uint8_t *w = p->data + (size_t)g * p->group_bytes;
         float *yg = y + g * Q_PACK_ROWS;
         if (p->wtype == QT_Q4_0) q4_0_packed_avx512(nb, w, nr, x, xrs, nc, yg, ys);
-        else q8_0_packed_avx512(nb, w, nr, x, xrs, nc, yg, ys);
+        else if (p->wtype == QT_Q8_0) q8_0_packed_avx512(nb, w, nr, x, xrs, nc, yg, ys);
+        else q4_K_packed_avx512(nb / 8, w, nr, x, xrs, nc, yg, ys);
     }
 #else
     (void)p, (void)g0, (void)g1, (void)x, (void)xrs, (void)nc, (void)y, (void)ys;

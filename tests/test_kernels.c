@@ -178,7 +178,7 @@ static void test_matmul_invariance(int t, int64_t n) {
  * counts around the 16-row groups, batch sizes 1..19 and 1..3 threads; and
  * q_matmul_glu equals silu(gate) * up computed from separate matmuls. */
 static void test_packed(int t) {
-    const int64_t n = 96;
+    const int64_t n = qtype_get(t)->blck == 32 ? 96 : 512;
     const int row_counts[] = {1, 15, 16, 17, 40};
     const int maxb = 19;
     float *x = malloc((size_t)maxb * n * sizeof(float));
@@ -318,6 +318,7 @@ int main(void) {
     }
     test_packed(QT_Q4_0);
     test_packed(QT_Q8_0);
+    test_packed(QT_Q4_K);
     test_repack_env();
     test_attention();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
