@@ -112,7 +112,7 @@ AI void q4_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
             }
             __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2048 + 16 * s)));
             for (int c = 0; c < NC; c++) {
-                const uint8_t *xq = xb[c] + 20 + 32 * s;
+                const uint8_t *xq = xb[c] + 52 + 32 * s;
                 __m512i t = _mm512_setzero_si512();
                 for (int j = 0; j < 8; j++) t = _mm512_dpbusd_epi32(t, wv[j], bcast4(xq + 4 * j));
                 isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(t, sc));
@@ -138,8 +138,84 @@ AI void q4_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
     for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
 }
 
+/* Q6_K x Q8KS, 16 rows x NC columns: 6-bit levels u (value u - 32) from
+ * the ql nibbles and qh bit pairs; per 16-element sub-block an exact dot
+ * times the row's int8 scale; the offset's 32 * sum(sc * bsum16) by
+ * vpdpwssd on (scale, scale) pairs; then (d*dx)*isum as the reference (its
+ * "- (0*dx)*0" term never changes the sum). */
+AI void q6_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t xrs, float *y, size_t ys, const int NC) {
+    __m512 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    for (size_t b = 0; b < nsb; b++) {
+        const uint8_t *q = w + b * Q6K_PACKED_SB;
+        const uint8_t *xb[8];
+        for (int c = 0; c < NC; c++) xb[c] = x + (size_t)c * xrs + b * Q8KS_BLOCK;
+        __m512i isum[8];
+        for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) {
+            const int h = k / 4, j = k % 4;
+            const uint8_t *qlp = q + 1024 * h + 512 * (j % 2), *qhp = q + 2048 + 512 * h;
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k), _MM_HINT_T0);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 192), _MM_HINT_T0);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 384), _MM_HINT_T0);
+            __m512i wv[8];
+            for (int g = 0; g < 8; g++) {
+                __m512i l = _mm512_loadu_si512((const void *)(qlp + 64 * g));
+                __m512i hb = _mm512_loadu_si512((const void *)(qhp + 64 * g));
+                l = _mm512_and_si512(j >= 2 ? _mm512_srli_epi16(l, 4) : l, m4);
+                hb = j < 2 ? _mm512_slli_epi16(hb, 4 - 2 * j) : j == 3 ? _mm512_srli_epi16(hb, 2) : hb;
+                wv[g] = _mm512_ternarylogic_epi32(l, hb, m30, 0xF8); /* l | (hb & m30) */
+            }
+            __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * k)));
+            __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * k + 16)));
+            for (int c = 0; c < NC; c++) {
+                const uint8_t *xq = xb[c] + 52 + 32 * k;
+                __m512i t0 = _mm512_setzero_si512(), t1 = _mm512_setzero_si512();
+                for (int g = 0; g < 4; g++) t0 = _mm512_dpbusd_epi32(t0, wv[g], bcast4(xq + 4 * g));
+                for (int g = 4; g < 8; g++) t1 = _mm512_dpbusd_epi32(t1, wv[g], bcast4(xq + 4 * g));
+                isum[c] = _mm512_add_epi32(isum[c], _mm512_add_epi32(_mm512_mullo_epi32(t0, sc0), _mm512_mullo_epi32(t1, sc1)));
+            }
+        }
+        __m512i sp[8];
+        const __m512i lo16 = _mm512_set1_epi32(0xffff);
+        for (int i = 0; i < 8; i++) {
+            __m512i a = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * i)));
+            __m512i bb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * i + 16)));
+            sp[i] = _mm512_or_si512(_mm512_and_si512(a, lo16), _mm512_slli_epi32(bb, 16));
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 3328)));
+        for (int c = 0; c < NC; c++) {
+            __m512i cm = _mm512_setzero_si512();
+            for (int i = 0; i < 8; i++) cm = _mm512_dpwssd_epi32(cm, sp[i], bcast4(xb[c] + 20 + 4 * i));
+            __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(cm, 5));
+            __m512 dx = _mm512_set1_ps(ld_f32(xb[c]));
+            acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(is)));
+        }
+    }
+    for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
+}
+
 #define PK_CALL(NCV) q4_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
 void q4_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {
+    const uint8_t *X = x;
+    int c = 0;
+    for (; c + 8 <= nc; c += 8) PK_CALL(8);
+    switch (nc - c) {
+    case 7: PK_CALL(7); break;
+    case 6: PK_CALL(6); break;
+    case 5: PK_CALL(5); break;
+    case 4: PK_CALL(4); break;
+    case 3: PK_CALL(3); break;
+    case 2: PK_CALL(2); break;
+    case 1: PK_CALL(1); break;
+    default: break;
+    }
+}
+
+#undef PK_CALL
+#define PK_CALL(NCV) q6_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
+void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {
     const uint8_t *X = x;
     int c = 0;
     for (; c + 8 <= nc; c += 8) PK_CALL(8);

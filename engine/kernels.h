@@ -173,8 +173,9 @@ void attn_step_avx512(const float *q, const void *k, const void *v, bool kv_f16,
  * bytes per 32 elements: f32 d, int32 -sum(q), 32 x int8 q). */
 #define Q_PACK_ROWS 16
 #define Q8S_BLOCK 40
-#define Q8KS_BLOCK 276
+#define Q8KS_BLOCK 308
 #define Q4K_PACKED_SB 2368 /* bytes per super-block of a 16-row group */
+#define Q6K_PACKED_SB 3360
 enum { Q_ACT_Q8S = -2, Q_ACT_Q8KS = -3 }; /* activation formats (not GGML types) */
 int q_packed_act(const q_packed *p);
 size_t q_act_row_size(int fmt, int64_t n);
@@ -188,6 +189,7 @@ void q4_0_packed_avx512(size_t nb, const uint8_t *w, int nr, const void *x, size
 void q8_0_packed_avx512(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
 /* Q4_K: nsb super-blocks per row. */
 void q4_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
 #else
 #define Q_HAVE_PACKED 0
 #endif

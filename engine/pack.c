@@ -19,13 +19,18 @@
  *         (low nibbles: sub-block 2p, high: 2p + 1) —, 128 bytes of 6-bit
  *         scales (byte 16s + r: scale of sub-block s, row r), 128 of mins
  *         (same order), then the 16 fp16 d and the 16 fp16 dmin.
+ *   Q6_K: per super-block, 3360 bytes: 2048 bytes of ql — vector
+ *         16h + 8m + j (h, m < 2, j < 8), lane r = ql[64h + 32m + 4j..+3] —,
+ *         1024 of qh — vector 8h + j, lane r = qh[32h + 4j..+3] —, 256 of
+ *         int8 scales (byte 16s + r), the 16 fp16 d.
  * The packed kernels take activations as Q8S rows: per 32-element block a
  * f32 scale (the reference Q8_0 fp16 scale, converted exactly), the int32
  * -sum(q), and the 32 int8 q — the offset corrections (-8*sum for Q4_0's
  * nibbles, -128*sum for Q8_0's flipped bytes) start each block's integer sum,
  * so every output equals the unpacked kernels' bit for bit. The K-quants
  * take Q8KS rows: per super-block the f32 d of the reference Q8_K rounding,
- * 8 int16 sums of 32 q, 256 int8 q (Q8KS_BLOCK bytes); the kernels compute
+ * 8 int16 sums of 32 q, 16 int16 sums of 16 q, 256 int8 q (Q8KS_BLOCK
+ * bytes); the kernels compute
  * the scalar reference's integers and float expression exactly.
  *
  * QUIRE_REPACK=0|off disables repacking (weights used in place from the
@@ -55,17 +60,33 @@ static size_t group_bytes(int wtype, int64_t n_cols) {
     case QT_Q4_0: return (size_t)(n_cols / 32) * (256 + 32);
     case QT_Q8_0: return (size_t)(n_cols / 32) * (512 + 32);
     case QT_Q4_K: return (size_t)(n_cols / QK_K) * Q4K_PACKED_SB;
+    case QT_Q6_K: return (size_t)(n_cols / QK_K) * Q6K_PACKED_SB;
     default: return 0;
     }
 }
 
 bool q_pack_supported(int wtype, int isa) {
-    return isa == Q_ISA_AVX512 && Q_HAVE_PACKED && (wtype == QT_Q4_0 || wtype == QT_Q8_0 || wtype == QT_Q4_K);
+    return isa == Q_ISA_AVX512 && Q_HAVE_PACKED && (wtype == QT_Q4_0 || wtype == QT_Q8_0 || wtype == QT_Q4_K ||
+                                                     wtype == QT_Q6_K);
 }
 
-int q_packed_act(const q_packed *p) { return p->wtype == QT_Q4_K ? Q_ACT_Q8KS : Q_ACT_Q8S; }
+int q_packed_act(const q_packed *p) { return p->wtype == QT_Q4_K || p->wtype == QT_Q6_K ? Q_ACT_Q8KS : Q_ACT_Q8S; }
 
 /* One group of 16 rows (nr of them real) of Q4_K. */
+/* One group of 16 rows (nr of them real) of Q6_K. */
+static void pack_q6_K_group(uint8_t *dst, const uint8_t *src, size_t rs, int nr, int64_t nsb) {
+    for (int r = 0; r < nr; r++)
+        for (int64_t b = 0; b < nsb; b++) {
+            block_q6_K B;
+            memcpy(&B, src + (size_t)r * rs + (size_t)b * sizeof B, sizeof B);
+            uint8_t *o = dst + (size_t)b * Q6K_PACKED_SB;
+            for (int v = 0; v < 32; v++) memcpy(o + 64 * v + 4 * r, B.ql + 4 * v, 4);
+            for (int v = 0; v < 16; v++) memcpy(o + 2048 + 64 * v + 4 * r, B.qh + 4 * v, 4);
+            for (int s = 0; s < 16; s++) o[3072 + 16 * s + r] = (uint8_t)B.scales[s];
+            memcpy(o + 3328 + 2 * r, &B.d, 2);
+        }
+}
+
 static void pack_q4_K_group(uint8_t *dst, const uint8_t *src, size_t rs, int nr, int64_t nsb) {
     for (int r = 0; r < nr; r++)
         for (int64_t b = 0; b < nsb; b++) {
@@ -116,11 +137,15 @@ q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr 
     size_t rs = qtype_row_size(wtype, n_cols);
     bool q8 = wtype == QT_Q8_0;
     size_t bs = q8 ? sizeof(block_q8_0) : sizeof(block_q4_0), vb = q8 ? 512 : 256;
-    for (int64_t g = 0; g < ng && wtype == QT_Q4_K; g++) {
+    bool kq = wtype == QT_Q4_K || wtype == QT_Q6_K;
+    for (int64_t g = 0; g < ng && kq; g++) {
         int nr = n_rows - g * Q_PACK_ROWS < Q_PACK_ROWS ? (int)(n_rows - g * Q_PACK_ROWS) : Q_PACK_ROWS;
-        pack_q4_K_group(p->data + (size_t)g * p->group_bytes, src + (size_t)(g * Q_PACK_ROWS) * rs, rs, nr, n_cols / QK_K);
+        uint8_t *dst = p->data + (size_t)g * p->group_bytes;
+        const uint8_t *rows = src + (size_t)(g * Q_PACK_ROWS) * rs;
+        if (wtype == QT_Q4_K) pack_q4_K_group(dst, rows, rs, nr, n_cols / QK_K);
+        else pack_q6_K_group(dst, rows, rs, nr, n_cols / QK_K);
     }
-    for (int64_t g = 0; g < ng && wtype != QT_Q4_K; g++) {
+    for (int64_t g = 0; g < ng && !kq; g++) {
         uint8_t *dst = p->data + (size_t)g * p->group_bytes, *sc = dst + (size_t)nb * vb;
         for (int r = 0; r < Q_PACK_ROWS && g * Q_PACK_ROWS + r < n_rows; r++) {
             const uint8_t *row = src + (size_t)(g * Q_PACK_ROWS + r) * rs;
@@ -183,7 +208,8 @@ static void q8ks_from_float(const float *x, void *y, int64_t n) {
         for (int j = 0; j < 8; j++) s32[j] = (int16_t)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
         memcpy(p, &blk.d, 4);
         memcpy(p + 4, s32, 16);
-        memcpy(p + 20, blk.qs, QK_K);
+        memcpy(p + 20, blk.bsums, 32);
+        memcpy(p + 52, blk.qs, QK_K);
     }
 }
 
@@ -202,7 +228,8 @@ void q_packed_gemm(const q_packed *p, int64_t g0, int64_t g1, const void *x, siz
         float *yg = y + g * Q_PACK_ROWS;
         if (p->wtype == QT_Q4_0) q4_0_packed_avx512(nb, w, nr, x, xrs, nc, yg, ys);
         else if (p->wtype == QT_Q8_0) q8_0_packed_avx512(nb, w, nr, x, xrs, nc, yg, ys);
-        else q4_K_packed_avx512(nb / 8, w, nr, x, xrs, nc, yg, ys);
+        else if (p->wtype == QT_Q4_K) q4_K_packed_avx512(nb / 8, w, nr, x, xrs, nc, yg, ys);
+        else q6_K_packed_avx512(nb / 8, w, nr, x, xrs, nc, yg, ys);
     }
 #else
     (void)p, (void)g0, (void)g1, (void)x, (void)xrs, (void)nc, (void)y, (void)ys;

@@ -319,6 +319,7 @@ int main(void) {
     test_packed(QT_Q4_0);
     test_packed(QT_Q8_0);
     test_packed(QT_Q4_K);
+    test_packed(QT_Q6_K);
     test_repack_env();
     test_attention();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
