@@ -289,11 +289,23 @@ void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_co
 /* q_matmul with optional packed weights P (see q_matmul_op). */
 void q_matmul_packed(qpool *pool, const void *W, const q_packed *P, int wtype, int64_t n_rows, int64_t n_cols,
                      const float *x, int64_t n_batch, float *y);
+/* An RMSNorm applied to the input inside the matmul's pool job (each
+ * thread normalises its batch rows before converting them): x = rmsnorm(
+ * norm->x) * norm->w, written to x, then the ops applied to it. The same
+ * bits as q_rmsnorm followed by q_matmul_multi. */
+typedef struct q_rms_in {
+    const float *x, *w;
+    float eps;
+} q_rms_in;
+void q_matmul_multi_rms(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const q_rms_in *norm, float *x,
+                        int64_t n_batch);
 /* The SwiGLU front of a feed-forward block in one pool job: gate->y =
  * silu(gate) * up, up->y as scratch; each thread computes the same rows of
- * both and applies the activation to them. gate and up have equal n_rows. */
-void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, int64_t n_cols, const float *x,
-                  int64_t n_batch);
+ * both and applies the activation to them. gate and up have equal n_rows.
+ * norm: optional RMSNorm of the input as in q_matmul_multi_rms (NULL: x is
+ * the input as is). */
+void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, int64_t n_cols, const q_rms_in *norm,
+                  float *x, int64_t n_batch);
 /* Weights repacked once at load for the wide kernels (engine/pack.c):
  * groups of 16 rows interleaved block by block, same bytes per row as the
  * GGUF encoding. Available for Q4_0 and Q8_0 under avx512. */

@@ -164,8 +164,9 @@ void attn_step_scalar(const float *q, const void *k, const void *v, bool kv_f16,
 #if defined(__x86_64__)
 void attn_step_avx2(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
                     float scale, float *m, float *l, float *out);
-void attn_step_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                      float scale, float *m, float *l, float *out);
+/* AVX-512: a block at a time with a vector exp (engine/kern_attn_avx512.c). */
+void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                       float scale, float *m, float *l, float *out);
 #endif
 
 /* Packed weights (engine/pack.c): groups of Q_PACK_ROWS rows interleaved,

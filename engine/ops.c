@@ -77,6 +77,9 @@ typedef struct mm_multi_job {
     bool glu;                   /* ops[0] = silu(ops[0]) * ops[1] after both */
     int64_t n_cols, n_batch, total_grains;
     const float *x;
+    /* optional RMSNorm in the job: x = rmsnorm(x_raw) * norm_w first */
+    const float *x_raw, *norm_w;
+    float norm_eps;
     int isa;
     int n_vdt;                  /* distinct activation formats */
     int vdt[MM_MAX_OPS];
@@ -126,6 +129,9 @@ static void mm_multi_task(void *arg, int ith, int nth) {
     const mm_multi_job *j = arg;
     /* 1. Activations, converted once per format. */
     int64_t b0 = j->n_batch * ith / nth, b1 = j->n_batch * (ith + 1) / nth;
+    if (j->norm_w)
+        for (int64_t b = b0; b < b1; b++)
+            q_rmsnorm((float *)j->x + b * j->n_cols, j->x_raw + b * j->n_cols, j->norm_w, j->n_cols, j->norm_eps);
     for (int v = 0; v < j->n_vdt; v++) {
         if (!j->qx[v]) continue; /* f32: used in place */
         int f = j->vdt[v];
@@ -136,7 +142,7 @@ static void mm_multi_task(void *arg, int ith, int nth) {
             else qtype_get(f)->from_float(xr, yr, j->n_cols);
         }
     }
-    if (j->n_vdt) qpool_barrier(j->pool);
+    if (j->n_vdt || j->norm_w) qpool_barrier(j->pool);
     /* 2. This thread's granules of the concatenated outputs (GLU: of the
      * gate's rows, computing the same rows of gate and up). */
     int64_t G0 = j->total_grains * ith / nth, G1 = j->total_grains * (ith + 1) / nth;
@@ -166,9 +172,14 @@ static void mm_multi_task(void *arg, int ith, int nth) {
 }
 
 static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int64_t n_cols, const float *x,
-                   int64_t n_batch) {
+                   int64_t n_batch, const q_rms_in *norm) {
     mm_multi_job j;
     memset(&j, 0, sizeof j);
+    if (norm) {
+        j.x_raw = norm->x;
+        j.norm_w = norm->w;
+        j.norm_eps = norm->eps;
+    }
     j.pool = pool;
     j.ops = ops;
     j.n_ops = n_ops;
@@ -219,14 +230,20 @@ void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_co
         q_matmul_multi(pool, ops + MM_MAX_OPS, n_ops - MM_MAX_OPS, n_cols, x, n_batch);
         return;
     }
-    mm_run(pool, ops, n_ops, false, n_cols, x, n_batch);
+    mm_run(pool, ops, n_ops, false, n_cols, x, n_batch, NULL);
 }
 
-void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, int64_t n_cols, const float *x,
-                  int64_t n_batch) {
+void q_matmul_multi_rms(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const q_rms_in *norm, float *x,
+                        int64_t n_batch) {
+    if (n_ops > MM_MAX_OPS) abort(); /* a caller bug, not input */
+    mm_run(pool, ops, n_ops, false, n_cols, x, n_batch, norm);
+}
+
+void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, int64_t n_cols, const q_rms_in *norm,
+                  float *x, int64_t n_batch) {
     q_matmul_op ops[2] = {*gate, *up};
     if (gate->n_rows != up->n_rows) abort(); /* a caller bug, not input */
-    mm_run(pool, ops, 2, true, n_cols, x, n_batch);
+    mm_run(pool, ops, 2, true, n_cols, x, n_batch, norm);
 }
 
 void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols, const float *x,
@@ -247,7 +264,7 @@ void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size
         [Q_ISA_SCALAR] = attn_step_scalar,
 #if defined(__x86_64__)
         [Q_ISA_AVX2] = attn_step_avx2,
-        [Q_ISA_AVX512] = attn_step_avx512,
+        [Q_ISA_AVX512] = attn_block_avx512,
 #endif
     };
     int isa = q_isa_get();

@@ -212,7 +212,7 @@ static void test_packed(int t) {
             for (int packed = 0; packed < 2; packed++) {
                 qpool *p = qpool_new(2);
                 q_matmul_op go = {w, t, rows, g, packed ? P : NULL}, uo = {w, t, rows, u, packed ? P : NULL};
-                q_matmul_glu(p, &go, &uo, n, x, 7);
+                q_matmul_glu(p, &go, &uo, n, NULL, x, 7);
                 int same = 1;
                 for (int i = 0; i < 7 * rows; i++) {
                     float want = q_silu(ref[i]) * ref[i];
@@ -220,6 +220,24 @@ static void test_packed(int t) {
                 }
                 check(same, "%s %s glu packed=%d %d rows", qtype_get(t)->name, q_isa_name(isa), packed, rows);
                 qpool_free(p);
+            }
+            /* RMSNorm inside the job: the bits of q_rmsnorm + q_matmul */
+            {
+                float *nw = malloc((size_t)n * sizeof(float)), *xn = malloc((size_t)maxb * n * sizeof(float));
+                float *xo = malloc((size_t)maxb * n * sizeof(float));
+                for (int64_t i = 0; i < n; i++) nw[i] = 0.5f + (float)(i % 7) * 0.25f;
+                for (int b = 0; b < maxb; b++) q_rmsnorm(xn + b * n, x + b * n, nw, n, 1e-5f);
+                float *want = malloc((size_t)maxb * rows * sizeof(float));
+                q_matmul(p1, w, t, rows, n, xn, maxb, want);
+                qpool *p = qpool_new(3);
+                q_rms_in in = {x, nw, 1e-5f};
+                q_matmul_op op = {w, t, rows, y, P};
+                q_matmul_multi_rms(p, &op, 1, n, &in, xo, maxb);
+                check(memcmp(y, want, (size_t)maxb * rows * sizeof(float)) == 0 &&
+                          memcmp(xo, xn, (size_t)maxb * n * sizeof(float)) == 0,
+                      "%s %s: q_matmul_multi_rms %d rows", qtype_get(t)->name, q_isa_name(isa), rows);
+                qpool_free(p);
+                free(nw); free(xn); free(xo); free(want);
             }
             free(g); free(u);
             qpool_free(p1);
