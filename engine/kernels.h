@@ -121,7 +121,7 @@ Q_KERNEL_LIST(Q_DECL_X86)
 
 #if defined(__aarch64__)
 #define Q_HAVE_NEON 1
-#define Q_NEON_LIST(X) X(q4_0) X(q8_0) X(f16)
+#define Q_NEON_LIST(X) X(q4_0) X(q8_0) X(f16) X(q4_1) X(q5_0) X(q5_1) X(q2_K) X(q3_K) X(q4_K) X(q5_K) X(q6_K)
 #define Q_DECL_NEON(t) void t##_gemm_neon(int64_t, const void *, size_t, int, const void *, size_t, int, float *, size_t);
 Q_NEON_LIST(Q_DECL_NEON)
 #endif
@@ -131,15 +131,15 @@ Q_NEON_LIST(Q_DECL_NEON)
 #define Q_NEON_f16 f16_gemm_neon
 #define Q_NEON_bf16 NULL
 #define Q_NEON_q4_0 q4_0_gemm_neon
-#define Q_NEON_q4_1 NULL
-#define Q_NEON_q5_0 NULL
-#define Q_NEON_q5_1 NULL
+#define Q_NEON_q4_1 q4_1_gemm_neon
+#define Q_NEON_q5_0 q5_0_gemm_neon
+#define Q_NEON_q5_1 q5_1_gemm_neon
 #define Q_NEON_q8_0 q8_0_gemm_neon
-#define Q_NEON_q2_K NULL
-#define Q_NEON_q3_K NULL
-#define Q_NEON_q4_K NULL
-#define Q_NEON_q5_K NULL
-#define Q_NEON_q6_K NULL
+#define Q_NEON_q2_K q2_K_gemm_neon
+#define Q_NEON_q3_K q3_K_gemm_neon
+#define Q_NEON_q4_K q4_K_gemm_neon
+#define Q_NEON_q5_K q5_K_gemm_neon
+#define Q_NEON_q6_K q6_K_gemm_neon
 #else
 #define Q_NEON_f32 NULL
 #define Q_NEON_f16 NULL
