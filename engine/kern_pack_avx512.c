@@ -55,14 +55,18 @@ AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t x
             }
         }
         __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(sc + 32 * b)));
-        for (int c = 0; c < NC; c++) {
-            const uint8_t *xb = x + (size_t)c * xrs + b * Q8S_BLOCK;
-            __m512i is = _mm512_slli_epi32(bcast4(xb + 4), IS_Q8 ? 7 : 3);
-            /* group g covers elements 4g..4g+3: Q4_0's vector j holds groups
-             * j (low nibbles) and j + 4 (high), stored as wv[j], wv[j + 4] */
-            for (int g = 0; g < 8; g++) is = _mm512_dpbusd_epi32(is, wv[g], bcast4(xb + 8 + 4 * g));
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(wd, _mm512_set1_ps(ld_f32(xb))), acc[c]);
-        }
+        const uint8_t *xb = x + b * Q8S_BLOCK;
+        __m512i is[8];
+        for (int c = 0; c < NC; c++) is[c] = _mm512_slli_epi32(bcast4(xb + (size_t)c * xrs + 4), IS_Q8 ? 7 : 3);
+        /* group g covers elements 4g..4g+3: Q4_0's vector j holds groups j
+         * (low nibbles) and j + 4 (high), stored as wv[j], wv[j + 4]. The
+         * columns are interleaved so that consecutive vpdpbusd are
+         * independent. */
+        for (int g = 0; g < 8; g++)
+            for (int c = 0; c < NC; c++) is[c] = _mm512_dpbusd_epi32(is[c], wv[g], bcast4(xb + (size_t)c * xrs + 8 + 4 * g));
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[c]),
+                                     _mm512_mul_ps(wd, _mm512_set1_ps(ld_f32(xb + (size_t)c * xrs))), acc[c]);
     }
     for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
 }
@@ -111,12 +115,11 @@ AI void q4_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
                 wv[j] = _mm512_and_si512((s & 1) ? _mm512_srli_epi16(v, 4) : v, m4);
             }
             __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2048 + 16 * s)));
-            for (int c = 0; c < NC; c++) {
-                const uint8_t *xq = xb[c] + 52 + 32 * s;
-                __m512i t = _mm512_setzero_si512();
-                for (int j = 0; j < 8; j++) t = _mm512_dpbusd_epi32(t, wv[j], bcast4(xq + 4 * j));
-                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(t, sc));
-            }
+            __m512i t[8];
+            for (int c = 0; c < NC; c++) t[c] = _mm512_setzero_si512();
+            for (int j = 0; j < 8; j++) /* columns interleaved: independent chains */
+                for (int c = 0; c < NC; c++) t[c] = _mm512_dpbusd_epi32(t[c], wv[j], bcast4(xb[c] + 52 + 32 * s + 4 * j));
+            for (int c = 0; c < NC; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(t[c], sc));
         }
         __m512i mp[4];
         for (int i = 0; i < 4; i++) {
@@ -169,12 +172,12 @@ AI void q6_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
             }
             __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * k)));
             __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * k + 16)));
-            for (int c = 0; c < NC; c++) {
-                const uint8_t *xq = xb[c] + 52 + 32 * k;
-                __m512i t0 = _mm512_setzero_si512(), t1 = _mm512_setzero_si512();
-                for (int g = 0; g < 4; g++) t0 = _mm512_dpbusd_epi32(t0, wv[g], bcast4(xq + 4 * g));
-                for (int g = 4; g < 8; g++) t1 = _mm512_dpbusd_epi32(t1, wv[g], bcast4(xq + 4 * g));
-                isum[c] = _mm512_add_epi32(isum[c], _mm512_add_epi32(_mm512_mullo_epi32(t0, sc0), _mm512_mullo_epi32(t1, sc1)));
+            for (int half = 0; half < 2; half++) { /* the two 16-element sub-blocks */
+                __m512i t[8];
+                for (int c = 0; c < NC; c++) t[c] = _mm512_setzero_si512();
+                for (int g = 4 * half; g < 4 * half + 4; g++) /* columns interleaved: independent chains */
+                    for (int c = 0; c < NC; c++) t[c] = _mm512_dpbusd_epi32(t[c], wv[g], bcast4(xb[c] + 52 + 32 * k + 4 * g));
+                for (int c = 0; c < NC; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(t[c], half ? sc1 : sc0));
             }
         }
         __m512i sp[8];
