@@ -339,6 +339,13 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd, float scale,
                  float *m, float *l, float *out);
 
+/* q_attn_step for n_q query heads sharing one K/V head (grouped-query
+ * attention): head h reads q + h*q_stride and updates m[h], l[h] and
+ * out + h*out_stride; each head's result is bit-identical to q_attn_step's
+ * (the cache rows are only converted once for all of them). */
+void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
+
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
 void q_softmax(float *x, int64_t n);

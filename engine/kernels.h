@@ -167,6 +167,8 @@ void attn_step_avx2(const float *q, const void *k, const void *v, bool kv_f16, s
 /* AVX-512: a block at a time with a vector exp (engine/kern_attn_avx512.c). */
 void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
                        float scale, float *m, float *l, float *out);
+void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
 #endif
 
 /* Packed weights (engine/pack.c): groups of Q_PACK_ROWS rows interleaved,

@@ -271,6 +271,18 @@ void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size
     (fns[isa] ? fns[isa] : attn_step_scalar)(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
 }
 
+void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride) {
+#if defined(__x86_64__)
+    if (q_isa_get() == Q_ISA_AVX512) {
+        attn_group_avx512(q, q_stride, n_q, k, v, kv_f16, stride, n, hd, scale, m, l, out, out_stride);
+        return;
+    }
+#endif
+    for (int h = 0; h < n_q; h++)
+        q_attn_step(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
+}
+
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
     double ss = 0;
     for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);

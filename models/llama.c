@@ -136,27 +136,36 @@ static void attn_task(void *arg, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)hd);
     bool f16 = kv->type == QT_F16;
     size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
-    int64_t total = (int64_t)j->n * hp->n_head;
-    /* (entry, head) items dealt round-robin: later entries attend to more
+    int n_kv = hp->n_head_kv;
+    int64_t total = (int64_t)j->n * n_kv;
+    /* (entry, KV head) items — the query heads of a group read the same
+     * cache rows — dealt round-robin: later entries attend to more
      * positions, so contiguous ranges would leave the last thread the most */
     for (int64_t w = ith; w < total; w += nth) {
-        int i = (int)(w / hp->n_head), h = (int)(w % hp->n_head);
+        int i = (int)(w / n_kv), kvh = (int)(w % n_kv);
         int bi = j->off + i;
         int seq = j->b->seq[bi], pos = j->b->pos[bi];
-        const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
-        int kvh = h / group;
-        float *out = c->att_out + (size_t)i * qd + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) out[d] = 0;
-        /* Online softmax over the sequence's cache blocks, in position order. */
-        float m = -INFINITY, l = 0;
-        for (int p0 = 0; p0 <= pos; p0 += KV_BLOCK) {
-            int cnt = pos + 1 - p0 < KV_BLOCK ? pos + 1 - p0 : KV_BLOCK;
-            size_t cell = kv_cell(kv, j->layer, seq, p0) + (size_t)kvh * hd;
-            q_attn_step(q, (const uint8_t *)kv->k + cell * esz, (const uint8_t *)kv->v + cell * esz, f16,
-                        (size_t)kv->kv_dim, cnt, hd, scale, &m, &l, out);
+        for (int h0 = 0; h0 < group; h0 += 16) {
+            int nq = group - h0 < 16 ? group - h0 : 16;
+            int h = kvh * group + h0;
+            const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
+            float *out = c->att_out + (size_t)i * qd + (size_t)h * hd;
+            for (int d = 0; d < nq * hd; d++) out[d] = 0;
+            /* Online softmax over the sequence's cache blocks, in position order. */
+            float m[16], l[16];
+            for (int g = 0; g < nq; g++) m[g] = -INFINITY, l[g] = 0;
+            for (int p0 = 0; p0 <= pos; p0 += KV_BLOCK) {
+                int cnt = pos + 1 - p0 < KV_BLOCK ? pos + 1 - p0 : KV_BLOCK;
+                size_t cell = kv_cell(kv, j->layer, seq, p0) + (size_t)kvh * hd;
+                q_attn_step_group(q, (size_t)hd, nq, (const uint8_t *)kv->k + cell * esz,
+                                  (const uint8_t *)kv->v + cell * esz, f16, (size_t)kv->kv_dim, cnt, hd, scale, m, l, out,
+                                  (size_t)hd);
+            }
+            for (int g = 0; g < nq; g++) {
+                float inv = 1.0f / l[g];
+                for (int d = 0; d < hd; d++) out[g * hd + d] *= inv;
+            }
         }
-        float inv = 1.0f / l;
-        for (int d = 0; d < hd; d++) out[d] *= inv;
     }
 }
 

@@ -313,6 +313,34 @@ static void test_attention(void) {
             }
 }
 
+/* q_attn_step_group: the bits of q_attn_step per head, every ISA. */
+static void test_attention_group(void) {
+    const int hd = 64, nq = 8, n = 32;
+    size_t stride = 256;
+    float *q = malloc((size_t)nq * hd * sizeof(float)), *kf = malloc((size_t)n * stride * sizeof(float));
+    uint16_t *kh = malloc((size_t)n * stride * 2), *vh = malloc((size_t)n * stride * 2);
+    rand_row(q, (int64_t)nq * hd, 0);
+    rand_row(kf, (int64_t)(n * stride), 0);
+    for (size_t i = 0; i < (size_t)n * stride; i++) kh[i] = q_f32_to_fp16(kf[i] * 3), vh[i] = q_f32_to_fp16(kf[(i * 7) % (n * stride)]);
+    int saved = q_isa_get();
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa)) continue;
+        q_isa_set(isa, NULL);
+        float m1[8], l1[8], m2[8], l2[8], o1[8 * 64], o2[8 * 64];
+        for (int h = 0; h < nq; h++) m1[h] = m2[h] = -INFINITY, l1[h] = l2[h] = 0;
+        memset(o1, 0, sizeof o1);
+        memset(o2, 0, sizeof o2);
+        for (int rep = 0; rep < 2; rep++) { /* two blocks: the second rescales */
+            for (int h = 0; h < nq; h++) q_attn_step(q + h * hd, kh, vh, true, stride, n - rep * 7, hd, 0.2f, &m1[h], &l1[h], o1 + h * hd);
+            q_attn_step_group(q, (size_t)hd, nq, kh, vh, true, stride, n - rep * 7, hd, 0.2f, m2, l2, o2, (size_t)hd);
+        }
+        check(memcmp(o1, o2, sizeof o1) == 0 && memcmp(l1, l2, sizeof l1) == 0 && memcmp(m1, m2, sizeof m1) == 0,
+              "q_attn_step_group %s differs from q_attn_step", q_isa_name(isa));
+    }
+    q_isa_set(saved, NULL);
+    free(q); free(kf); free(kh); free(vh);
+}
+
 int main(void) {
     const char *san = getenv("QUIRE_TEST_SANITIZED");
     bool light = san && *san && strcmp(san, "0") != 0;
@@ -340,6 +368,7 @@ int main(void) {
     test_packed(QT_Q6_K);
     test_repack_env();
     test_attention();
+    test_attention_group();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
     qerr e;
     check(q_isa_set(Q_ISA_COUNT, &e) != 0, "q_isa_set out of range accepted");
