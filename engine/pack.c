@@ -40,6 +40,7 @@
 
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/mman.h>
 
 struct q_packed {
     int wtype, isa;
@@ -125,8 +126,15 @@ q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr 
     p->n_cols = n_cols;
     p->group_bytes = group_bytes(wtype, n_cols);
     p->bytes = p->group_bytes * (size_t)ng;
-    size_t alloc = (p->bytes + 63) / 64 * 64;
-    p->data = aligned_alloc(64, alloc);
+    /* Large matrices on 2 MiB boundaries and, where the kernel does it on
+     * request, huge pages: decode streams every byte once per token, and
+     * 4 KiB pages would cost a TLB miss every 4 KiB. */
+    size_t align = p->bytes >= ((size_t)4 << 20) ? (size_t)2 << 20 : 64;
+    size_t alloc = (p->bytes + align - 1) / align * align;
+    p->data = aligned_alloc(align, alloc);
+#if defined(MADV_HUGEPAGE)
+    if (p->data && align > 64) (void)madvise(p->data, alloc, MADV_HUGEPAGE); /* a hint; failure is harmless */
+#endif
     if (!p->data) {
         free(p);
         qerr_set(e, "out of memory for %zu bytes of packed weights", alloc);
