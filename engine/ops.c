@@ -69,6 +69,7 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Packed ops: inputs in chunks whose converted rows fit in L2 with room to
  * spare, so each weight group is reused from cache over a whole chunk. */
 #define MM_CHUNK_BYTES (640 * 1024)
+#define MM_PACKED_MIN_BATCH 2 /* inputs: below this the weights are read in place */
 
 typedef struct mm_multi_job {
     qpool *pool;
@@ -194,7 +195,10 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
         const qtype_traits *t = qtype_get(ops[o].wtype);
         j.op_vdt[o] = -1;
         if (!t || t->vec_dot_type < 0 || !t->gemm[Q_ISA_SCALAR] || qtype_row_size(t->vec_dot_type, n_cols) == 0) continue;
-        j.op_packed[o] = ops[o].P && q_packed_isa(ops[o].P) == j.isa && q_packed_type(ops[o].P) == ops[o].wtype &&
+        /* Packed kernels for prompt batches; a single input (decode) reads the
+         * weights in place: with two threads the packed gemv measured slower
+         * (bench/README-kernels.md). Same bits either way. */
+        j.op_packed[o] = ops[o].P && n_batch >= MM_PACKED_MIN_BATCH && q_packed_isa(ops[o].P) == j.isa && q_packed_type(ops[o].P) == ops[o].wtype &&
                          q_packed_rows(ops[o].P) == ops[o].n_rows && q_packed_cols(ops[o].P) == n_cols;
         int vt = j.op_packed[o] ? q_packed_act(ops[o].P) : t->vec_dot_type;
         int v = 0;
