@@ -1,7 +1,8 @@
 /* bench_kernels.c — micro-benchmarks of the dot kernels (never part of the
  * pass/fail tests). For each weight type and available ISA: matrix-vector
  * (decode: weight GB/s) and matrix-matrix with a batch of 64 (prefill:
- * GOP/s, 2 ops per multiply-add), through q_matmul on a pool of -t threads.
+ * GOP/s, 2 ops per multiply-add), through q_matmul on a pool of -t threads;
+ * "+pk": the same with weights repacked (q_pack) where the ISA has kernels.
  * usage: bench_kernels [-t THREADS] [-r ROWS] [-c COLS] [-b BATCH] [TYPE...] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ int main(int argc, char **argv) {
     qrng_seed(&r, 1);
     for (size_t i = 0; i < (size_t)batch * cols; i++) x[i] = qrng_uniform(&r) - 0.5f;
     printf("%d x %d weights, batch %d, %d thread(s); best of 5 runs\n", rows, cols, batch, threads);
-    printf("%-6s %-7s %10s %10s %12s\n", "type", "isa", "MiB", "gemv GB/s", "gemm GOP/s");
+    printf("%-6s %-10s %10s %10s %12s\n", "type", "isa", "MiB", "gemv GB/s", "gemm GOP/s");
     for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         int t = types[ti];
         const qtype_traits *tr = qtype_get(t);
@@ -46,23 +47,34 @@ int main(int argc, char **argv) {
             tr->from_float(row, w + rb * i, cols);
         }
         for (int i = 64; i < rows; i++) memcpy(w + rb * i, w + rb * (i % 64), rb);
-        for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
-            if (!q_isa_available(isa)) continue;
-            q_isa_set(isa, NULL);
+        for (int isa = 0; isa <= Q_ISA_COUNT; isa++) {
+            /* the last round: the current best ISA with packed weights */
+            q_packed *P = NULL;
+            if (isa == Q_ISA_COUNT) {
+                q_isa_init(NULL);
+                qerr e;
+                if (!q_pack_supported(t, q_isa_get()) || !(P = q_pack(w, t, rows, cols, &e))) continue;
+            } else {
+                if (!q_isa_available(isa)) continue;
+                q_isa_set(isa, NULL);
+            }
             double best_v = 1e30, best_m = 1e30;
             for (int rep = 0; rep < 5; rep++) {
                 double t0 = q_now();
-                for (int k = 0; k < 4; k++) q_matmul(pool, w, t, rows, cols, x, 1, y);
+                for (int k = 0; k < 4; k++) q_matmul_packed(pool, w, P, t, rows, cols, x, 1, y);
                 double t1 = q_now();
-                q_matmul(pool, w, t, rows, cols, x, batch, y);
+                q_matmul_packed(pool, w, P, t, rows, cols, x, batch, y);
                 double t2 = q_now();
                 if ((t1 - t0) / 4 < best_v) best_v = (t1 - t0) / 4;
                 if (t2 - t1 < best_m) best_m = t2 - t1;
                 if (isa == Q_ISA_SCALAR && rep == 1) break; /* slow; two runs */
             }
-            printf("%-6s %-7s %10.1f %10.2f %12.1f\n", tr->name, q_isa_name(isa), rb * rows / 1048576.0,
+            char label[24];
+            snprintf(label, sizeof label, "%s%s", q_isa_name(q_isa_get()), P ? "+pk" : "");
+            printf("%-6s %-10s %10.1f %10.2f %12.1f\n", tr->name, label, rb * rows / 1048576.0,
                    rb * rows / best_v / 1e9, 2.0 * rows * cols * batch / best_m / 1e9);
             fflush(stdout);
+            q_packed_free(P);
         }
         free(w);
         free(row);

@@ -275,13 +275,55 @@ void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_c
 /* Several matrices applied to the same input in one pool job (activations
  * converted once per distinct vec_dot_type): Q/K/V, gate/up. Each output is
  * bit-identical to what q_matmul gives for it alone. */
+typedef struct q_packed q_packed;
 typedef struct q_matmul_op {
     const void *W;
     int wtype;
     int64_t n_rows;
     float *y; /* [n_batch][n_rows] */
+    /* Optional: the same matrix repacked (q_pack); used while the ISA it was
+     * packed for is current, else W is. Results are identical either way. */
+    const q_packed *P;
 } q_matmul_op;
 void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const float *x, int64_t n_batch);
+/* q_matmul with optional packed weights P (see q_matmul_op). */
+void q_matmul_packed(qpool *pool, const void *W, const q_packed *P, int wtype, int64_t n_rows, int64_t n_cols,
+                     const float *x, int64_t n_batch, float *y);
+/* An RMSNorm applied to the input inside the matmul's pool job (each
+ * thread normalises its batch rows before converting them): x = rmsnorm(
+ * norm->x) * norm->w, written to x, then the ops applied to it. The same
+ * bits as q_rmsnorm followed by q_matmul_multi. */
+typedef struct q_rms_in {
+    const float *x, *w;
+    float eps;
+} q_rms_in;
+void q_matmul_multi_rms(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const q_rms_in *norm, float *x,
+                        int64_t n_batch);
+/* The SwiGLU front of a feed-forward block in one pool job: gate->y =
+ * silu(gate) * up, up->y as scratch; each thread computes the same rows of
+ * both and applies the activation to them. gate and up have equal n_rows.
+ * norm: optional RMSNorm of the input as in q_matmul_multi_rms (NULL: x is
+ * the input as is). */
+void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, int64_t n_cols, const q_rms_in *norm,
+                  float *x, int64_t n_batch);
+/* Weights repacked once at load for the wide kernels (engine/pack.c):
+ * groups of 16 rows interleaved block by block, same bytes per row as the
+ * GGUF encoding. Available for Q4_0 and Q8_0 under avx512. */
+bool q_pack_supported(int wtype, int isa);
+/* Packs W (n_rows x n_cols of wtype) for the current ISA; NULL with *e set
+ * when the type/ISA has no packed kernels, the shape does not fit, or out of
+ * memory. */
+q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr *e);
+void q_packed_free(q_packed *p);
+size_t q_packed_bytes(const q_packed *p);
+int q_packed_isa(const q_packed *p);
+int q_packed_type(const q_packed *p);
+int64_t q_packed_rows(const q_packed *p);
+int64_t q_packed_cols(const q_packed *p);
+/* QUIRE_REPACK: unset, 1 or on -> 1; 0 or off -> 0; anything else -> -1
+ * with *e set. */
+int q_repack_mode(qerr *e);
+
 /* The f32 fallback used for types without dot kernels (and as a reference):
  * dequantizes each weight row and accumulates in f32, one row per thread. */
 void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols, const float *x,
@@ -296,6 +338,13 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
  * head's result depends only on its inputs (not on threads or batching). */
 void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd, float scale,
                  float *m, float *l, float *out);
+
+/* q_attn_step for n_q query heads sharing one K/V head (grouped-query
+ * attention): head h reads q + h*q_stride and updates m[h], l[h] and
+ * out + h*out_stride; each head's result is bit-identical to q_attn_step's
+ * (the cache rows are only converted once for all of them). */
+void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
 
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);

@@ -121,7 +121,7 @@ Q_KERNEL_LIST(Q_DECL_X86)
 
 #if defined(__aarch64__)
 #define Q_HAVE_NEON 1
-#define Q_NEON_LIST(X) X(q4_0) X(q8_0) X(f16)
+#define Q_NEON_LIST(X) X(q4_0) X(q8_0) X(f16) X(q4_1) X(q5_0) X(q5_1) X(q2_K) X(q3_K) X(q4_K) X(q5_K) X(q6_K)
 #define Q_DECL_NEON(t) void t##_gemm_neon(int64_t, const void *, size_t, int, const void *, size_t, int, float *, size_t);
 Q_NEON_LIST(Q_DECL_NEON)
 #endif
@@ -131,15 +131,15 @@ Q_NEON_LIST(Q_DECL_NEON)
 #define Q_NEON_f16 f16_gemm_neon
 #define Q_NEON_bf16 NULL
 #define Q_NEON_q4_0 q4_0_gemm_neon
-#define Q_NEON_q4_1 NULL
-#define Q_NEON_q5_0 NULL
-#define Q_NEON_q5_1 NULL
+#define Q_NEON_q4_1 q4_1_gemm_neon
+#define Q_NEON_q5_0 q5_0_gemm_neon
+#define Q_NEON_q5_1 q5_1_gemm_neon
 #define Q_NEON_q8_0 q8_0_gemm_neon
-#define Q_NEON_q2_K NULL
-#define Q_NEON_q3_K NULL
-#define Q_NEON_q4_K NULL
-#define Q_NEON_q5_K NULL
-#define Q_NEON_q6_K NULL
+#define Q_NEON_q2_K q2_K_gemm_neon
+#define Q_NEON_q3_K q3_K_gemm_neon
+#define Q_NEON_q4_K q4_K_gemm_neon
+#define Q_NEON_q5_K q5_K_gemm_neon
+#define Q_NEON_q6_K q6_K_gemm_neon
 #else
 #define Q_NEON_f32 NULL
 #define Q_NEON_f16 NULL
@@ -164,8 +164,37 @@ void attn_step_scalar(const float *q, const void *k, const void *v, bool kv_f16,
 #if defined(__x86_64__)
 void attn_step_avx2(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
                     float scale, float *m, float *l, float *out);
-void attn_step_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                      float scale, float *m, float *l, float *out);
+/* AVX-512: a block at a time with a vector exp (engine/kern_attn_avx512.c). */
+void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                       float scale, float *m, float *l, float *out);
+void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
+#endif
+
+/* Packed weights (engine/pack.c): groups of Q_PACK_ROWS rows interleaved,
+ * kernels in engine/kern_pack_avx512.c over Q8S activations (Q8S_BLOCK
+ * bytes per 32 elements: f32 d, int32 -sum(q), 32 x int8 q). */
+#define Q_PACK_ROWS 16
+#define Q8S_BLOCK 40
+#define Q8KS_BLOCK 308
+#define Q4K_PACKED_SB 2368 /* bytes per super-block of a 16-row group */
+#define Q6K_PACKED_SB 3360
+enum { Q_ACT_Q8S = -2, Q_ACT_Q8KS = -3 }; /* activation formats (not GGML types) */
+int q_packed_act(const q_packed *p);
+size_t q_act_row_size(int fmt, int64_t n);
+void q_act_from_float(int fmt, const float *x, void *y, int64_t n);
+/* Row groups [g0, g1) against nc Q8S rows; y[c * ys + row]. */
+void q_packed_gemm(const q_packed *p, int64_t g0, int64_t g1, const void *x, size_t xrs, int nc, float *y, size_t ys);
+#if defined(__x86_64__)
+#define Q_HAVE_PACKED 1
+/* One group (16 rows, nr of them real) x nc columns; nb blocks per row. */
+void q4_0_packed_avx512(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+void q8_0_packed_avx512(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+/* Q4_K: nsb super-blocks per row. */
+void q4_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+#else
+#define Q_HAVE_PACKED 0
 #endif
 
 /* The gemm[] initializer of a traits row. */

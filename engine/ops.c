@@ -60,97 +60,158 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Matmul through the dot kernels: one pool job converts the activations to
  * each vec_dot_type needed (batch rows split over threads), meets at a
  * barrier, then computes output rows (contiguous ranges of the ops' rows
- * taken together, one thread per row) in tiles of 8 rows x 8 inputs. */
+ * taken together in granules of 16, one thread per row) in tiles of 8 rows
+ * x 8 inputs, or through the packed kernels for ops with packed weights. */
 #define MM_MAX_OPS 8
-#define MM_TILE_R 8 /* rows per kernel call */
-#define MM_TILE_C 8 /* inputs per kernel call */
+#define MM_TILE_R 8  /* rows per kernel call */
+#define MM_TILE_C 8  /* inputs per kernel call */
+#define MM_GRAIN 16  /* rows: the unit of the thread split (= Q_PACK_ROWS) */
+/* Packed ops: inputs in chunks whose converted rows fit in L2 with room to
+ * spare, so each weight group is reused from cache over a whole chunk. */
+#define MM_CHUNK_BYTES (640 * 1024)
+#define MM_PACKED_MIN_BATCH 2 /* inputs: below this the weights are read in place */
 
 typedef struct mm_multi_job {
     qpool *pool;
     const q_matmul_op *ops;
     int n_ops;
-    int64_t n_cols, n_batch, total_rows;
+    bool glu;                   /* ops[0] = silu(ops[0]) * ops[1] after both */
+    int64_t n_cols, n_batch, total_grains;
     const float *x;
+    /* optional RMSNorm in the job: x = rmsnorm(x_raw) * norm_w first */
+    const float *x_raw, *norm_w;
+    float norm_eps;
     int isa;
     int n_vdt;                  /* distinct activation formats */
     int vdt[MM_MAX_OPS];
     uint8_t *qx[MM_MAX_OPS];    /* converted activations per format */
     size_t qx_row[MM_MAX_OPS];  /* bytes per converted row */
     int op_vdt[MM_MAX_OPS];     /* index into vdt per op, -1: f32 fallback */
+    bool op_packed[MM_MAX_OPS];
 } mm_multi_job;
+
+static int64_t grains(int64_t rows) { return (rows + MM_GRAIN - 1) / MM_GRAIN; }
+
+/* Rows [r0, r1) of op o (r0 a multiple of MM_GRAIN). */
+static void mm_op_rows(const mm_multi_job *j, int o, int64_t r0, int64_t r1) {
+    const q_matmul_op *op = &j->ops[o];
+    size_t wrs = qtype_row_size(op->wtype, j->n_cols);
+    if (j->op_vdt[o] < 0) {
+        matmul_job fj = {op->W, op->wtype, op->n_rows, j->n_cols, j->n_batch, wrs, j->x, op->y};
+        matmul_f32_rows(&fj, r0, r1);
+        return;
+    }
+    int v = j->op_vdt[o];
+    const uint8_t *qx = j->qx[v] ? j->qx[v] : (const uint8_t *)j->x;
+    size_t xrs = j->qx_row[v];
+    if (j->op_packed[o]) {
+        int64_t chunk = (int64_t)(MM_CHUNK_BYTES / xrs) / MM_TILE_C * MM_TILE_C;
+        if (chunk < MM_TILE_C) chunk = MM_TILE_C;
+        for (int64_t c = 0; c < j->n_batch; c += chunk) {
+            int nc = j->n_batch - c < chunk ? (int)(j->n_batch - c) : (int)chunk;
+            q_packed_gemm(op->P, r0 / Q_PACK_ROWS, (r1 + Q_PACK_ROWS - 1) / Q_PACK_ROWS, qx + (size_t)c * xrs, xrs, nc,
+                          op->y + c * op->n_rows, (size_t)op->n_rows);
+        }
+        return;
+    }
+    const qtype_traits *t = qtype_get(op->wtype);
+    q_gemm_fn k = t->gemm[j->isa] ? t->gemm[j->isa] : t->gemm[Q_ISA_SCALAR];
+    for (int64_t r = r0; r < r1; r += MM_TILE_R) {
+        int nr = r1 - r < MM_TILE_R ? (int)(r1 - r) : MM_TILE_R;
+        const uint8_t *w = (const uint8_t *)op->W + (size_t)r * wrs;
+        for (int64_t c = 0; c < j->n_batch; c += MM_TILE_C) {
+            int nc = j->n_batch - c < MM_TILE_C ? (int)(j->n_batch - c) : MM_TILE_C;
+            k(j->n_cols, w, wrs, nr, qx + (size_t)c * xrs, xrs, nc, op->y + c * op->n_rows + r, (size_t)op->n_rows);
+        }
+    }
+}
 
 static void mm_multi_task(void *arg, int ith, int nth) {
     const mm_multi_job *j = arg;
     /* 1. Activations, converted once per format. */
     int64_t b0 = j->n_batch * ith / nth, b1 = j->n_batch * (ith + 1) / nth;
+    if (j->norm_w)
+        for (int64_t b = b0; b < b1; b++)
+            q_rmsnorm((float *)j->x + b * j->n_cols, j->x_raw + b * j->n_cols, j->norm_w, j->n_cols, j->norm_eps);
     for (int v = 0; v < j->n_vdt; v++) {
         if (!j->qx[v]) continue; /* f32: used in place */
-        const qtype_traits *vt = qtype_get(j->vdt[v]);
-        for (int64_t b = b0; b < b1; b++) vt->from_float(j->x + b * j->n_cols, j->qx[v] + (size_t)b * j->qx_row[v], j->n_cols);
+        int f = j->vdt[v];
+        for (int64_t b = b0; b < b1; b++) {
+            const float *xr = j->x + b * j->n_cols;
+            uint8_t *yr = j->qx[v] + (size_t)b * j->qx_row[v];
+            if (f < 0) q_act_from_float(f, xr, yr, j->n_cols);
+            else qtype_get(f)->from_float(xr, yr, j->n_cols);
+        }
     }
-    if (j->n_vdt) qpool_barrier(j->pool);
-    /* 2. This thread's rows of the concatenated outputs. */
-    int64_t R0 = j->total_rows * ith / nth, R1 = j->total_rows * (ith + 1) / nth;
+    if (j->n_vdt || j->norm_w) qpool_barrier(j->pool);
+    /* 2. This thread's granules of the concatenated outputs (GLU: of the
+     * gate's rows, computing the same rows of gate and up). */
+    int64_t G0 = j->total_grains * ith / nth, G1 = j->total_grains * (ith + 1) / nth;
+    if (j->glu) {
+        int64_t n_rows = j->ops[0].n_rows;
+        int64_t r0 = G0 * MM_GRAIN, r1 = G1 * MM_GRAIN < n_rows ? G1 * MM_GRAIN : n_rows;
+        if (r0 >= r1) return;
+        mm_op_rows(j, 0, r0, r1);
+        mm_op_rows(j, 1, r0, r1);
+        for (int64_t c = 0; c < j->n_batch; c++) {
+            float *g = j->ops[0].y + c * n_rows;
+            const float *u = j->ops[1].y + c * n_rows;
+            for (int64_t r = r0; r < r1; r++) g[r] = q_silu(g[r]) * u[r];
+        }
+        return;
+    }
     int64_t base = 0;
-    for (int o = 0; o < j->n_ops; base += j->ops[o].n_rows, o++) {
+    for (int o = 0; o < j->n_ops; base += grains(j->ops[o].n_rows), o++) {
         const q_matmul_op *op = &j->ops[o];
-        int64_t r0 = R0 - base, r1 = R1 - base;
-        if (r0 < 0) r0 = 0;
-        if (r1 > op->n_rows) r1 = op->n_rows;
-        if (r0 >= r1) continue;
-        size_t wrs = qtype_row_size(op->wtype, j->n_cols);
-        if (j->op_vdt[o] < 0) {
-            matmul_job fj = {op->W, op->wtype, op->n_rows, j->n_cols, j->n_batch, wrs, j->x, op->y};
-            matmul_f32_rows(&fj, r0, r1);
-            continue;
-        }
-        const qtype_traits *t = qtype_get(op->wtype);
-        q_gemm_fn k = t->gemm[j->isa] ? t->gemm[j->isa] : t->gemm[Q_ISA_SCALAR];
-        int v = j->op_vdt[o];
-        const uint8_t *qx = j->qx[v] ? j->qx[v] : (const uint8_t *)j->x;
-        size_t xrs = j->qx_row[v];
-        for (int64_t r = r0; r < r1; r += MM_TILE_R) {
-            int nr = r1 - r < MM_TILE_R ? (int)(r1 - r) : MM_TILE_R;
-            const uint8_t *w = (const uint8_t *)op->W + (size_t)r * wrs;
-            for (int64_t c = 0; c < j->n_batch; c += MM_TILE_C) {
-                int nc = j->n_batch - c < MM_TILE_C ? (int)(j->n_batch - c) : MM_TILE_C;
-                k(j->n_cols, w, wrs, nr, qx + (size_t)c * xrs, xrs, nc, op->y + c * op->n_rows + r, (size_t)op->n_rows);
-            }
-        }
+        int64_t g0 = G0 - base, g1 = G1 - base;
+        if (g0 < 0) g0 = 0;
+        if (g1 > grains(op->n_rows)) g1 = grains(op->n_rows);
+        if (g0 >= g1) continue;
+        int64_t r1 = g1 * MM_GRAIN < op->n_rows ? g1 * MM_GRAIN : op->n_rows;
+        mm_op_rows(j, o, g0 * MM_GRAIN, r1);
     }
 }
 
-void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const float *x, int64_t n_batch) {
-    if (n_ops > MM_MAX_OPS) {
-        q_matmul_multi(pool, ops, MM_MAX_OPS, n_cols, x, n_batch);
-        q_matmul_multi(pool, ops + MM_MAX_OPS, n_ops - MM_MAX_OPS, n_cols, x, n_batch);
-        return;
-    }
+static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int64_t n_cols, const float *x,
+                   int64_t n_batch, const q_rms_in *norm) {
     mm_multi_job j;
     memset(&j, 0, sizeof j);
+    if (norm) {
+        j.x_raw = norm->x;
+        j.norm_w = norm->w;
+        j.norm_eps = norm->eps;
+    }
     j.pool = pool;
     j.ops = ops;
     j.n_ops = n_ops;
+    j.glu = glu;
     j.n_cols = n_cols;
     j.n_batch = n_batch;
     j.x = x;
     j.isa = q_isa_get();
     size_t total = 0;
     for (int o = 0; o < n_ops; o++) {
-        j.total_rows += ops[o].n_rows;
+        j.total_grains += grains(ops[o].n_rows);
         const qtype_traits *t = qtype_get(ops[o].wtype);
         j.op_vdt[o] = -1;
         if (!t || t->vec_dot_type < 0 || !t->gemm[Q_ISA_SCALAR] || qtype_row_size(t->vec_dot_type, n_cols) == 0) continue;
+        /* Packed kernels for prompt batches; a single input (decode) reads the
+         * weights in place: with two threads the packed gemv measured slower
+         * (bench/README-kernels.md). Same bits either way. */
+        j.op_packed[o] = ops[o].P && n_batch >= MM_PACKED_MIN_BATCH && q_packed_isa(ops[o].P) == j.isa && q_packed_type(ops[o].P) == ops[o].wtype &&
+                         q_packed_rows(ops[o].P) == ops[o].n_rows && q_packed_cols(ops[o].P) == n_cols;
+        int vt = j.op_packed[o] ? q_packed_act(ops[o].P) : t->vec_dot_type;
         int v = 0;
-        while (v < j.n_vdt && j.vdt[v] != t->vec_dot_type) v++;
+        while (v < j.n_vdt && j.vdt[v] != vt) v++;
         if (v == j.n_vdt) {
-            j.vdt[v] = t->vec_dot_type;
-            j.qx_row[v] = qtype_row_size(t->vec_dot_type, n_cols);
-            if (t->vec_dot_type != QT_F32) total += (size_t)n_batch * j.qx_row[v] + 64;
+            j.vdt[v] = vt;
+            j.qx_row[v] = vt < 0 ? q_act_row_size(vt, n_cols) : qtype_row_size(vt, n_cols);
+            if (vt != QT_F32) total += (size_t)n_batch * j.qx_row[v] + 64;
             j.n_vdt++;
         }
         j.op_vdt[o] = v;
     }
+    if (glu) j.total_grains = grains(ops[0].n_rows);
     uint8_t *mem = NULL, *own = NULL;
     if (total) {
         mem = qpool_scratch(pool, total);
@@ -167,9 +228,37 @@ void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_co
     free(own);
 }
 
+void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const float *x, int64_t n_batch) {
+    if (n_ops > MM_MAX_OPS) {
+        q_matmul_multi(pool, ops, MM_MAX_OPS, n_cols, x, n_batch);
+        q_matmul_multi(pool, ops + MM_MAX_OPS, n_ops - MM_MAX_OPS, n_cols, x, n_batch);
+        return;
+    }
+    mm_run(pool, ops, n_ops, false, n_cols, x, n_batch, NULL);
+}
+
+void q_matmul_multi_rms(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const q_rms_in *norm, float *x,
+                        int64_t n_batch) {
+    if (n_ops > MM_MAX_OPS) abort(); /* a caller bug, not input */
+    mm_run(pool, ops, n_ops, false, n_cols, x, n_batch, norm);
+}
+
+void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, int64_t n_cols, const q_rms_in *norm,
+                  float *x, int64_t n_batch) {
+    q_matmul_op ops[2] = {*gate, *up};
+    if (gate->n_rows != up->n_rows) abort(); /* a caller bug, not input */
+    mm_run(pool, ops, 2, true, n_cols, x, n_batch, norm);
+}
+
 void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols, const float *x,
               int64_t n_batch, float *y) {
-    q_matmul_op op = {W, wtype, n_rows, y};
+    q_matmul_op op = {W, wtype, n_rows, y, NULL};
+    q_matmul_multi(pool, &op, 1, n_cols, x, n_batch);
+}
+
+void q_matmul_packed(qpool *pool, const void *W, const q_packed *P, int wtype, int64_t n_rows, int64_t n_cols,
+                     const float *x, int64_t n_batch, float *y) {
+    q_matmul_op op = {W, wtype, n_rows, y, P};
     q_matmul_multi(pool, &op, 1, n_cols, x, n_batch);
 }
 
@@ -179,11 +268,23 @@ void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size
         [Q_ISA_SCALAR] = attn_step_scalar,
 #if defined(__x86_64__)
         [Q_ISA_AVX2] = attn_step_avx2,
-        [Q_ISA_AVX512] = attn_step_avx512,
+        [Q_ISA_AVX512] = attn_block_avx512,
 #endif
     };
     int isa = q_isa_get();
     (fns[isa] ? fns[isa] : attn_step_scalar)(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
+}
+
+void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride) {
+#if defined(__x86_64__)
+    if (q_isa_get() == Q_ISA_AVX512) {
+        attn_group_avx512(q, q_stride, n_q, k, v, kv_f16, stride, n, hd, scale, m, l, out, out_stride);
+        return;
+    }
+#endif
+    for (int h = 0; h < n_q; h++)
+        q_attn_step(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
 }
 
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {

@@ -99,9 +99,36 @@ typedef struct attn_job {
     int layer, off, n; /* entries [off, off+n) of the batch */
 } attn_job;
 
+/* RoPE of the chunk's Q and K rows and the K/V store, split by entries. */
+static void rope_part(const attn_job *j, int ith, int nth) {
+    model_ctx *c = j->c;
+    const model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    const model_batch *b = j->b;
+    int off = j->off, l = j->layer, hd = hp->head_dim;
+    int qd = hp->n_head * hd, kvd = hp->n_head_kv * hd;
+    int i0 = j->n * ith / nth, i1 = j->n * (ith + 1) / nth;
+    for (int i = i0; i < i1; i++) {
+        int pos = b->pos[off + i], seq = b->seq[off + i];
+        for (int h = 0; h < hp->n_head; h++)
+            rope(c->q + (size_t)i * qd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
+                 hp->rope_freq_scale, m->rope_freq_factors);
+        for (int h = 0; h < hp->n_head_kv; h++)
+            rope(c->k + (size_t)i * kvd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
+                 hp->rope_freq_scale, m->rope_freq_factors);
+        size_t cell = kv_cell(&c->kv, l, seq, pos);
+        kv_store(&c->kv, c->kv.k, cell, c->k + (size_t)i * kvd);
+        kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kvd);
+    }
+}
+
+/* One pool job: RoPE + K/V store of the chunk, a barrier (attention reads
+ * the cells other threads stored), then attention by (entry, head). */
 static void attn_task(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     model_ctx *c = j->c;
+    rope_part(j, ith, nth);
+    qpool_barrier(c->pool);
     const model_hparams *hp = &c->m->hp;
     const kv_cache *kv = &c->kv;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
@@ -109,26 +136,36 @@ static void attn_task(void *arg, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)hd);
     bool f16 = kv->type == QT_F16;
     size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
-    int64_t total = (int64_t)j->n * hp->n_head;
-    int64_t w0 = total * ith / nth, w1 = total * (ith + 1) / nth;
-    for (int64_t w = w0; w < w1; w++) {
-        int i = (int)(w / hp->n_head), h = (int)(w % hp->n_head);
+    int n_kv = hp->n_head_kv;
+    int64_t total = (int64_t)j->n * n_kv;
+    /* (entry, KV head) items — the query heads of a group read the same
+     * cache rows — dealt round-robin: later entries attend to more
+     * positions, so contiguous ranges would leave the last thread the most */
+    for (int64_t w = ith; w < total; w += nth) {
+        int i = (int)(w / n_kv), kvh = (int)(w % n_kv);
         int bi = j->off + i;
         int seq = j->b->seq[bi], pos = j->b->pos[bi];
-        const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
-        int kvh = h / group;
-        float *out = c->att_out + (size_t)i * qd + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) out[d] = 0;
-        /* Online softmax over the sequence's cache blocks, in position order. */
-        float m = -INFINITY, l = 0;
-        for (int p0 = 0; p0 <= pos; p0 += KV_BLOCK) {
-            int cnt = pos + 1 - p0 < KV_BLOCK ? pos + 1 - p0 : KV_BLOCK;
-            size_t cell = kv_cell(kv, j->layer, seq, p0) + (size_t)kvh * hd;
-            q_attn_step(q, (const uint8_t *)kv->k + cell * esz, (const uint8_t *)kv->v + cell * esz, f16,
-                        (size_t)kv->kv_dim, cnt, hd, scale, &m, &l, out);
+        for (int h0 = 0; h0 < group; h0 += 16) {
+            int nq = group - h0 < 16 ? group - h0 : 16;
+            int h = kvh * group + h0;
+            const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
+            float *out = c->att_out + (size_t)i * qd + (size_t)h * hd;
+            for (int d = 0; d < nq * hd; d++) out[d] = 0;
+            /* Online softmax over the sequence's cache blocks, in position order. */
+            float m[16], l[16];
+            for (int g = 0; g < nq; g++) m[g] = -INFINITY, l[g] = 0;
+            for (int p0 = 0; p0 <= pos; p0 += KV_BLOCK) {
+                int cnt = pos + 1 - p0 < KV_BLOCK ? pos + 1 - p0 : KV_BLOCK;
+                size_t cell = kv_cell(kv, j->layer, seq, p0) + (size_t)kvh * hd;
+                q_attn_step_group(q, (size_t)hd, nq, (const uint8_t *)kv->k + cell * esz,
+                                  (const uint8_t *)kv->v + cell * esz, f16, (size_t)kv->kv_dim, cnt, hd, scale, m, l, out,
+                                  (size_t)hd);
+            }
+            for (int g = 0; g < nq; g++) {
+                float inv = 1.0f / l[g];
+                for (int d = 0; d < hd; d++) out[g * hd + d] *= inv;
+            }
         }
-        float inv = 1.0f / l;
-        for (int d = 0; d < hd; d++) out[d] *= inv;
     }
 }
 
@@ -166,44 +203,30 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer *L = &m->layers[l];
         if (c->trace) layer_t = span_t;
-        for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm, d, hp->rms_eps);
-        SPAN("attn_norm", "op", n);
-        /* Q, K and V in one pool job: the input is converted once. */
-        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q},
-                              {L->wk->data, L->wk->type, kvd, c->k},
-                              {L->wv->data, L->wv->type, kvd, c->v}};
-        q_matmul_multi(c->pool, qkv, 3, d, c->xb, n);
+        /* RMSNorm, then Q, K and V in one pool job: the input is normalised
+         * and converted once. */
+        q_rms_in attn_in = {c->x, L->attn_norm, hp->rms_eps};
+        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q, L->pq},
+                              {L->wk->data, L->wk->type, kvd, c->k, L->pk},
+                              {L->wv->data, L->wv->type, kvd, c->v, L->pv}};
+        q_matmul_multi_rms(c->pool, qkv, 3, d, &attn_in, c->xb, n);
         add_bias(c->q, L->bq, n, qd);
         add_bias(c->k, L->bk, n, kvd);
         add_bias(c->v, L->bv, n, kvd);
-        SPAN("qkv", "op", n);
-        for (int i = 0; i < n; i++) {
-            int pos = b->pos[off + i], seq = b->seq[off + i];
-            for (int h = 0; h < hp->n_head; h++)
-                rope(c->q + (size_t)i * qd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
-                     hp->rope_freq_scale, m->rope_freq_factors);
-            for (int h = 0; h < hp->n_head_kv; h++)
-                rope(c->k + (size_t)i * kvd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
-                     hp->rope_freq_scale, m->rope_freq_factors);
-            size_t cell = kv_cell(&c->kv, l, seq, pos);
-            kv_store(&c->kv, c->kv.k, cell, c->k + (size_t)i * kvd);
-            kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kvd);
-        }
-        SPAN("rope_kv_store", "op", n);
+        SPAN("norm_qkv", "op", n);
         attn_job aj = {c, b, l, off, n};
         qpool_run(c->pool, attn_task, &aj);
-        SPAN("attention", "op", n);
-        q_matmul(c->pool, L->wo->data, L->wo->type, d, qd, c->att_out, n, c->xb);
+        SPAN("rope_attention", "op", n);
+        q_matmul_packed(c->pool, L->wo->data, L->po, L->wo->type, d, qd, c->att_out, n, c->xb);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
         SPAN("attn_output", "op", n);
 
-        for (int i = 0; i < n; i++) q_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm, d, hp->rms_eps);
-        SPAN("ffn_norm", "op", n);
-        q_matmul_op gu[2] = {{L->w_gate->data, L->w_gate->type, ff, c->hb}, {L->w_up->data, L->w_up->type, ff, c->hb2}};
-        q_matmul_multi(c->pool, gu, 2, d, c->xb, n);
-        for (size_t i = 0; i < (size_t)n * ff; i++) c->hb[i] = q_silu(c->hb[i]) * c->hb2[i];
-        SPAN("ffn_gate_up", "op", n);
-        q_matmul(c->pool, L->w_down->data, L->w_down->type, d, ff, c->hb, n, c->xb);
+        q_matmul_op gate = {L->w_gate->data, L->w_gate->type, ff, c->hb, L->p_gate};
+        q_matmul_op up = {L->w_up->data, L->w_up->type, ff, c->hb2, L->p_up};
+        q_rms_in ffn_in = {c->x, L->ffn_norm, hp->rms_eps};
+        q_matmul_glu(c->pool, &gate, &up, d, &ffn_in, c->xb, n); /* hb = silu(gate(norm x)) * up(norm x) */
+        SPAN("norm_ffn_gate_up", "op", n);
+        q_matmul_packed(c->pool, L->w_down->data, L->p_down, L->w_down->type, d, ff, c->hb, n, c->xb);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
         SPAN("ffn_down", "op", n);
         if (c->trace) {
@@ -220,8 +243,8 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         k++;
     }
     if (k > 0)
-        q_matmul(c->pool, m->output->data, m->output->type, hp->n_vocab, d, c->out_norm, k,
-                 logits + (size_t)*n_out * hp->n_vocab);
+        q_matmul_packed(c->pool, m->output->data, m->p_output, m->output->type, hp->n_vocab, d, c->out_norm, k,
+                        logits + (size_t)*n_out * hp->n_vocab);
     *n_out += k;
     SPAN("output", "op", k);
 }

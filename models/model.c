@@ -114,13 +114,40 @@ void model_free(model *m) {
         for (int l = 0; l < m->hp.n_layer; l++) {
             model_layer *L = &m->layers[l];
             free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
+            q_packed_free(L->pq); q_packed_free(L->pk); q_packed_free(L->pv); q_packed_free(L->po);
+            q_packed_free(L->p_gate); q_packed_free(L->p_up); q_packed_free(L->p_down);
         }
         free(m->layers);
     }
+    q_packed_free(m->p_output);
     free(m->output_norm);
     free(m->rope_freq_factors);
     gguf_close(m->g);
     free(m);
+}
+
+/* Repacks a weight for the wide kernels when QUIRE_REPACK allows and the
+ * current ISA has packed kernels for its type; else leaves *out NULL. */
+static int repack_one(model *m, const gguf_tensor *t, q_packed **out, qerr *e) {
+    *out = NULL;
+    if (!q_pack_supported(t->type, q_isa_get())) return 0;
+    *out = q_pack(t->data, t->type, t->ne[1], t->ne[0], e);
+    if (!*out) return qerr_wrap(e, "repacking %s (QUIRE_REPACK=0 uses the weights in place)", t->name);
+    m->packed_bytes += q_packed_bytes(*out);
+    return 0;
+}
+
+static int model_repack(model *m, qerr *e) {
+    int mode = q_repack_mode(e);
+    if (mode <= 0) return mode;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        if (repack_one(m, L->wq, &L->pq, e) || repack_one(m, L->wk, &L->pk, e) || repack_one(m, L->wv, &L->pv, e) ||
+            repack_one(m, L->wo, &L->po, e) || repack_one(m, L->w_gate, &L->p_gate, e) ||
+            repack_one(m, L->w_up, &L->p_up, e) || repack_one(m, L->w_down, &L->p_down, e))
+            return -1;
+    }
+    return repack_one(m, m->output, &m->p_output, e);
 }
 
 int model_load(model **out, const char *path, qerr *e) {
@@ -164,6 +191,7 @@ int model_load(model **out, const char *path, qerr *e) {
             goto fail;
 #undef NAME
     }
+    if (model_repack(m, e)) goto fail;
     *out = m;
     return 0;
 fail:

@@ -28,6 +28,8 @@ typedef struct model_layer {
     const gguf_tensor *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
     float *attn_norm, *ffn_norm;     /* f32 copies (norms may be stored in any type) */
     float *bq, *bk, *bv;             /* qwen2 biases, else NULL */
+    /* The same weights repacked at load (QUIRE_REPACK), else NULL. */
+    q_packed *pq, *pk, *pv, *po, *p_gate, *p_up, *p_down;
 } model_layer;
 
 typedef struct model {
@@ -37,6 +39,8 @@ typedef struct model {
     float *output_norm;
     float *rope_freq_factors; /* [n_rot/2] from rope_freqs.weight (llama3 scaling), or NULL */
     model_layer *layers;
+    q_packed *p_output;       /* output repacked, else NULL */
+    size_t packed_bytes;      /* total of the repacked copies */
 } model;
 
 int model_load(model **out, const char *path, qerr *e);

@@ -164,6 +164,45 @@ static void test_thread_and_batch_invariance(void **state) {
     assert_int_equal(q_isa_set(saved, NULL), 0);
 }
 
+/* Repacked weights (QUIRE_REPACK=1, the default) give the logits of the
+ * weights used in place (0), bit for bit; a bad value fails the load. */
+static void test_repack_modes(void **state) {
+    (void)state;
+    const char *models[] = {"models/synthetic/syn-llama-Q4_0.gguf", "models/synthetic/syn-llama-Q8_0.gguf",
+                            "models/synthetic/syn-qwen2-Q8_0.gguf", "models/synthetic/syn-llama-Q4_K_M.gguf"};
+    const char *old = getenv("QUIRE_REPACK");
+    char *saved = old ? strdup(old) : NULL;
+    for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
+        float *out[2];
+        size_t sz = 0;
+        for (int mode = 0; mode < 2; mode++) {
+            setenv("QUIRE_REPACK", mode ? "1" : "0", 1);
+            model *m;
+            qerr e;
+            if (model_load(&m, shared_path(models[k]), &e)) { fprintf(stderr, "%s\n", e.msg); fail(); }
+            if (mode == 0) assert_int_equal(m->packed_bytes, 0);
+            else if (k < 3 && q_pack_supported(QT_Q8_0, q_isa_get())) assert_true(m->packed_bytes > 0);
+            int n = 24;
+            int32_t ids[24];
+            for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 104729 + 7) % m->hp.n_vocab);
+            sz = (size_t)n * m->hp.n_vocab * sizeof(float);
+            out[mode] = eval_prompt(m, ids, n, 2, mode ? 5 : 0);
+            model_free(m);
+        }
+        assert_memory_equal(out[0], out[1], sz);
+        free(out[0]);
+        free(out[1]);
+    }
+    setenv("QUIRE_REPACK", "sometimes", 1);
+    model *m;
+    qerr e;
+    assert_int_not_equal(model_load(&m, shared_path(models[0]), &e), 0);
+    assert_non_null(strstr(e.msg, "QUIRE_REPACK"));
+    if (saved) setenv("QUIRE_REPACK", saved, 1);
+    else unsetenv("QUIRE_REPACK");
+    free(saved);
+}
+
 /* Two sequences interleaved in one batch give the logits each gives alone;
  * truncating a sequence and re-evaluating reproduces the same logits. */
 static void test_multi_sequence(void **state) {
@@ -241,6 +280,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_logits),
         cmocka_unit_test(test_thread_and_batch_invariance),
+        cmocka_unit_test(test_repack_modes),
         cmocka_unit_test(test_multi_sequence),
         cmocka_unit_test(test_bad_models),
     };

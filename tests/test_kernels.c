@@ -157,7 +157,7 @@ static void test_matmul_invariance(int t, int64_t n) {
             qpool_free(p);
         }
         /* q_matmul_multi: the same bits as separate q_matmul calls */
-        q_matmul_op ops[2] = {{w, t, rows, y}, {w, t, 4, y + (size_t)maxb * rows}};
+        q_matmul_op ops[2] = {{w, t, rows, y, NULL}, {w, t, 4, y + (size_t)maxb * rows, NULL}};
         float *y2 = malloc((size_t)maxb * (rows + 4) * sizeof(float));
         ops[1].y = y2;
         qpool *p = qpool_new(2);
@@ -172,6 +172,100 @@ static void test_matmul_invariance(int t, int64_t n) {
         qpool_free(p1);
     }
     free(w); free(x); free(single); free(y);
+}
+
+/* Packed weights: q_matmul_packed gives the unpacked kernels' bits for row
+ * counts around the 16-row groups, batch sizes 1..19 and 1..3 threads; and
+ * q_matmul_glu equals silu(gate) * up computed from separate matmuls. */
+static void test_packed(int t) {
+    const int64_t n = qtype_get(t)->blck == 32 ? 96 : 512;
+    const int row_counts[] = {1, 15, 16, 17, 40};
+    const int maxb = 19;
+    float *x = malloc((size_t)maxb * n * sizeof(float));
+    rand_row(x, (int64_t)maxb * n, 1);
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa) || !q_pack_supported(t, isa)) continue;
+        q_isa_set(isa, NULL);
+        for (int ri = 0; ri < (int)(sizeof row_counts / sizeof *row_counts); ri++) {
+            int rows = row_counts[ri];
+            uint8_t *w = make_rows(t, n, rows, ri % 3);
+            qerr e;
+            q_packed *P = q_pack(w, t, rows, n, &e);
+            check(P != NULL, "%s %s: q_pack %d rows failed", qtype_get(t)->name, q_isa_name(isa), rows);
+            if (!P) { free(w); continue; }
+            float *ref = malloc((size_t)maxb * rows * sizeof(float)), *y = malloc((size_t)maxb * rows * sizeof(float));
+            qpool *p1 = qpool_new(1);
+            q_matmul(p1, w, t, rows, n, x, maxb, ref);
+            for (int th = 1; th <= 3; th++) {
+                qpool *p = qpool_new(th);
+                for (int nb = 1; nb <= maxb; nb++) {
+                    memset(y, 0, (size_t)maxb * rows * sizeof(float));
+                    q_matmul_packed(p, w, P, t, rows, n, x, nb, y);
+                    check(memcmp(y, ref, (size_t)nb * rows * sizeof(float)) == 0,
+                          "%s %s packed: %d rows batch %d threads %d differ from unpacked", qtype_get(t)->name,
+                          q_isa_name(isa), rows, nb, th);
+                }
+                qpool_free(p);
+            }
+            /* GLU, packed and not: silu(gate) * up of the separate results */
+            float *g = malloc((size_t)maxb * rows * sizeof(float)), *u = malloc((size_t)maxb * rows * sizeof(float));
+            for (int packed = 0; packed < 2; packed++) {
+                qpool *p = qpool_new(2);
+                q_matmul_op go = {w, t, rows, g, packed ? P : NULL}, uo = {w, t, rows, u, packed ? P : NULL};
+                q_matmul_glu(p, &go, &uo, n, NULL, x, 7);
+                int same = 1;
+                for (int i = 0; i < 7 * rows; i++) {
+                    float want = q_silu(ref[i]) * ref[i];
+                    same &= memcmp(&g[i], &want, sizeof want) == 0;
+                }
+                check(same, "%s %s glu packed=%d %d rows", qtype_get(t)->name, q_isa_name(isa), packed, rows);
+                qpool_free(p);
+            }
+            /* RMSNorm inside the job: the bits of q_rmsnorm + q_matmul */
+            {
+                float *nw = malloc((size_t)n * sizeof(float)), *xn = malloc((size_t)maxb * n * sizeof(float));
+                float *xo = malloc((size_t)maxb * n * sizeof(float));
+                for (int64_t i = 0; i < n; i++) nw[i] = 0.5f + (float)(i % 7) * 0.25f;
+                for (int b = 0; b < maxb; b++) q_rmsnorm(xn + b * n, x + b * n, nw, n, 1e-5f);
+                float *want = malloc((size_t)maxb * rows * sizeof(float));
+                q_matmul(p1, w, t, rows, n, xn, maxb, want);
+                qpool *p = qpool_new(3);
+                q_rms_in in = {x, nw, 1e-5f};
+                q_matmul_op op = {w, t, rows, y, P};
+                q_matmul_multi_rms(p, &op, 1, n, &in, xo, maxb);
+                check(memcmp(y, want, (size_t)maxb * rows * sizeof(float)) == 0 &&
+                          memcmp(xo, xn, (size_t)maxb * n * sizeof(float)) == 0,
+                      "%s %s: q_matmul_multi_rms %d rows", qtype_get(t)->name, q_isa_name(isa), rows);
+                qpool_free(p);
+                free(nw); free(xn); free(xo); free(want);
+            }
+            free(g); free(u);
+            qpool_free(p1);
+            free(ref); free(y);
+            q_packed_free(P);
+            free(w);
+        }
+    }
+    free(x);
+    /* Unsupported type or shape: an error, not a crash. */
+    qerr e;
+    uint8_t dummy[64] = {0};
+    check(q_pack(dummy, QT_F32, 1, 16, &e) == NULL, "q_pack F32 accepted");
+}
+
+static void test_repack_env(void) {
+    qerr e;
+    const char *old = getenv("QUIRE_REPACK");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("QUIRE_REPACK", "off", 1);
+    check(q_repack_mode(&e) == 0, "QUIRE_REPACK=off");
+    setenv("QUIRE_REPACK", "1", 1);
+    check(q_repack_mode(&e) == 1, "QUIRE_REPACK=1");
+    setenv("QUIRE_REPACK", "maybe", 1);
+    check(q_repack_mode(&e) == -1, "QUIRE_REPACK=maybe accepted");
+    if (saved) setenv("QUIRE_REPACK", saved, 1);
+    else unsetenv("QUIRE_REPACK");
+    free(saved);
 }
 
 /* q_attn_step: every ISA against the scalar online softmax, F16 and F32
@@ -219,6 +313,34 @@ static void test_attention(void) {
             }
 }
 
+/* q_attn_step_group: the bits of q_attn_step per head, every ISA. */
+static void test_attention_group(void) {
+    const int hd = 64, nq = 8, n = 32;
+    size_t stride = 256;
+    float *q = malloc((size_t)nq * hd * sizeof(float)), *kf = malloc((size_t)n * stride * sizeof(float));
+    uint16_t *kh = malloc((size_t)n * stride * 2), *vh = malloc((size_t)n * stride * 2);
+    rand_row(q, (int64_t)nq * hd, 0);
+    rand_row(kf, (int64_t)(n * stride), 0);
+    for (size_t i = 0; i < (size_t)n * stride; i++) kh[i] = q_f32_to_fp16(kf[i] * 3), vh[i] = q_f32_to_fp16(kf[(i * 7) % (n * stride)]);
+    int saved = q_isa_get();
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa)) continue;
+        q_isa_set(isa, NULL);
+        float m1[8], l1[8], m2[8], l2[8], o1[8 * 64], o2[8 * 64];
+        for (int h = 0; h < nq; h++) m1[h] = m2[h] = -INFINITY, l1[h] = l2[h] = 0;
+        memset(o1, 0, sizeof o1);
+        memset(o2, 0, sizeof o2);
+        for (int rep = 0; rep < 2; rep++) { /* two blocks: the second rescales */
+            for (int h = 0; h < nq; h++) q_attn_step(q + h * hd, kh, vh, true, stride, n - rep * 7, hd, 0.2f, &m1[h], &l1[h], o1 + h * hd);
+            q_attn_step_group(q, (size_t)hd, nq, kh, vh, true, stride, n - rep * 7, hd, 0.2f, m2, l2, o2, (size_t)hd);
+        }
+        check(memcmp(o1, o2, sizeof o1) == 0 && memcmp(l1, l2, sizeof l1) == 0 && memcmp(m1, m2, sizeof m1) == 0,
+              "q_attn_step_group %s differs from q_attn_step", q_isa_name(isa));
+    }
+    q_isa_set(saved, NULL);
+    free(q); free(kf); free(kh); free(vh);
+}
+
 int main(void) {
     const char *san = getenv("QUIRE_TEST_SANITIZED");
     bool light = san && *san && strcmp(san, "0") != 0;
@@ -240,7 +362,13 @@ int main(void) {
         }
         test_matmul_invariance(t, bl == 1 ? 37 : (bl == 32 ? 96 : 512));
     }
+    test_packed(QT_Q4_0);
+    test_packed(QT_Q8_0);
+    test_packed(QT_Q4_K);
+    test_packed(QT_Q6_K);
+    test_repack_env();
     test_attention();
+    test_attention_group();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
     qerr e;
     check(q_isa_set(Q_ISA_COUNT, &e) != 0, "q_isa_set out of range accepted");

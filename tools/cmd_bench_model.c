@@ -18,8 +18,8 @@ void help_bench_model(FILE *out) {
             "  pp: one batch of -p random tokens into an empty context; tg: -n tokens decoded one\n"
             "  at a time from an empty context. Each is run -r times after one warm-up run.\n"
             "  Also measures memory read bandwidth and reports tg against the bandwidth ceiling\n"
-            "  (weight bytes read per token), and a per-op breakdown of decode (one extra traced\n"
-            "  run, not counted). -p 0 or -n 0 skips that test.\n"
+            "  (weight bytes read per token), and per-op breakdowns of prefill and decode (one extra traced\n"
+            "  runs, not counted). -p 0 or -n 0 skips that test.\n"
             "  --bw-mib N   bandwidth probe buffer in MiB (default 1024)\n"
             "  The dot kernels are the best this CPU has; QUIRE_ISA=scalar|avx2|avx512|neon forces a set.\n");
 }
@@ -158,9 +158,17 @@ int cmd_bench_model(int argc, char **argv) {
         }
         /* per-op breakdown of decode: one more tg run with tracing on (not
          * counted in the figures above) */
-        char ops[32][48];
-        double op_s[32];
-        size_t n_ops = 0;
+        char ops[32][48], pops[32][48];
+        double op_s[32], pop_s[32];
+        size_t n_ops = 0, n_pops = 0;
+        /* and of one prompt (ms per whole prompt by op) */
+        if (n_prompt > 0 && rc == EXIT_OK) {
+            double dummy;
+            c.trace = qtrace_new();
+            if (run_pp(&c, (int)n_prompt, 98, &dummy, &e) == 0) n_pops = qtrace_totals(c.trace, "op", pops, pop_s, 32);
+            qtrace_free(c.trace);
+            c.trace = NULL;
+        }
         int traced = n_gen > 0 ? (int)(n_gen < 32 ? n_gen : 32) : 0;
         if (traced > 0 && rc == EXIT_OK) {
             double dummy;
@@ -186,10 +194,18 @@ int cmd_bench_model(int argc, char **argv) {
                 jw_key(&w, "tg_ms_per_token_by_op"); jw_obj_begin(&w);
                 for (size_t k = 0; k < n_ops; k++) { jw_key(&w, ops[k]); jw_num(&w, 1e3 * op_s[k] / traced); }
                 jw_obj_end(&w);
+                jw_key(&w, "pp_ms_by_op"); jw_obj_begin(&w);
+                for (size_t k = 0; k < n_pops; k++) { jw_key(&w, pops[k]); jw_num(&w, 1e3 * pop_s[k]); }
+                jw_obj_end(&w);
                 jw_obj_end(&w);
             } else {
                 printf("%8d %8.2f ± %-4.1f %8.2f ± %-4.1f %10.2f %14.2f %7.1f%%\n", threads[ti], sp.mean, sp.sd, st.mean, st.sd,
                        bw / 1e9, ceiling, ceiling > 0 ? 100.0 * st.mean / ceiling : 0);
+                if (n_pops) {
+                    printf("         prefill ms/prompt by op:");
+                    for (size_t k = 0; k < n_pops; k++) printf(" %s %.1f", pops[k], 1e3 * pop_s[k]);
+                    printf("\n");
+                }
                 if (n_ops) {
                     printf("         decode ms/token by op:");
                     for (size_t k = 0; k < n_ops; k++) printf(" %s %.3f", ops[k], 1e3 * op_s[k] / traced);

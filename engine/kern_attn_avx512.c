@@ -1,0 +1,150 @@
+/* kern_attn_avx512.c — q_attn_step on 512-bit vectors, a cache block at a
+ * time: the block's scores first (q . k, 16 lanes, F16 converted in
+ * registers), one max and one rescale of the running state per block, the
+ * exponentials of all its scores at once (vector exp), then the V rows
+ * accumulated. The same result as the position-by-position online softmax
+ * up to rounding (one rescale per block instead of one per new maximum);
+ * deterministic, and a head's result depends only on its own inputs. Head
+ * sizes that are not a multiple of 16 (or above 256) take the scalar path. */
+#include "engine/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define AI static inline __attribute__((always_inline))
+
+/* e^x for x <= 0 (finite): x = n ln2 + r, |r| <= ln2/2, a degree-7 Taylor
+ * polynomial for e^r (relative error < 1e-8 before rounding), times 2^n
+ * with vscalefps (underflows gracefully to 0). */
+AI __m512 exp512(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+    const __m512 ln2hi = _mm512_set1_ps(0.693359375f), ln2lo = _mm512_set1_ps(-2.12194440e-4f);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, ln2hi, x);
+    r = _mm512_fnmadd_ps(n, ln2lo, r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* r[p] = sum of the lanes of a[p], p < 16: a transpose-and-add tree
+ * (about 3 operations per vector instead of a full reduction each). */
+AI __m512 hsum16(__m512 a[16]) {
+    __m512 b[8], c[4];
+    for (int i = 0; i < 8; i++)
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[i], a[i + 8], 0x44), _mm512_shuffle_f32x4(a[i], a[i + 8], 0xee));
+    for (int i = 0; i < 4; i++)
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xdd));
+    /* chunk k of c[i] holds position i + (0, 8, 4, 12)[k] */
+    __m512 d0 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+    __m512 d1 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
+    __m512 r = _mm512_add_ps(_mm512_shuffle_ps(d0, d1, 0x44), _mm512_shuffle_ps(d0, d1, 0xee));
+    return _mm512_shuffle_f32x4(r, r, 0xd8); /* chunks 0, 2, 1, 3 */
+}
+
+AI __m512 ld16(const void *base, size_t idx, bool f16) {
+    if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)base + idx)));
+    return _mm512_loadu_ps((const float *)base + idx);
+}
+
+void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
+                       float scale, float *m, float *l, float *out) {
+    if (hd % 16 != 0 || hd > 256 || n > 64) {
+        attn_step_scalar(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
+        return;
+    }
+    const int nv = hd / 16;
+    __m512 qv[16], ov[16];
+    for (int i = 0; i < nv; i++) qv[i] = _mm512_loadu_ps(q + 16 * i), ov[i] = _mm512_loadu_ps(out + 16 * i);
+    float s[64] __attribute__((aligned(64)));
+    float bm = -INFINITY;
+    const __m512 sv = _mm512_set1_ps(scale);
+    for (int p0 = 0; p0 < n; p0 += 16) {
+        __m512 acc[16];
+        for (int p = 0; p < 16; p++) {
+            if (p0 + p >= n) { acc[p] = _mm512_setzero_ps(); continue; }
+            size_t row = (size_t)(p0 + p) * stride;
+            acc[p] = _mm512_mul_ps(qv[0], ld16(k, row, kv_f16));
+            for (int i = 1; i < nv; i++) acc[p] = _mm512_fmadd_ps(qv[i], ld16(k, row + 16 * (size_t)i, kv_f16), acc[p]);
+        }
+        __mmask16 msk = n - p0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - p0)) - 1);
+        __m512 sc = _mm512_mul_ps(hsum16(acc), sv);
+        _mm512_mask_storeu_ps(s + p0, msk, sc);
+        float mb = _mm512_mask_reduce_max_ps(msk, sc);
+        bm = mb > bm ? mb : bm;
+    }
+    float mx = *m, sum = *l;
+    if (bm > mx) { /* a new maximum: rescale what was accumulated */
+        float c = expf(mx - bm);
+        __m512 cv = _mm512_set1_ps(c);
+        for (int i = 0; i < nv; i++) ov[i] = _mm512_mul_ps(ov[i], cv);
+        sum *= c;
+        mx = bm;
+    }
+    __m512 mv = _mm512_set1_ps(mx);
+    for (int p = 0; p < n; p += 16) {
+        __mmask16 msk = n - p >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - p)) - 1);
+        __m512 e = _mm512_maskz_mov_ps(msk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(msk, s + p), mv)));
+        _mm512_mask_storeu_ps(s + p, msk, e);
+        sum += _mm512_reduce_add_ps(e);
+    }
+    /* V rows; for heads up to 128 two accumulator sets (even and odd
+     * positions) halve the length of the FMA dependency chains */
+    if (nv <= 8) {
+        __m512 o2[8];
+        for (int i = 0; i < nv; i++) o2[i] = _mm512_setzero_ps();
+        int p = 0;
+        for (; p + 2 <= n; p += 2) {
+            __m512 a = _mm512_set1_ps(s[p]), a2 = _mm512_set1_ps(s[p + 1]);
+            for (int i = 0; i < nv; i++) {
+                ov[i] = _mm512_fmadd_ps(a, ld16(v, (size_t)p * stride + 16 * (size_t)i, kv_f16), ov[i]);
+                o2[i] = _mm512_fmadd_ps(a2, ld16(v, (size_t)(p + 1) * stride + 16 * (size_t)i, kv_f16), o2[i]);
+            }
+        }
+        if (p < n) {
+            __m512 a = _mm512_set1_ps(s[p]);
+            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16(v, (size_t)p * stride + 16 * (size_t)i, kv_f16), ov[i]);
+        }
+        for (int i = 0; i < nv; i++) ov[i] = _mm512_add_ps(ov[i], o2[i]);
+    } else {
+        for (int p = 0; p < n; p++) {
+            __m512 a = _mm512_set1_ps(s[p]);
+            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16(v, (size_t)p * stride + 16 * (size_t)i, kv_f16), ov[i]);
+        }
+    }
+    for (int i = 0; i < nv; i++) _mm512_storeu_ps(out + 16 * i, ov[i]);
+    *m = mx;
+    *l = sum;
+}
+
+/* The heads of one KV group against the same cache block: the F16 rows
+ * are converted to f32 once (exactly) and every head runs the f32 path,
+ * so each head's result is bit-identical to attn_block_avx512 alone. */
+void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride) {
+    if (!kv_f16 || n_q < 2 || hd % 16 != 0 || hd > 128 || n > 32) {
+        for (int h = 0; h < n_q; h++)
+            attn_block_avx512(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
+        return;
+    }
+    float kf[32 * 128] __attribute__((aligned(64))), vf[32 * 128] __attribute__((aligned(64)));
+    for (int p = 0; p < n; p++)
+        for (int i = 0; i < hd; i += 16) {
+            _mm512_store_ps(kf + p * hd + i, ld16(k, (size_t)p * stride + (size_t)i, true));
+            _mm512_store_ps(vf + p * hd + i, ld16(v, (size_t)p * stride + (size_t)i, true));
+        }
+    for (int h = 0; h < n_q; h++)
+        attn_block_avx512(q + h * q_stride, kf, vf, false, (size_t)hd, n, hd, scale, m + h, l + h, out + h * out_stride);
+}
+
+#else
+typedef int kern_attn_avx512_empty; /* nothing to compile off x86 */
+#endif

@@ -1,0 +1,239 @@
+/* kern_pack_avx512.c — the packed-weight kernels (layout: engine/pack.c) on
+ * 512-bit vectors with AVX-512 VNNI. One zmm int32 lane per weight row:
+ * a group of 16 rows is unpacked once per block and reused for up to 8
+ * activation columns held in registers (16 x 8 register tile), the
+ * activation's 4 bytes broadcast straight into vpdpbusd.
+ *
+ * Per (row, column) the arithmetic is exactly the unpacked kernels':
+ *   isum_b = sum (q - 8) * x (Q4_0) or sum q * x (Q8_0), exact int32,
+ *   acc = fma((float)isum_b, dw_b * dx_b, acc) over the blocks in order,
+ * so packed and unpacked weights give bit-identical results. Compiled with
+ * AVX-512 flags; only called when q_isa says the CPU has them. */
+#include "engine/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+
+AI __m512i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+AI float ld_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+AI void store_rows(float *y, __m512 v, int nr) {
+    if (nr == Q_PACK_ROWS) _mm512_storeu_ps(y, v);
+    else _mm512_mask_storeu_ps(y, (__mmask16)((1u << nr) - 1), v);
+}
+
+/* IS_Q8: Q8_0 (flipped bytes), else Q4_0 (nibbles). */
+AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t xrs, float *y, size_t ys, const int NC,
+                 const int IS_Q8) {
+    const size_t vb = IS_Q8 ? 512 : 256;
+    const uint8_t *sc = w + nb * vb;
+    __m512 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *q = w + b * vb;
+        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 4 * vb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 4 * vb + 128), _MM_HINT_T0);
+        __m512i wv[8];
+        if (IS_Q8) {
+            for (int g = 0; g < 8; g++) wv[g] = _mm512_loadu_si512((const void *)(q + 64 * g));
+        } else {
+            for (int j = 0; j < 4; j++) {
+                __m512i v = _mm512_loadu_si512((const void *)(q + 64 * j));
+                wv[j] = _mm512_and_si512(v, m4);
+                wv[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        }
+        __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(sc + 32 * b)));
+        const uint8_t *xb = x + b * Q8S_BLOCK;
+        __m512i is[8];
+        for (int c = 0; c < NC; c++) is[c] = _mm512_slli_epi32(bcast4(xb + (size_t)c * xrs + 4), IS_Q8 ? 7 : 3);
+        /* group g covers elements 4g..4g+3: Q4_0's vector j holds groups j
+         * (low nibbles) and j + 4 (high), stored as wv[j], wv[j + 4]. The
+         * columns are interleaved so that consecutive vpdpbusd are
+         * independent. */
+        for (int g = 0; g < 8; g++)
+            for (int c = 0; c < NC; c++) is[c] = _mm512_dpbusd_epi32(is[c], wv[g], bcast4(xb + (size_t)c * xrs + 8 + 4 * g));
+        for (int c = 0; c < NC; c++)
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[c]),
+                                     _mm512_mul_ps(wd, _mm512_set1_ps(ld_f32(xb + (size_t)c * xrs))), acc[c]);
+    }
+    for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
+}
+
+#define PACKED_ENTRY(name, IS_Q8)                                                                                   \
+    void name(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {        \
+        const uint8_t *X = x;                                                                                       \
+        int c = 0;                                                                                                  \
+        for (; c + 8 <= nc; c += 8) packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 8, IS_Q8); \
+        switch (nc - c) {                                                                                           \
+        case 7: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 7, IS_Q8); break;             \
+        case 6: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 6, IS_Q8); break;             \
+        case 5: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 5, IS_Q8); break;             \
+        case 4: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 4, IS_Q8); break;             \
+        case 3: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 3, IS_Q8); break;             \
+        case 2: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 2, IS_Q8); break;             \
+        case 1: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 1, IS_Q8); break;             \
+        default: break;                                                                                             \
+        }                                                                                                           \
+    }
+PACKED_ENTRY(q4_0_packed_avx512, 0)
+PACKED_ENTRY(q8_0_packed_avx512, 1)
+
+/* Q4_K x Q8KS, 16 rows x NC columns. Per sub-block s (32 elements) an
+ * exact int32 dot of the 4-bit levels, times the row's 6-bit scale, summed
+ * into isum; msum = sum of mins x the activation's 32-sums (vpdpwssd on
+ * (min, min) pairs); then the scalar reference's float expression
+ *   acc += (d*dx)*isum - (dmin*dx)*msum. */
+AI void q4_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t xrs, float *y, size_t ys, const int NC) {
+    __m512 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (size_t b = 0; b < nsb; b++) {
+        const uint8_t *q = w + b * Q4K_PACKED_SB;
+        const uint8_t *xb[8];
+        for (int c = 0; c < NC; c++) xb[c] = x + (size_t)c * xrs + b * Q8KS_BLOCK;
+        __m512i isum[8];
+        for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+        for (int s = 0; s < 8; s++) {
+            const uint8_t *qp = q + 512 * (s / 2);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB), _MM_HINT_T0);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB + 64 * (4 + 4 * (s & 1))), _MM_HINT_T0);
+            __m512i wv[8];
+            for (int j = 0; j < 8; j++) {
+                __m512i v = _mm512_loadu_si512((const void *)(qp + 64 * j));
+                wv[j] = _mm512_and_si512((s & 1) ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2048 + 16 * s)));
+            __m512i t[8];
+            for (int c = 0; c < NC; c++) t[c] = _mm512_setzero_si512();
+            for (int j = 0; j < 8; j++) /* columns interleaved: independent chains */
+                for (int c = 0; c < NC; c++) t[c] = _mm512_dpbusd_epi32(t[c], wv[j], bcast4(xb[c] + 52 + 32 * s + 4 * j));
+            for (int c = 0; c < NC; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(t[c], sc));
+        }
+        __m512i mp[4];
+        for (int i = 0; i < 4; i++) {
+            __m512i a = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2176 + 32 * i)));
+            __m512i bb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 2176 + 32 * i + 16)));
+            mp[i] = _mm512_or_si512(a, _mm512_slli_epi32(bb, 16));
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 2304)));
+        __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 2336)));
+        for (int c = 0; c < NC; c++) {
+            __m512i ms = _mm512_setzero_si512();
+            for (int i = 0; i < 4; i++) ms = _mm512_dpwssd_epi32(ms, mp[i], bcast4(xb[c] + 4 + 4 * i));
+            __m512 dx = _mm512_set1_ps(ld_f32(xb[c]));
+            __m512 a = _mm512_mul_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(isum[c]));
+            __m512 m = _mm512_mul_ps(_mm512_mul_ps(dm, dx), _mm512_cvtepi32_ps(ms));
+            acc[c] = _mm512_add_ps(acc[c], _mm512_sub_ps(a, m));
+        }
+    }
+    for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
+}
+
+/* Q6_K x Q8KS, 16 rows x NC columns: 6-bit levels u (value u - 32) from
+ * the ql nibbles and qh bit pairs; per 16-element sub-block an exact dot
+ * times the row's int8 scale; the offset's 32 * sum(sc * bsum16) by
+ * vpdpwssd on (scale, scale) pairs; then (d*dx)*isum as the reference (its
+ * "- (0*dx)*0" term never changes the sum). */
+AI void q6_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t xrs, float *y, size_t ys, const int NC) {
+    __m512 acc[8];
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    for (size_t b = 0; b < nsb; b++) {
+        const uint8_t *q = w + b * Q6K_PACKED_SB;
+        const uint8_t *xb[8];
+        for (int c = 0; c < NC; c++) xb[c] = x + (size_t)c * xrs + b * Q8KS_BLOCK;
+        __m512i isum[8];
+        for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) {
+            const int h = k / 4, j = k % 4;
+            const uint8_t *qlp = q + 1024 * h + 512 * (j % 2), *qhp = q + 2048 + 512 * h;
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k), _MM_HINT_T0);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 192), _MM_HINT_T0);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 384), _MM_HINT_T0);
+            __m512i wv[8];
+            for (int g = 0; g < 8; g++) {
+                __m512i l = _mm512_loadu_si512((const void *)(qlp + 64 * g));
+                __m512i hb = _mm512_loadu_si512((const void *)(qhp + 64 * g));
+                l = _mm512_and_si512(j >= 2 ? _mm512_srli_epi16(l, 4) : l, m4);
+                hb = j < 2 ? _mm512_slli_epi16(hb, 4 - 2 * j) : j == 3 ? _mm512_srli_epi16(hb, 2) : hb;
+                wv[g] = _mm512_ternarylogic_epi32(l, hb, m30, 0xF8); /* l | (hb & m30) */
+            }
+            __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * k)));
+            __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * k + 16)));
+            for (int half = 0; half < 2; half++) { /* the two 16-element sub-blocks */
+                __m512i t[8];
+                for (int c = 0; c < NC; c++) t[c] = _mm512_setzero_si512();
+                for (int g = 4 * half; g < 4 * half + 4; g++) /* columns interleaved: independent chains */
+                    for (int c = 0; c < NC; c++) t[c] = _mm512_dpbusd_epi32(t[c], wv[g], bcast4(xb[c] + 52 + 32 * k + 4 * g));
+                for (int c = 0; c < NC; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(t[c], half ? sc1 : sc0));
+            }
+        }
+        __m512i sp[8];
+        const __m512i lo16 = _mm512_set1_epi32(0xffff);
+        for (int i = 0; i < 8; i++) {
+            __m512i a = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * i)));
+            __m512i bb = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(q + 3072 + 32 * i + 16)));
+            sp[i] = _mm512_or_si512(_mm512_and_si512(a, lo16), _mm512_slli_epi32(bb, 16));
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 3328)));
+        for (int c = 0; c < NC; c++) {
+            __m512i cm = _mm512_setzero_si512();
+            for (int i = 0; i < 8; i++) cm = _mm512_dpwssd_epi32(cm, sp[i], bcast4(xb[c] + 20 + 4 * i));
+            __m512i is = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(cm, 5));
+            __m512 dx = _mm512_set1_ps(ld_f32(xb[c]));
+            acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(_mm512_mul_ps(d, dx), _mm512_cvtepi32_ps(is)));
+        }
+    }
+    for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
+}
+
+#define PK_CALL(NCV) q4_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
+void q4_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {
+    const uint8_t *X = x;
+    int c = 0;
+    for (; c + 8 <= nc; c += 8) PK_CALL(8);
+    switch (nc - c) {
+    case 7: PK_CALL(7); break;
+    case 6: PK_CALL(6); break;
+    case 5: PK_CALL(5); break;
+    case 4: PK_CALL(4); break;
+    case 3: PK_CALL(3); break;
+    case 2: PK_CALL(2); break;
+    case 1: PK_CALL(1); break;
+    default: break;
+    }
+}
+
+#undef PK_CALL
+#define PK_CALL(NCV) q6_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
+void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {
+    const uint8_t *X = x;
+    int c = 0;
+    for (; c + 8 <= nc; c += 8) PK_CALL(8);
+    switch (nc - c) {
+    case 7: PK_CALL(7); break;
+    case 6: PK_CALL(6); break;
+    case 5: PK_CALL(5); break;
+    case 4: PK_CALL(4); break;
+    case 3: PK_CALL(3); break;
+    case 2: PK_CALL(2); break;
+    case 1: PK_CALL(1); break;
+    default: break;
+    }
+}
+
+#else
+typedef int kern_pack_avx512_empty; /* nothing to compile off x86 */
+#endif
