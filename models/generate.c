@@ -114,6 +114,7 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     float *logits = malloc((size_t)nv * sizeof(float));
     int32_t *pos = malloc(n_ids * sizeof(int32_t)), *sq = malloc(n_ids * sizeof(int32_t));
     bool *want = calloc(n_ids, sizeof(bool));
+    float *lp_logits = NULL;
     sampler *smp = sampler_new(&p->sp, nv);
     gen_text text;
     gen_text_init(&text, p->stop, p->n_stop);
@@ -133,12 +134,24 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     st->stop_reason = "length";
     for (int g = 0; g < p->n_predict; g++) {
         t0 = q_now();
-        int32_t tok_id = sampler_sample(smp, logits, hist, n_hist);
+        int32_t tok_id;
+        if (p->pick) {
+            /* logprobs report the model's distribution, not the constrained one */
+            if (p->lp_out && !lp_logits) lp_logits = malloc((size_t)nv * sizeof(float));
+            if (p->lp_out) {
+                if (!lp_logits) { rc = qerr_set(e, "out of memory"); goto done; }
+                memcpy(lp_logits, logits, (size_t)nv * sizeof(float));
+            }
+            tok_id = p->pick(p->pick_ud, smp, logits, hist, n_hist, p->n_predict - g, e);
+            if (tok_id < 0) { rc = -1; goto done; }
+        } else {
+            tok_id = sampler_sample(smp, logits, hist, n_hist);
+        }
         double t1 = q_now();
         st->t_sample += t1 - t0;
         if (c->trace) qtrace_span(c->trace, "sample", "stage", t0, t1, -1);
         if (p->lp_out) {
-            float lp = sampler_logprobs(smp, logits, tok_id, p->n_logprobs,
+            float lp = sampler_logprobs(smp, lp_logits ? lp_logits : logits, tok_id, p->n_logprobs,
                                         p->top_out ? p->top_out + (size_t)g * (size_t)p->n_logprobs : NULL);
             p->lp_out[g] = (token_logprob){tok_id, lp};
         }
@@ -189,6 +202,6 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
 done:
     gen_text_free(&text);
     sampler_free(smp);
-    free(want); free(pos); free(sq); free(logits); free(hist); free(ids);
+    free(want); free(pos); free(sq); free(logits); free(hist); free(ids); free(lp_logits);
     return rc;
 }

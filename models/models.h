@@ -171,6 +171,12 @@ typedef struct gen_params {
      * [n_predict][n_logprobs] */
     int n_logprobs;
     token_logprob *lp_out, *top_out;
+    /* optional: picks the next token instead of sampler_sample — how a
+     * constrained decoder (sgr/) joins the sampling chain without models/
+     * knowing about grammars. budget = tokens the loop may still generate,
+     * this one included. Returns the token, or -1 with e set. */
+    int32_t (*pick)(void *ud, sampler *s, float *logits, const int32_t *hist, int n_hist, int budget, qerr *e);
+    void *pick_ud;
 } gen_params;
 
 typedef struct gen_stats {
