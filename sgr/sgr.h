@@ -336,4 +336,43 @@ sgr_expr sgr_gb_ref(sgr_gb *b, int32_t rule);
  * *out is malloc'd, NUL-terminated. */
 int sgr_gb_print(const sgr_gb *b, char **out, size_t *len, qerr *e);
 
+
+/* ======================================================================== */
+/* Extraction (sgr/extract.c): a document + a schema → one conforming JSON
+ * instance by constrained generation. Needs the grammar engine above and
+ * the schema compiler (sgr_schema_to_grammar). */
+/* ======================================================================== */
+struct tokenizer;
+struct model_ctx;
+extern const char *const sgr_extract_default_system;
+
+/* The extraction prompt through a chat template (tmpl NULL: the model's own,
+ * ChatML if it has none): the system message holds the instructions (system
+ * NULL: sgr_extract_default_system) followed by the schema text; the user
+ * message is the document. */
+int sgr_extract_prompt(const struct tokenizer *t, const char *tmpl, const char *system, const char *schema_text,
+                       size_t schema_len, const char *doc, size_t doc_len, char **out, size_t *out_len, qerr *e);
+
+typedef struct sgr_extract_opts {
+    int n_predict;            /* token budget of the JSON */
+    sampler_params sp;
+    int seq;                  /* KV sequence to use (must be empty) */
+} sgr_extract_opts;
+
+typedef struct sgr_extract_result {
+    char *json; size_t len;   /* the generated document, exactly as generated */
+    bool valid;               /* parsed strictly and validated against the schema */
+    char verr[256];           /* why not, when !valid */
+    int n_prompt, n_gen, n_resample;
+    const char *stop_reason;
+    double t_tokenize, t_prefill, t_decode, t_sample, t_mask, t_budget, t_detokenize;
+} sgr_extract_result;
+
+/* Generates under grammar g (its vocabulary v built from t) on sequence
+ * o->seq of c, then re-validates against s (may be NULL: parse only). */
+int sgr_extract_run(struct model_ctx *c, const struct tokenizer *t, const sgr_grammar *g, const sgr_vocab *v,
+                    const schema *s, const char *prompt, size_t prompt_len, const sgr_extract_opts *o,
+                    sgr_extract_result *r, qerr *e);
+void sgr_extract_result_free(sgr_extract_result *r);
+
 #endif
