@@ -13,7 +13,8 @@
 #include "sgr/pda_int.h"
 
 #define MAX_DEPTH 20000
-#define SMALL_KID 4   /* repeat kids up to this many states are inlined */
+#define INLINE_RULE 64      /* non-recursive rules up to this many states are inlined */
+#define INLINE_REPEAT 4096  /* a repeat's copies are inlined up to this many states in all */
 
 typedef struct comp {
     const sgr_gb *b;
@@ -21,6 +22,10 @@ typedef struct comp {
     uint32_t cap_st, cap_eps, cap_cls, cap_rules;
     uint32_t *cls_hash; uint32_t cls_hcap;
     int32_t *node_rule;      /* IR node -> internal rule, -1 */
+    uint32_t *est;           /* IR node -> estimated states (memo, 0 = unknown, else est+1) */
+    uint8_t *rstate;         /* user rule: 0 new, 1 in progress, 2 done */
+    uint8_t *rrec;           /* user rule closes a reference cycle: never inlined */
+    uint32_t *rsize;         /* user rule body estimate */
     uint32_t *rule_node;     /* rule -> body node */
     uint8_t *rule_done;      /* compiled */
     uint32_t *work; uint32_t n_work, cap_work;
@@ -137,9 +142,53 @@ static void want_rule(comp *c, uint32_t r) {
 
 static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner);
 
-static bool kid_small(const sgr_gb *b, sgr_expr x) {
+static uint32_t sat32(uint64_t x) { return x > 0x7FFFFFFF ? 0x7FFFFFFF : (uint32_t)x; }
+
+static uint32_t est(comp *c, sgr_expr x, int depth);
+
+/* Inline a reference to rule r (its body is compiled in place)? */
+static bool rule_inline(comp *c, uint32_t r, int depth) {
+    if (r == c->g->start_rule || r >= c->n_user) return false;
+    if (c->rstate[r] == 1) { c->rrec[r] = 1; return false; }
+    if (c->rstate[r] == 0) {
+        c->rstate[r] = 1;
+        c->rsize[r] = c->b->rules[r].body == SGR_EXPR_ERR ? 1 : est(c, c->b->rules[r].body, depth + 1);
+        c->rstate[r] = 2;
+    }
+    return !c->rrec[r] && c->rsize[r] <= INLINE_RULE;
+}
+
+/* States a node compiles to (saturating), with the inlining decisions. */
+static uint32_t est(comp *c, sgr_expr x, int depth) {
+    if (c->est[x]) return c->est[x] - 1;
+    if (depth > MAX_DEPTH) return 0x7FFFFFFF;
+    const sgr_gb *b = c->b;
     const gx_node *nd = gx_at(b, x);
-    return nd->kind == GX_EMPTY || nd->kind == GX_CLASS || nd->kind == GX_REF || (nd->kind == GX_LIT && nd->n <= SMALL_KID);
+    uint64_t v = 0;
+    switch (nd->kind) {
+    case GX_EMPTY: v = 0; break;
+    case GX_LIT: v = nd->n; break;
+    case GX_CLASS: v = 1; break;
+    case GX_SEQ: case GX_ALT:
+        for (uint32_t i = 0; i < nd->n; i++) v += est(c, b->kids[nd->off + i], depth + 1);
+        v += nd->kind == GX_ALT;
+        break;
+    case GX_REPEAT: {
+        uint64_t copies = nd->max == SGR_INF ? (uint64_t)nd->min + 1 : nd->max;
+        uint64_t k = est(c, nd->a, depth + 1);
+        v = copies * k + copies;
+        if (copies > 2 && k > 2 && copies * k > INLINE_REPEAT) v = copies * 2;
+        break;
+    }
+    case GX_REF: {
+        uint32_t r = (uint32_t)nd->a;
+        v = rule_inline(c, r, depth) ? c->rsize[r] : 1;
+        break;
+    }
+    }
+    uint32_t r = sat32(v);
+    if (c->est[x] == 0) c->est[x] = r + 1;
+    return r;
 }
 
 /* One copy of a repeated kid: inline, or a call to its internal rule. */
@@ -179,7 +228,8 @@ static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner) {
     case GX_REPEAT: {
         uint64_t copies = nd->max == SGR_INF ? (uint64_t)nd->min + 1 : nd->max;
         int32_t rule = -1;
-        if (copies > 2 && !kid_small(b, nd->a)) {
+        uint64_t k = est(c, nd->a, 0);
+        if (copies > 2 && k > 2 && copies * k > INLINE_REPEAT && gx_at(b, nd->a)->kind != GX_REF) {
             rule = c->node_rule[nd->a];
             if (rule < 0) {
                 char nm[300];
@@ -211,6 +261,10 @@ static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner) {
             char m[300];
             snprintf(m, sizeof m, "rule %.200s is referenced but never defined", b->rules[r].name);
             s = cfail(c, m);
+            break;
+        }
+        if (rule_inline(c, r, 0)) {
+            s = compile(c, b->rules[r].body, next, owner);
             break;
         }
         want_rule(c, r);
@@ -467,9 +521,20 @@ int sgr_grammar_build(sgr_gb *b, int32_t start_rule, sgr_grammar **out, qerr *e)
     c.node_rule = malloc((b->n_nodes ? b->n_nodes : 1) * sizeof *c.node_rule);
     if (!c.node_rule) { cfail(&c, "out of memory compiling a grammar"); goto fail; }
     for (size_t i = 0; i < b->n_nodes; i++) c.node_rule[i] = -1;
+    c.est = calloc(b->n_nodes ? b->n_nodes : 1, sizeof *c.est);
+    c.rstate = calloc(b->n_rules ? b->n_rules : 1, 1);
+    c.rrec = calloc(b->n_rules ? b->n_rules : 1, 1);
+    c.rsize = calloc(b->n_rules ? b->n_rules : 1, sizeof *c.rsize);
+    if (!c.est || !c.rstate || !c.rrec || !c.rsize) { cfail(&c, "out of memory compiling a grammar"); goto fail; }
     for (size_t r = 0; r < b->n_rules && !c.failed; r++) new_rule(&c, (uint32_t)b->rules[r].body, b->rules[r].name);
     c.n_user = (uint32_t)b->n_rules;
     g->start_rule = (uint32_t)start_rule;
+    /* decide which rules inline: estimate from the start rule, then from every rule */
+    if (!c.failed) {
+        c.rstate[start_rule] = 1;
+        est(&c, b->rules[start_rule].body, 0);
+        c.rstate[start_rule] = 2;
+    }
     if (!c.failed) want_rule(&c, (uint32_t)start_rule);
     while (c.n_work && !c.failed) {
         uint32_t r = c.work[--c.n_work];
@@ -494,6 +559,10 @@ int sgr_grammar_build(sgr_gb *b, int32_t start_rule, sgr_grammar **out, qerr *e)
 fail:
     free(c.cls_hash);
     free(c.node_rule);
+    free(c.est);
+    free(c.rstate);
+    free(c.rrec);
+    free(c.rsize);
     free(c.rule_node);
     free(c.rule_done);
     free(c.work);
