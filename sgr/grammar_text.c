@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sgr/grammar_int.h"
+#include "sgr/gram_front.h"
 
 #define MAX_NEST 1000
 
@@ -202,19 +202,12 @@ static sgr_expr parse_literal(tparse *p) {
     return x;
 }
 
-typedef struct crange { uint32_t lo, hi; } crange;
-
-static int crange_cmp(const void *a, const void *b) {
-    const crange *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
 static sgr_expr parse_class(tparse *p) {
     size_t start = p->pos;
     p->pos++; /* [ */
     bool neg = false, byte_mode = false;
     if (p->pos < p->n && p->s[p->pos] == '^') neg = true, p->pos++;
-    crange *r = NULL;
+    cprange *r = NULL;
     size_t nr = 0, cap = 0;
     while (p->pos < p->n && p->s[p->pos] != ']') {
         uint32_t lo, hi;
@@ -229,11 +222,11 @@ static sgr_expr parse_class(tparse *p) {
         if ((b1 && lo >= 0x80) || (b2 && hi >= 0x80)) byte_mode = true;
         if (nr == cap) {
             cap = cap ? cap * 2 : 16;
-            crange *q = realloc(r, cap * sizeof *q);
+            cprange *q = realloc(r, cap * sizeof *q);
             if (!q) { free(r); tfail(p, "out of memory"); return SGR_EXPR_ERR; }
             r = q;
         }
-        r[nr++] = (crange){lo, hi};
+        r[nr++] = (cprange){lo, hi};
     }
     if (p->pos >= p->n) { free(r); tfail_at(p, start, "%s", "unterminated character class"); return SGR_EXPR_ERR; }
     p->pos++;
@@ -248,47 +241,8 @@ static sgr_expr parse_class(tparse *p) {
         free(r);
         return sgr_gb_class(p->b, set);
     }
-    qsort(r, nr, sizeof *r, crange_cmp);
-    size_t m = 0;
-    for (size_t i = 0; i < nr; i++) {
-        if (m && r[i].lo <= r[m - 1].hi + 1) { if (r[i].hi > r[m - 1].hi) r[m - 1].hi = r[i].hi; }
-        else r[m++] = r[i];
-    }
-    nr = m;
-    crange *u = malloc((nr + 1) * sizeof *u);
-    if (!u) { free(r); tfail(p, "out of memory"); return SGR_EXPR_ERR; }
-    size_t nu = 0;
-    if (neg) {
-        uint32_t next = 0;
-        for (size_t i = 0; i < nr; i++) {
-            if (r[i].lo > next) u[nu++] = (crange){next, r[i].lo - 1};
-            next = r[i].hi + 1;
-        }
-        if (next <= 0x10FFFF) u[nu++] = (crange){next, 0x10FFFF};
-    } else {
-        memcpy(u, r, nr * sizeof *u);
-        nu = nr;
-    }
+    sgr_expr x = gb_cp_set(p->b, r, nr, neg);
     free(r);
-    uint8_t set[32] = {0};
-    bool any_ascii = false;
-    sgr_expr *parts = malloc((nu + 1) * sizeof *parts);
-    if (!parts) { free(u); tfail(p, "out of memory"); return SGR_EXPR_ERR; }
-    size_t np = 0;
-    for (size_t i = 0; i < nu; i++) {
-        uint32_t lo = u[i].lo, hi = u[i].hi;
-        for (uint32_t c = lo; c <= hi && c < 0x80; c++) set[c >> 3] |= (uint8_t)(1u << (c & 7)), any_ascii = true;
-        if (hi >= 0x80) {
-            if (lo < 0x80) lo = 0x80;
-            /* skip a range of surrogates only */
-            if (lo >= 0xD800 && hi <= 0xDFFF) continue;
-            parts[np++] = sgr_gb_cp_range(p->b, lo, hi);
-        }
-    }
-    if (any_ascii) parts[np++] = sgr_gb_class(p->b, set);
-    sgr_expr x = sgr_gb_alt(p->b, parts, np);
-    free(parts);
-    free(u);
     return x;
 }
 

@@ -614,6 +614,92 @@ static void test_hostile(void **st) {
     sgr_gb_free(b);
 }
 
+/* regex grammars against the regex engine (anchored with ^(?:...)$) */
+static void gen_regex(char *o, size_t *n, int depth) {
+    int k = depth > 2 ? rn(3) : rn(9);
+    const char *atoms[] = {"a", "b", ".", "[ab]", "[^a]", "\\d", "\\w", "\\x62", "\\u00e9", "[a-c\\d]", "\\.", "é"};
+    switch (k) {
+    case 0: case 1: case 2: {
+        const char *a = atoms[rn(12)];
+        size_t l = strlen(a);
+        memcpy(o + *n, a, l);
+        *n += l;
+        break;
+    }
+    case 3: case 4: gen_regex(o, n, depth + 1); gen_regex(o, n, depth + 1); break;
+    case 5: o[(*n)++] = '('; gen_regex(o, n, depth + 1); o[(*n)++] = '|'; gen_regex(o, n, depth + 1); o[(*n)++] = ')'; break;
+    default: {
+        o[(*n)++] = '(';
+        o[(*n)++] = '?';
+        o[(*n)++] = ':';
+        gen_regex(o, n, depth + 1);
+        o[(*n)++] = ')';
+        const char *q[] = {"*", "+", "?", "{2}", "{1,3}", "{0,}", "*?", "{2,}"};
+        const char *x = q[rn(8)];
+        memcpy(o + *n, x, strlen(x));
+        *n += strlen(x);
+        break;
+    }
+    }
+}
+
+static void test_regex_vs_engine(void **st) {
+    (void)st;
+    const char *alpha[] = {"a", "b", "c", "1", ".", "\xc3\xa9", "\n", "_"};
+    int checked = 0;
+    for (int i = 0; i < 300; i++) {
+        char pat[512];
+        size_t n = 0;
+        gen_regex(pat, &n, 0);
+        pat[n] = 0;
+        char anch[600];
+        snprintf(anch, sizeof anch, "^(?:%s)$", pat);
+        regex *re;
+        qerr e;
+        assert_int_equal(regex_compile(anch, strlen(anch), &re, &e), 0);
+        sgr_grammar *G;
+        int rc = sgr_grammar_from_regex(pat, n, &G, &e);
+        if (rc) fprintf(stderr, "/%s/: %s\n", pat, e.msg);
+        assert_int_equal(rc, 0);
+        for (int k = 0; k < 60; k++) {
+            char s[64];
+            size_t sl = 0;
+            int L = rn(7);
+            for (int j = 0; j < L; j++) {
+                const char *a = alpha[rn(8)];
+                memcpy(s + sl, a, strlen(a));
+                sl += strlen(a);
+            }
+            s[sl] = 0;
+            bool want = regex_match(re, s, sl);
+            sgr_matcher *m;
+            assert_int_equal(sgr_matcher_new(G, NULL, &m, &e), 0);
+            bool got = sgr_matcher_accept_bytes(m, s, sl) == 0 && sgr_matcher_can_end(m);
+            if (got != want) fprintf(stderr, "/%s/ on '%s': grammar %d regex %d\n", pat, s, got, want);
+            assert_int_equal(got, want);
+            sgr_matcher_free(m);
+            checked++;
+        }
+        sgr_grammar_free(G);
+        regex_free(re);
+    }
+    /* anchors at the ends are fine; unsupported features are named */
+    sgr_grammar *G;
+    qerr e;
+    assert_int_equal(sgr_grammar_from_regex("^[0-9]{5}$", 10, &G, &e), 0);
+    assert_true(gmatch(G, "12345"));
+    assert_false(gmatch(G, "1234"));
+    sgr_grammar_free(G);
+    const char *bad[][2] = {{"a\\bc", "word boundar"}, {"(a)\\1", "backreference"}, {"(?=a)", "lookaround"},
+                            {"a^b", "^ is only"}, {"(ab", "missing )"}, {"a{3,2}", "out of order"}, {"\\p{L}", "property"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(sgr_grammar_from_regex(bad[i][0], strlen(bad[i][0]), &G, &e), -1);
+        if (!strstr(e.msg, bad[i][1])) fprintf(stderr, "%s\n", e.msg);
+        assert_non_null(strstr(e.msg, bad[i][1]));
+    }
+    fprintf(stderr, "regex: %d strings checked\n", checked);
+}
+
 static void test_tail_calls_constant_stack(void **st) {
     (void)st;
     /* right-linear: 100k bytes through a rule calling itself last */
@@ -643,6 +729,7 @@ int main(void) {
         cmocka_unit_test(test_forced_json_key),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_tail_calls_constant_stack),
+        cmocka_unit_test(test_regex_vs_engine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
