@@ -427,6 +427,43 @@ int32_t sgr_sample(sgr_matcher *m, struct sampler *s, float *logits, const int32
                    int budget, sgr_sample_stats *st, qerr *e);
 
 
+/* ---- JSON Schema → grammar (sgr/schema_grammar.c) ---------------------- */
+
+typedef struct sgr_schema_opts {
+    bool best_effort;     /* skip keywords that cannot be enforced (record them) instead of failing */
+    int  ws;              /* 0 compact (default): no whitespace; N>0: up to N spaces/newlines between tokens */
+    int  max_int_digits;  /* digits allowed in an unbounded integer; 0 = default 15 */
+    int  max_frac_digits; /* 0 = default 6 */
+    size_t max_rules;     /* bound on compile size; 0 = default (50,000 rules) */
+} sgr_schema_opts;
+
+typedef struct sgr_unenforced { char keyword[64]; char pointer[512]; } sgr_unenforced;
+
+/* Builds the grammar of the schema's instances into b and returns the start
+ * rule, or -1 with e naming the first keyword it cannot enforce and the JSON
+ * pointer of the schema object that holds it ("unsupported: oneOf with
+ * overlapping branches at /properties/x"). Every string the grammar accepts
+ * is an instance schema_validate accepts; the grammar may accept a subset
+ * (compact or bounded whitespace, properties in schema order, no extra
+ * properties unless needed, bounded digits). With best_effort, keywords it
+ * cannot enforce are skipped and listed in *skipped (malloc'd array, caller
+ * frees); unknown formats (annotations) are always listed there. o may be
+ * NULL; skipped/n_skipped may be NULL. */
+int32_t sgr_schema_to_grammar(const schema *s, const sgr_schema_opts *o, sgr_gb *b,
+                              sgr_unenforced **skipped, size_t *n_skipped, qerr *e);
+
+/* Any JSON object (OpenAI's response_format json_object): members with keys
+ * of strictly increasing length (so keys never repeat), nesting depth at
+ * most max_depth (0 = default 6). Returns the start rule or -1. */
+int32_t sgr_schema_any_json_object(sgr_gb *b, const sgr_schema_opts *o, int max_depth, qerr *e);
+
+/* Regex → IR. json_string: the pattern constrains the DECODED content of a
+ * JSON string and the expression produces JSON-escaped text (", \ and
+ * controls escaped); otherwise raw bytes. search: JSON Schema `pattern`
+ * semantics (unanchored: match anywhere) vs whole-text match. Word
+ * boundaries are refused ("unsupported"). */
+sgr_expr regex_to_grammar(const regex *re, sgr_gb *b, bool json_string, bool search, qerr *e);
+
 /* ======================================================================== */
 /* Extraction (sgr/extract.c): a document + a schema → one conforming JSON
  * instance by constrained generation. Needs the grammar engine above and
