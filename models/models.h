@@ -177,6 +177,12 @@ typedef struct gen_params {
      * this one included. Returns the token, or -1 with e set. */
     int32_t (*pick)(void *ud, sampler *s, float *logits, const int32_t *hist, int n_hist, int budget, qerr *e);
     void *pick_ud;
+    /* optional, with pick: tokens that must follow the one just picked
+     * (a grammar's forced text) — appended without sampling and evaluated
+     * in the same forward pass. Writes at most max ids (max <= the budget
+     * left) and returns how many, or -1 with e set. Not called when
+     * logprobs are requested (forced tokens have no sampled distribution). */
+    int (*forced)(void *ud, int32_t *out, int max, qerr *e);
 } gen_params;
 
 typedef struct gen_stats {

@@ -46,8 +46,11 @@ int sgr_extract_prompt(const struct tokenizer *t, const char *tmpl, const char *
 
 typedef struct pick_ctx {
     sgr_matcher *m;
-    double t_mask, t_budget;
-    int n_resample, n_steps;
+    const struct tokenizer *tok;
+    const sgr_vocab *v;
+    bool fast_forward;
+    double t_mask, t_budget, t_forced;
+    int n_resample, n_steps, n_forced;
 } pick_ctx;
 
 static int32_t pick(void *ud, sampler *s, float *logits, const int32_t *hist, int n_hist, int budget, qerr *e) {
@@ -59,6 +62,56 @@ static int32_t pick(void *ud, sampler *s, float *logits, const int32_t *hist, in
     pc->n_resample += st.n_resample;
     pc->n_steps++;
     return tok;
+}
+
+/* The tokenizer's own spelling of s when its pieces are exactly s (no added
+ * space prefix), else the greedy spelling over the vocabulary. */
+static int spell(const pick_ctx *pc, const char *s, size_t n, int32_t **ids, size_t *n_ids) {
+    qerr e;
+    if (tokenizer_encode(pc->tok, s, n, false, false, ids, n_ids, &e) == 0) {
+        size_t p = 0;
+        bool ok = true;
+        for (size_t i = 0; i < *n_ids && ok; i++) {
+            size_t pl;
+            const char *piece = tokenizer_piece(pc->tok, (*ids)[i], &pl);
+            ok = piece && pl && p + pl <= n && !memcmp(s + p, piece, pl);
+            p += pl;
+        }
+        if (ok && p == n) return 0;
+        free(*ids);
+    }
+    return sgr_vocab_greedy(pc->v, s, n, ids, n_ids);
+}
+
+/* Fast-forward: the bytes every continuation starts with are appended as
+ * tokens without sampling (they join the next forward pass). Kept only when
+ * the document can still close within the budget left after them — the
+ * shortest completion spelled one byte per token — otherwise undone. */
+static int forced(void *ud, int32_t *out, int max, qerr *e) {
+    pick_ctx *pc = ud;
+    if (!pc->fast_forward || max <= 0 || !sgr_vocab_has_all_bytes(pc->v)) return 0;
+    double t0 = q_now();
+    char *f;
+    size_t n;
+    if (sgr_matcher_forced(pc->m, &f, &n, e)) return -1;
+    int got = 0;
+    int32_t *ids = NULL;
+    size_t nid = 0;
+    if (n > 0 && spell(pc, f, n, &ids, &nid) == 0 && nid > 0 && nid <= (size_t)max) {
+        size_t k = 0;
+        while (k < nid && sgr_matcher_accept_token(pc->m, ids[k]) == 0) k++;
+        if (k == nid && sgr_matcher_min_bytes(pc->m) <= (size_t)max - nid) {
+            memcpy(out, ids, nid * sizeof *ids);
+            got = (int)nid;
+        } else {
+            sgr_matcher_rollback(pc->m, k);
+        }
+    }
+    free(ids);
+    free(f);
+    pc->n_forced += got;
+    pc->t_forced += q_now() - t0;
+    return got;
 }
 
 typedef struct text_acc { char *p; size_t n, cap; bool oom; } text_acc;
@@ -80,6 +133,25 @@ static bool on_text(void *ud, const char *s, size_t n) {
     return true;
 }
 
+int sgr_extract_shortest(const sgr_grammar *g, const sgr_vocab *v, const struct tokenizer *t, char **text, size_t *len,
+                         int *n_tokens, qerr *e) {
+    sgr_matcher *m;
+    if (sgr_matcher_new(g, v, &m, e)) return -1;
+    int rc = sgr_matcher_shortest(m, text, len, e);
+    sgr_matcher_free(m);
+    if (rc) return -1;
+    pick_ctx pc = {.tok = t, .v = v};
+    int32_t *ids = NULL;
+    size_t nid = 0;
+    if (spell(&pc, *text, *len, &ids, &nid)) {
+        free(*text);
+        return qerr_set(e, "the vocabulary cannot spell the shortest document");
+    }
+    free(ids);
+    *n_tokens = (int)nid;
+    return 0;
+}
+
 void sgr_extract_result_free(sgr_extract_result *r) {
     if (!r) return;
     free(r->json);
@@ -92,15 +164,9 @@ int sgr_extract_run(model_ctx *c, const struct tokenizer *t, const sgr_grammar *
     if (o->n_predict <= 0) return qerr_set(e, "the token budget must be positive (got %d)", o->n_predict);
     sgr_matcher *m;
     if (sgr_matcher_new(g, v, &m, e)) return -1;
-    /* A budget below the shortest completion can never hold a valid document:
-     * say so up front rather than emit a truncated one. */
-    size_t minb = sgr_matcher_min_bytes(m);
-    if (minb > (size_t)o->n_predict && !sgr_vocab_has_all_bytes(v)) {
-        /* with multi-byte tokens it may still fit; sgr_sample decides */
-    }
-    pick_ctx pc = {.m = m};
+    pick_ctx pc = {.m = m, .tok = t, .v = v, .fast_forward = !o->no_fast_forward};
     gen_params gp = {.n_predict = o->n_predict, .sp = o->sp, .add_special = true, .parse_special = true,
-                     .pick = pick, .pick_ud = &pc};
+                     .pick = pick, .pick_ud = &pc, .forced = forced};
     /* A template that renders BOS itself must not get a second one. */
     int32_t bos = tokenizer_bos(t);
     size_t bl = 0;
@@ -128,6 +194,8 @@ int sgr_extract_run(model_ctx *c, const struct tokenizer *t, const sgr_grammar *
     r->t_budget = pc.t_budget;
     r->t_detokenize = st.t_detokenize;
     r->n_resample = pc.n_resample;
+    r->n_forced = pc.n_forced;
+    r->t_forced = pc.t_forced;
     r->stop_reason = st.stop_reason;
     /* Conforms by construction; checked anyway, with the strict parser. */
     json *inst = NULL;

@@ -484,15 +484,16 @@ typedef struct sgr_extract_opts {
     int n_predict;            /* token budget of the JSON */
     sampler_params sp;
     int seq;                  /* KV sequence to use (must be empty) */
+    bool no_fast_forward;     /* sample forced text too (default: append it unsampled) */
 } sgr_extract_opts;
 
 typedef struct sgr_extract_result {
     char *json; size_t len;   /* the generated document, exactly as generated */
     bool valid;               /* parsed strictly and validated against the schema */
-    char verr[256];           /* why not, when !valid */
-    int n_prompt, n_gen, n_resample;
+    char verr[1400];          /* why not, when !valid */
+    int n_prompt, n_gen, n_resample, n_forced; /* n_forced of n_gen were fast-forwarded */
     const char *stop_reason;
-    double t_tokenize, t_prefill, t_decode, t_sample, t_mask, t_budget, t_detokenize;
+    double t_tokenize, t_prefill, t_decode, t_sample, t_mask, t_budget, t_forced, t_detokenize;
 } sgr_extract_result;
 
 /* Generates under grammar g (its vocabulary v built from t) on sequence
@@ -501,5 +502,10 @@ int sgr_extract_run(struct model_ctx *c, const struct tokenizer *t, const sgr_gr
                     const schema *s, const char *prompt, size_t prompt_len, const sgr_extract_opts *o,
                     sgr_extract_result *r, qerr *e);
 void sgr_extract_result_free(sgr_extract_result *r);
+/* The shortest document the grammar allows and how many tokens it takes
+ * when spelled as extraction spells forced text (the tokenizer's spelling,
+ * else greedy over the vocabulary): the smallest useful budget. */
+int sgr_extract_shortest(const sgr_grammar *g, const sgr_vocab *v, const struct tokenizer *t, char **text, size_t *len,
+                         int *n_tokens, qerr *e);
 
 #endif

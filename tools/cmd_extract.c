@@ -21,6 +21,7 @@ void help_extract(FILE *out) {
             "usage: quire extract -m MODEL --schema SCHEMA.json (-p TEXT | -f DOC) [-n MAX_TOKENS] [--temp T]\n"
             "                     [--seed S] [--top-k K] [--top-p P] [--min-p P] [-t THREADS] [--system TEXT]\n"
             "                     [--chat-template chatml|FILE] [--raw] [--ws N] [--best-effort] [--profile]\n"
+            "                     [--no-fast-forward] [--shortest]\n"
             "  Prints one JSON document that conforms to the schema, generated under the schema's grammar\n"
             "  within MAX_TOKENS tokens (default 256): when the budget runs short, only tokens that still\n"
             "  allow a complete document are sampled. The output is re-validated; exit 1 if it is not valid\n"
@@ -33,6 +34,10 @@ void help_extract(FILE *out) {
             "  --temp 0 (default) is greedy. --ws N allows up to N whitespace bytes between tokens (default 0:\n"
             "  compact). --best-effort skips keywords that cannot be enforced (listed on stderr) and relies\n"
             "  on the re-validation. --profile prints per-stage times to stderr.\n"
+            "  Text the grammar forces (e.g. a required property's name) is appended without sampling and\n"
+            "  evaluated in the same forward pass; --no-fast-forward samples it token by token.\n"
+            "  --shortest prints {\"text\", \"bytes\", \"tokens\"}: the shortest valid document and the tokens it\n"
+            "  takes in this model's vocabulary (the smallest -n that works), without generating.\n"
             "\n"
             "usage: quire eval extract -m MODEL --schema S --docs DIR --labels LABELS.jsonl [-n N] [--temp T]\n"
             "                          [--seed S] [-t THREADS] [--json]\n"
@@ -148,7 +153,7 @@ typedef struct xargs {
     const char *mpath, *spath, *prompt, *pfile, *system, *tmpl, *docs, *labels;
     long long n_predict, threads;
     sampler_params sp;
-    bool raw, profile, json_out;
+    bool raw, profile, json_out, shortest, no_ff;
     sgr_schema_opts so;
 } xargs;
 
@@ -203,6 +208,8 @@ static int parse_args(const char *cmd, int argc, char **argv, int first, xargs *
             seed_given = true;
         } else if (!strcmp(o, "--raw")) a->raw = true;
         else if (!strcmp(o, "--best-effort")) a->so.best_effort = true;
+        else if (!strcmp(o, "--shortest")) a->shortest = true;
+        else if (!strcmp(o, "--no-fast-forward")) a->no_ff = true;
         else if (!strcmp(o, "--profile")) a->profile = true;
         else if (!strcmp(o, "--json")) a->json_out = true;
         else return cli_fail(cmd, "unknown argument '%s'", o);
@@ -220,21 +227,40 @@ int cmd_extract(int argc, char **argv) {
     xargs a;
     int rc = parse_args("extract", argc, argv, 1, &a);
     if (rc) return rc;
-    if (!a.prompt && !a.pfile) return cli_fail("extract", "no document given (-p TEXT or -f DOC)");
+    if (!a.prompt && !a.pfile && !a.shortest) return cli_fail("extract", "no document given (-p TEXT or -f DOC)");
     if (a.prompt && a.pfile) return cli_fail("extract", "give -p or -f, not both");
     if (a.docs || a.labels) return cli_fail("extract", "--docs/--labels belong to `quire eval extract`");
     qerr e;
     char *fbuf = NULL;
-    size_t dlen;
+    size_t dlen = 0;
     const char *doc = a.prompt;
     if (a.pfile) {
         if (q_read_file(a.pfile, &fbuf, &dlen, &e)) return cli_fail("extract", "%s", e.msg);
         doc = fbuf;
-    } else {
+    } else if (doc) {
         dlen = strlen(doc);
     }
     xsetup x;
     rc = xsetup_init(&x, "extract", a.mpath, a.spath, a.tmpl, &a.so);
+    if (!rc && a.shortest) {
+        char *txt;
+        size_t tl;
+        int nt;
+        if (sgr_extract_shortest(x.g, x.v, x.tok, &txt, &tl, &nt, &e)) rc = cli_fail("extract", "%s", e.msg);
+        else {
+            jw w;
+            jw_init(&w, stdout);
+            jw_obj_begin(&w);
+            jw_key(&w, "text"); jw_strn(&w, txt, tl);
+            jw_key(&w, "bytes"); jw_int(&w, (long long)tl);
+            jw_key(&w, "tokens"); jw_int(&w, nt);
+            jw_obj_end(&w);
+            free(txt);
+        }
+        xsetup_free(&x);
+        free(fbuf);
+        return rc;
+    }
     char *prompt = NULL;
     size_t plen = 0, n_ptok = 0;
     if (!rc && build_prompt(&x, a.raw, a.system, doc, dlen, &prompt, &plen, &e)) rc = cli_fail("extract", "%s", e.msg);
@@ -247,7 +273,7 @@ int cmd_extract(int argc, char **argv) {
         else have_ctx = true;
     }
     if (!rc) {
-        sgr_extract_opts xo = {.n_predict = (int)a.n_predict, .sp = a.sp};
+        sgr_extract_opts xo = {.n_predict = (int)a.n_predict, .sp = a.sp, .no_fast_forward = a.no_ff};
         sgr_extract_result r;
         double t0 = q_now();
         if (sgr_extract_run(&ctx, x.tok, x.g, x.v, x.s, prompt, plen, &xo, &r, &e)) {
@@ -262,8 +288,8 @@ int cmd_extract(int argc, char **argv) {
                 rc = EXIT_NEGATIVE;
             }
             if (a.profile) {
-                fprintf(stderr, "quire extract: %d prompt tokens, %d generated (%s), %d budget redraws\n", r.n_prompt,
-                        r.n_gen, r.stop_reason, r.n_resample);
+                fprintf(stderr, "quire extract: %d prompt tokens, %d generated (%d fast-forwarded; %s), %d budget redraws\n",
+                        r.n_prompt, r.n_gen, r.n_forced, r.stop_reason, r.n_resample);
                 profile_line("load", x.t_load);
                 profile_line("compile", x.t_compile);
                 profile_line("vocab", x.t_vocab);
@@ -272,6 +298,7 @@ int cmd_extract(int argc, char **argv) {
                 profile_line("decode", r.t_decode);
                 profile_line("grammar", r.t_mask);
                 profile_line("budget", r.t_budget);
+                profile_line("forced", r.t_forced);
                 profile_line("sample", r.t_sample);
                 profile_line("detokenize", r.t_detokenize);
                 profile_line("total", t_total);
@@ -487,7 +514,7 @@ int eval_extract(int argc, char **argv) {
     static const char *stage_names[5] = {"total", "prefill", "decode", "grammar", "grammar/token"};
     for (size_t i = 0; i < nl && rc == EXIT_OK; i++) {
         kv_cache_seq_truncate(&ctx.kv, 0, 0);
-        sgr_extract_opts xo = {.n_predict = (int)a.n_predict, .sp = a.sp};
+        sgr_extract_opts xo = {.n_predict = (int)a.n_predict, .sp = a.sp, .no_fast_forward = a.no_ff};
         xo.sp.seed = a.sp.seed + i;
         sgr_extract_result r;
         json *pred = NULL;
@@ -557,7 +584,6 @@ int eval_extract(int argc, char **argv) {
             }
             jw_obj_end(&w);
             jw_obj_end(&w);
-            fputc('\n', stdout);
         } else {
             printf("%-32s %6s %8s %8s\n", "field", "n", "exact", "F1");
             for (size_t i = 0; i < fs.n; i++)
