@@ -546,7 +546,7 @@ static void rf_work(uv_work_t *w) {
     if (structured_prepare(c->s, j, &status, &param, &e)) {
         j->err_status = status;
         snprintf(j->err_msg, sizeof j->err_msg, "%s", e.msg);
-        snprintf(j->finish, sizeof j->finish, "%s", param);
+        j->rf_param = param;
     }
 }
 
@@ -558,12 +558,9 @@ static void rf_after(uv_work_t *w, int status) {
     c->pending_work--;
     if (c->closing) job_release(j);
     else if (j->err_status) {
-        char param[64];
-        snprintf(param, sizeof param, "%s", j->finish);
-        srv_send_error(c, j->err_status, j->err_status >= 500 ? "server_error" : "invalid_request_error", param, j->err_msg);
+        srv_send_error(c, j->err_status, j->err_status >= 500 ? "server_error" : "invalid_request_error", j->rf_param, j->err_msg);
         job_release(j);
     } else {
-        j->finish[0] = 0;
         srv_submit_job(c, j);
     }
     srv_conn_maybe_free(c);

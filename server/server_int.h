@@ -66,6 +66,7 @@ typedef struct job {
     int rf_kind;              /* RF_*: structured output (also JOB_EXTRACT) */
     json *rf_schema;          /* RF_JSON_SCHEMA: the schema (until compiled) */
     bool rf_strict;           /* false: best effort, validated afterwards */
+    const char *rf_param;     /* the parameter a failed preparation names (static text) */
     gentry *ge;               /* the compiled grammar (shared, refcounted) */
     sgr_matcher *gm;          /* this request's grammar state */
     float *lp_logits;         /* logits before the grammar mask, for logprobs */
