@@ -36,6 +36,7 @@ struct tm_cache {
     uint8_t *mark;
     size_t *lv;
     uint8_t *esc;
+    uint8_t (*lvc)[32];   /* per level: the bytes its heads accept */
     uint32_t *path;
     tm_cache *next;
 };
@@ -59,6 +60,7 @@ void tm_caches_free(tm_cache *c) {
         free(c->mark);
         free(c->lv);
         free(c->esc);
+        free(c->lvc);
         free(c->path);
         free(c);
         c = nx;
@@ -81,8 +83,9 @@ tm_cache *tm_cache_get(const sgr_grammar *cg, const sgr_vocab *v) {
             c->lv = malloc(((size_t)v->max_depth + 2) * 2 * sizeof *c->lv);
             c->esc = malloc((size_t)v->max_depth + 2);
             c->path = malloc(((size_t)v->max_depth + 2) * sizeof *c->path);
-            if (!c->ent || !c->mark || !c->lv || !c->esc || !c->path || prun_init(&c->r, g) < 0) {
-                free(c->ent); free(c->mark); free(c->lv); free(c->esc); free(c->path);
+            c->lvc = malloc(((size_t)v->max_depth + 2) * sizeof *c->lvc);
+            if (!c->ent || !c->mark || !c->lv || !c->esc || !c->path || !c->lvc || prun_init(&c->r, g) < 0) {
+                free(c->ent); free(c->mark); free(c->lv); free(c->esc); free(c->path); free(c->lvc);
                 free(c);
                 c = NULL;
             } else {
@@ -94,6 +97,18 @@ tm_cache *tm_cache_get(const sgr_grammar *cg, const sgr_vocab *v) {
     }
     pthread_mutex_unlock(&g->mu);
     return c;
+}
+
+/* The bytes some head of hs[off..off+n) can consume. */
+static void level_bytes(const prun *r, size_t off, size_t n, uint8_t *u) {
+    const sgr_grammar *g = r->g;
+    uint64_t w[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x[4];
+        memcpy(x, g->cls[g->st[r->hs[off + i].st].a], 32);
+        w[0] |= x[0], w[1] |= x[1], w[2] |= x[2], w[3] |= x[3];
+    }
+    memcpy(u, w, 32);
 }
 
 static inline void set_toks(const sgr_vocab *v, const tnode *nd, uint32_t *bits) {
@@ -127,14 +142,19 @@ static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
     lo[0] = 0;
     ln[0] = r->n_hs;
     c->esc[0] = 0;
+    level_bytes(r, lo[0], ln[0], c->lvc[0]);
     size_t n_marked = 0;
     for (uint32_t i = 0; i < v->n_tn && !r->oom;) {
         const tnode *nd = &v->tn[i];
         uint32_t d = nd->depth;
         c->path[d - 1] = i;
         r->n_hs = lo[d - 1] + ln[d - 1];
-        size_t nn;
-        unsigned fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
+        size_t nn = 0;
+        unsigned fl = 0;
+        if (cls_has(c->lvc[d - 1], nd->byte)) {
+            fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
+            if (nn && nd->skip > i + 1) level_bytes(r, r->n_hs - nn, nn, c->lvc[d]);
+        }
         lo[d] = lo[d - 1] + ln[d - 1];
         ln[d] = nn;
         c->esc[d] = c->esc[d - 1] | ((fl & PR_ESC) != 0);
@@ -203,6 +223,9 @@ static bool lv_reserve(sgr_matcher *m) {
     size_t *q = realloc(m->lv, need * sizeof *q);
     if (!q) return false;
     m->lv = q;
+    uint8_t (*c)[32] = realloc(m->lvc, need / 2 * sizeof *c);
+    if (!c) return false;
+    m->lvc = c;
     m->cap_lv = need;
     return true;
 }
@@ -214,8 +237,10 @@ static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint3
     prun *r = &m->r;
     size_t base = r->n_hs;
     size_t *lo = m->lv, *ln = m->lv + v->max_depth + 2;
+    uint8_t (*lvc)[32] = m->lvc;
     lo[0] = off;
     ln[0] = n;
+    level_bytes(r, off, n, lvc[0]);
     uint32_t total = en ? en->n_mini : v->n_tn;
     for (uint32_t j = 0; j < total && !r->oom;) {
         uint32_t i = en ? en->mini[j] : j;
@@ -223,8 +248,12 @@ static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint3
         uint32_t d = nd->depth;
         size_t top = d == 1 ? base : lo[d - 1] + ln[d - 1];
         r->n_hs = top;
-        size_t nn;
-        unsigned fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
+        size_t nn = 0;
+        unsigned fl = 0;
+        if (cls_has(lvc[d - 1], nd->byte)) {
+            fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
+            if (nn && nd->skip > i + 1) level_bytes(r, top, nn, lvc[d]);
+        }
         lo[d] = top;
         ln[d] = nn;
         if (nd->tok_n && (nn || (fl & PR_END)) && (!en || en->munc[j])) set_toks(v, nd, bits);
