@@ -33,6 +33,7 @@ struct tm_cache {
     uint32_t n_ent;
     pthread_mutex_t mu;
     prun r;
+    pmemo memo;
     uint8_t *mark;
     size_t *lv;
     uint8_t *esc;
@@ -56,6 +57,7 @@ void tm_caches_free(tm_cache *c) {
         for (uint32_t i = 0; i < c->n_ent; i++) entry_free(atomic_load(&c->ent[i]));
         free(c->ent);
         pthread_mutex_destroy(&c->mu);
+        pmemo_free(&c->memo);
         prun_free(&c->r);
         free(c->mark);
         free(c->lv);
@@ -84,7 +86,9 @@ tm_cache *tm_cache_get(const sgr_grammar *cg, const sgr_vocab *v) {
             c->esc = malloc((size_t)v->max_depth + 2);
             c->path = malloc(((size_t)v->max_depth + 2) * sizeof *c->path);
             c->lvc = malloc(((size_t)v->max_depth + 2) * sizeof *c->lvc);
-            if (!c->ent || !c->mark || !c->lv || !c->esc || !c->path || !c->lvc || prun_init(&c->r, g) < 0) {
+            bool ok = c->ent && c->mark && c->lv && c->esc && c->path && c->lvc && prun_init(&c->r, g) == 0;
+            if (ok && pmemo_init(&c->memo, &c->r) < 0) { prun_free(&c->r); ok = false; }
+            if (!ok) {
                 free(c->ent); free(c->mark); free(c->lv); free(c->esc); free(c->path); free(c->lvc);
                 free(c);
                 c = NULL;
@@ -133,37 +137,31 @@ static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
     size_t nw = (v->n_vocab + 31) / 32;
     tm_entry *en = calloc(1, sizeof *en);
     if (!en || !(en->acc = calloc(nw, sizeof *en->acc))) { free(en); return NULL; }
-    prun_clear_frames(r);
+    pmemo *mm = &c->memo;
+    if (pmemo_full(mm)) pmemo_clear(mm);
     r->n_hs = 0;
     r->oom = false;
+    bool oom = false;
     prun_begin(r);
     prun_closure(r, st, FR_SENT);
-    size_t *lo = c->lv, *ln = c->lv + v->max_depth + 2;
-    lo[0] = 0;
-    ln[0] = r->n_hs;
+    size_t *cid = c->lv;
+    cid[0] = pmemo_intern(mm, 0, r->n_hs, &oom);
     c->esc[0] = 0;
-    level_bytes(r, lo[0], ln[0], c->lvc[0]);
     size_t n_marked = 0;
-    for (uint32_t i = 0; i < v->n_tn && !r->oom;) {
+    for (uint32_t i = 0; i < v->n_tn && !oom && !r->oom;) {
         const tnode *nd = &v->tn[i];
         uint32_t d = nd->depth;
         c->path[d - 1] = i;
-        r->n_hs = lo[d - 1] + ln[d - 1];
-        size_t nn = 0;
-        unsigned fl = 0;
-        if (cls_has(c->lvc[d - 1], nd->byte)) {
-            fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
-            if (nn && nd->skip > i + 1) level_bytes(r, r->n_hs - nn, nn, c->lvc[d]);
-        }
-        lo[d] = lo[d - 1] + ln[d - 1];
-        ln[d] = nn;
+        unsigned fl;
+        uint32_t nid = pmemo_step(mm, (uint32_t)cid[d - 1], nd->byte, &fl, &oom);
+        cid[d] = nid;
         c->esc[d] = c->esc[d - 1] | ((fl & PR_ESC) != 0);
-        bool alive = nn || (fl & (PR_ESC | PR_END));
+        bool alive = nid || (fl & (PR_ESC | PR_END));
         if (nd->tok_n) {
             if (alive) set_toks(v, nd, en->acc);
             else if (c->esc[d - 1]) { mark_node(c, i, 1, d); n_marked++; }
         }
-        if (nn == 0) {
+        if (nid == 0) {
             if (c->esc[d]) {
                 for (uint32_t j = i + 1; j < nd->skip; j++) c->mark[j] = v->tn[j].tok_n ? 1 : 2;
                 n_marked += nd->skip - i - 1;
@@ -172,7 +170,13 @@ static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
             i = nd->skip;
         } else i++;
     }
-    if (r->oom) { entry_free(en); return NULL; }
+    if (oom || r->oom) {
+        memset(c->mark, 0, v->n_tn);
+        pmemo_clear(mm);
+        r->oom = false;
+        entry_free(en);
+        return NULL;
+    }
     if (n_marked) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < v->n_tn; i++) n += c->mark[i] != 0;
