@@ -81,7 +81,7 @@ static sgr_expr to_ir(sgr_gb *b, const ogram *g, int i, const int32_t *rid) {
 static int build(const ogram *g, sgr_grammar **out, qerr *e) {
     sgr_gb *b = sgr_gb_new(NULL);
     int32_t rid[4];
-    char nm[8];
+    char nm[16];
     for (int r = 0; r < g->nr; r++) { snprintf(nm, sizeof nm, "r%d", r); rid[r] = sgr_gb_rule(b, nm); }
     for (int r = 0; r < g->nr; r++) sgr_gb_define(b, rid[r], to_ir(b, g, g->body[r], rid));
     int rc = sgr_grammar_build(b, rid[0], out, e);
