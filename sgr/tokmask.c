@@ -18,6 +18,11 @@
 
 #include "sgr/matcher_int.h"
 
+/* Memory the entries of one (grammar, vocabulary) may hold; past it, new
+ * states are walked uncached (a long bounded repeat inlines one state per
+ * copy, so a long generation could otherwise grow the cache without end). */
+#define TM_MAX_BYTES ((size_t)256 << 20)
+
 typedef struct tm_entry {
     uint32_t *acc;       /* n_words */
     uint32_t *mini;      /* trie nodes, preorder */
@@ -39,6 +44,7 @@ struct tm_cache {
     uint8_t *esc;
     uint8_t (*lvc)[32];   /* per level: the bytes its heads accept */
     uint32_t *path;
+    size_t bytes;         /* memory held by entries (under mu) */
     tm_cache *next;
 };
 
@@ -213,9 +219,12 @@ static tm_entry *entry_get(sgr_matcher *m, uint32_t st, bool *hit) {
     *hit = false;
     pthread_mutex_lock(&c->mu);
     en = atomic_load_explicit(&c->ent[st], memory_order_acquire);
-    if (!en) {
+    if (!en && c->bytes < TM_MAX_BYTES) {
         en = entry_compute(c, m->g, st);
-        if (en) atomic_store_explicit(&c->ent[st], en, memory_order_release);
+        if (en) {
+            c->bytes += ((c->v->n_vocab + 31) / 32) * 4 + (size_t)en->n_mini * 9 + sizeof *en;
+            atomic_store_explicit(&c->ent[st], en, memory_order_release);
+        }
     }
     pthread_mutex_unlock(&c->mu);
     return en;
@@ -289,7 +298,10 @@ int sgr_matcher_fill_mask(sgr_matcher *m, uint32_t *bits) {
     for (uint32_t h = 0; h < t->n; h++) {
         phead hd = m->r.hs[t->off + h];
         tm_entry *en = entry_get(m, hd.st, &hit);
-        if (!en) return -1;
+        if (!en) { /* cache full (or out of memory): walk this head uncached */
+            walk(m, t->off + h, 1, NULL, bits);
+            continue;
+        }
         for (size_t w = 0; w < nw; w++) bits[w] |= en->acc[w];
         if (en->n_mini) walk(m, t->off + h, 1, en, bits);
     }
