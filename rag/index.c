@@ -727,6 +727,20 @@ bool index_has_doc(const rag_index *x, const char *id) { return map_find(x, id) 
 size_t index_doc_count(const rag_index *x) { return x->n_live; }
 size_t index_chunk_count(const rag_index *x) { return x->n_live_chunks; }
 
+bool index_get_doc(const rag_index *x, const char *doc_id, index_doc_info *out) {
+    int64_t d = map_find(x, doc_id);
+    if (d < 0) return false;
+    const idoc *doc = &x->docs[d];
+    *out = (index_doc_info){doc->id, doc->title ? doc->title : "", doc->meta_json ? doc->meta_json : "",
+                            (const char *const *)doc->acl, doc->n_acl, doc->n, (size_t)d};
+    return true;
+}
+
+void index_doc_chunk(const rag_index *x, const index_doc_info *d, size_t k, search_hit *hit) {
+    const ichunk *ch = &x->chunks[x->docs[d->doc_].first + k];
+    *hit = (search_hit){x->docs[ch->doc].id, ch->text, ch->len, ch->start, ch->end, 0, ch->cid};
+}
+
 /* ------------------------------------------------------------------------ */
 /* Embedding model */
 static int index_load_model(rag_index *x, qerr *e) {
@@ -1088,7 +1102,7 @@ typedef struct vis {
 static bool chunk_visible(rag_index *x, size_t slot, const search_opts *o) {
     const idoc *d = &x->docs[x->chunks[slot].doc];
     if (d->dead) return false;
-    if (d->n_acl) {
+    if (d->n_acl && !o->ignore_acl) {
         bool ok = false;
         for (int i = 0; i < d->n_acl && !ok; i++)
             for (int j = 0; j < o->n_principals && !ok; j++) ok = strcmp(d->acl[i], o->principals[j]) == 0;
@@ -1138,7 +1152,7 @@ static int cmp_cand(const void *a, const void *b) {
 /* Top `depth` chunks of the mode. qvec: the query embedding (vector modes). */
 static int search_depth(rag_index *x, const char *query, const float *qvec, const search_opts *o, int depth, cand **out,
                         int *n_out, double *t, qerr *e) {
-    bool need_vis = o->filter || x->n_acl_docs > 0;
+    bool need_vis = o->filter || (x->n_acl_docs > 0 && !o->ignore_acl);
     vis v = {x, o, 0};
     cand *bl = NULL, *vl = NULL;
     int nb = 0, nv = 0;

@@ -361,6 +361,7 @@ typedef struct search_opts {
     rerank_fn rerank;
     void *rerank_ctx;
     bool group_by_doc;           /* one result per document (its best chunk) */
+    bool ignore_acl;             /* every document whatever its ACL (an admin caller) */
 } search_opts;
 void search_opts_default(search_opts *o);
 typedef struct search_hit {
@@ -378,6 +379,18 @@ typedef struct search_result {
 } search_result;
 int index_search(rag_index *x, const char *query, const search_opts *o, search_result *r, qerr *e);
 void search_result_free(search_result *r);
+/* A stored document, for reading back (the pointers are valid until the
+ * index changes). Chunks are read one at a time with index_doc_chunk
+ * (k < n_chunks), in text order; hit->score is 0. */
+typedef struct index_doc_info {
+    const char *id, *title, *meta_json;   /* meta_json: "" when none */
+    const char *const *acl;
+    int n_acl;                            /* 0: public */
+    size_t n_chunks;
+    size_t doc_;                          /* internal */
+} index_doc_info;
+bool index_get_doc(const rag_index *x, const char *doc_id, index_doc_info *out);
+void index_doc_chunk(const rag_index *x, const index_doc_info *d, size_t k, search_hit *hit);
 
 /* ======================================================================== */
 /* Retrieval evaluation (rag/eval.c), BEIR conventions (pytrec_eval):

@@ -21,6 +21,11 @@ void job_release(job *j) {
     sampler_free(j->smp);
     gen_text_free(&j->text);
     sb_free(&j->out);
+    sb_free(&j->cite_hold);
+    free(j->lp_pending);
+    free(j->lp);
+    for (int i = 0; i < j->n_passages; i++) { free(j->passages[i].doc_id); free(j->passages[i].text); }
+    free(j->passages);
     free(j);
 }
 
@@ -39,7 +44,10 @@ static void emit(sched *s, job *j, const char *text, size_t len, bool done) {
         if (!copy) abort();
         memcpy(copy, text, len);
     }
-    s->ev[s->n_ev++] = (job_event){j, copy, len, done};
+    /* the logprobs of the tokens this text completes go with it */
+    s->ev[s->n_ev++] = (job_event){j, copy, len, done, j->lp_pending, j->n_lp_pending};
+    j->lp_pending = NULL;
+    j->n_lp_pending = j->cap_lp_pending = 0;
     pthread_mutex_unlock(&s->mu);
     uv_async_send(s->async);
 }
@@ -94,6 +102,24 @@ static int push_id(job *j, int32_t id) {
     return 0;
 }
 
+/* The sampled token's log-probability (after penalties, before filters and
+ * temperature, as quire run --logprobs reports) and its alternatives;
+ * sent with the next text event. */
+static int push_logprob(job *j, int32_t t, const float *logits) {
+    if (j->n_lp_pending == j->cap_lp_pending) {
+        int cap = j->cap_lp_pending ? j->cap_lp_pending * 2 : 4;
+        tok_lp *p = realloc(j->lp_pending, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        j->lp_pending = p;
+        j->cap_lp_pending = cap;
+    }
+    tok_lp *x = &j->lp_pending[j->n_lp_pending++];
+    memset(x, 0, sizeof *x);
+    x->id = t;
+    x->logprob = sampler_logprobs(j->smp, logits, t, j->n_logprobs, x->top);
+    return 0;
+}
+
 /* Blocks a sequence holds or will need. */
 static int blocks_for(int n) { return (n + KV_BLOCK - 1) / KV_BLOCK; }
 
@@ -105,7 +131,7 @@ static bool admit(sched *s, job *j) {
         qerr e;
         int32_t *ids;
         size_t n;
-        if (tokenizer_encode(s->tok, j->prompt, j->prompt_len, j->add_special, j->kind == JOB_CHAT, &ids, &n, &e)) {
+        if (tokenizer_encode(s->tok, j->prompt, j->prompt_len, j->add_special, j->kind != JOB_COMPLETION, &ids, &n, &e)) {
             fail_job(s, j, 400, e.msg);
             return true;
         }
@@ -255,6 +281,7 @@ static void *sched_main(void *arg) {
             int32_t t = sampler_sample(j->smp, lg, j->ids, j->n_ids);
             if (!j->t_first) j->t_first = q_now();
             if (tokenizer_is_eog(s->tok, t)) { finish(s, j, "stop"); continue; }
+            if (j->n_logprobs >= 0 && push_logprob(j, t, lg)) { fail_job(s, j, 500, "out of memory"); continue; }
             if (push_id(j, t)) { fail_job(s, j, 500, "out of memory"); continue; }
             j->n_gen++;
             atomic_fetch_add(&s->n_tokens_out, 1);
@@ -328,7 +355,7 @@ void sched_stop(sched *s) {
     free(s->slot_cache_n);
     free(s->slots);
     free(s->queue);
-    for (int i = 0; i < s->n_ev; i++) free(s->ev[i].text);
+    for (int i = 0; i < s->n_ev; i++) { free(s->ev[i].text); free(s->ev[i].lp); }
     free(s->ev);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

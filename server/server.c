@@ -15,17 +15,10 @@
 
 /* ------------------------------------------------------------------------ */
 /* metrics (updated on the loop thread only, except the scheduler's atomics) */
-enum { R_HEALTH, R_READY, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_EMBEDDINGS, R_OTHER, N_ROUTES };
 static const char *route_names[N_ROUTES] = {"/health", "/ready", "/metrics", "/v1/models", "/v1/completions",
-                                            "/v1/chat/completions", "/v1/embeddings", "other"};
-static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
-#define N_BUCKETS (sizeof buckets / sizeof *buckets)
-
-typedef struct histo {
-    uint64_t b[N_BUCKETS + 1];
-    double sum;
-    uint64_t count;
-} histo;
+                                            "/v1/chat/completions", "/v1/embeddings", "/v1/documents",
+                                            "/v1/documents/{id}", "/v1/search", "/v1/answer", "other"};
+static const double buckets[N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
 static void histo_add(histo *h, double v) {
     size_t i = 0;
@@ -34,66 +27,6 @@ static void histo_add(histo *h, double v) {
     h->sum += v;
     h->count++;
 }
-
-typedef struct status_count {
-    int route, status;
-    uint64_t n;
-} status_count;
-
-typedef struct api_key {
-    uint8_t hash[32];
-    char principals[256];
-} api_key;
-
-typedef struct srv {
-    server_config cfg;
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    uv_async_t async;
-    uv_signal_t sig_term, sig_int;
-    uv_timer_t drain_timer;
-    http_limits lim;
-    model *m;
-    tokenizer *tok;
-    bert_model *bert;
-    tokenizer *btok;
-    char *chat_template; /* override template source, or NULL */
-    qpool *bpool;
-    pthread_mutex_t bert_mu;
-    sched sch;
-    api_key *keys;
-    int n_keys;
-    bool draining;
-    int n_conns, n_busy;
-    char model_id[128];
-    uint64_t req_seq;
-    status_count counts[128];
-    int n_counts;
-    histo ttft, tpot, e2e, queue;
-    uint64_t tokens_embedded;
-} srv;
-
-typedef struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    srv *s;
-    char *in;
-    size_t in_n, in_cap;
-    bool busy, closing, keep_alive, stream_open;
-    int open_handles, pending_work;
-    job *job;
-    double t_start;
-    int route;
-    char req_id[40];
-    char trace_id[33];
-    char principal[256];
-    char origin[256];
-    /* embeddings work */
-    uv_work_t work;
-    json *emb_req;
-    int emb_status;
-    sbuf emb_out;
-} conn;
 
 typedef struct wreq {
     uv_write_t w;
@@ -134,7 +67,7 @@ static void on_write(uv_write_t *w, int status) {
     } else if (last && !c->closing) {
         request_done(c);
     }
-    if (c->closing && c->open_handles == 0 && c->pending_work == 0) free(c);
+    srv_conn_maybe_free(c);
 }
 
 static void conn_write(conn *c, const char *data, size_t len, bool last) {
@@ -183,11 +116,26 @@ static void audit(conn *c, int status, const job *j) {
             q_now() - c->t_start);
     if (j) fprintf(stderr, ",\"prompt_tokens\":%d,\"cached_tokens\":%d,\"completion_tokens\":%d,\"finish\":\"%s\"", j->n_prompt,
                    j->n_cached, j->n_gen, j->finish);
+    if (c->audit_docs.n) fprintf(stderr, ",\"docs\":[%.*s]", (int)c->audit_docs.n, c->audit_docs.p);
     fprintf(stderr, "}\n");
+    sb_free(&c->audit_docs);
     (void)s;
 }
 
-static void send_response(conn *c, int status, const char *ctype, const char *body, size_t len, const char *extra) {
+/* Names a document id in this request's audit line (JSON-escaped). */
+void srv_audit_doc(conn *c, const char *doc_id) {
+    if (c->audit_docs.n) sb_put(&c->audit_docs, ",", 1);
+    sb_json_str(&c->audit_docs, doc_id, strlen(doc_id));
+}
+
+void srv_conn_maybe_free(conn *c) {
+    if (c->closing && c->open_handles == 0 && c->pending_work == 0) {
+        sb_free(&c->audit_docs);
+        free(c);
+    }
+}
+
+void srv_send(conn *c, int status, const char *ctype, const char *body, size_t len, const char *extra) {
     sbuf h = {0};
     sb_printf(&h, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
     common_headers(c, &h);
@@ -201,9 +149,9 @@ static void send_response(conn *c, int status, const char *ctype, const char *bo
     sb_free(&h);
 }
 
-static void send_json(conn *c, int status, const sbuf *b) { send_response(c, status, "application/json", b->p ? b->p : "{}", b->p ? b->n : 2, NULL); }
+void srv_send_json(conn *c, int status, const sbuf *b) { srv_send(c, status, "application/json", b->p ? b->p : "{}", b->p ? b->n : 2, NULL); }
 
-static void send_error(conn *c, int status, const char *type, const char *param, const char *msg) {
+void srv_send_error(conn *c, int status, const char *type, const char *param, const char *msg) {
     sbuf b = {0};
     sb_puts(&b, "{\"error\":{\"message\":");
     sb_json_str(&b, msg, strlen(msg));
@@ -214,13 +162,13 @@ static void send_error(conn *c, int status, const char *type, const char *param,
     else sb_puts(&b, "null");
     sb_printf(&b, ",\"code\":%d}}", status);
     const char *extra = status == 503 ? "Retry-After: 1\r\n" : status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL;
-    send_response(c, status, "application/json", b.p, b.n, extra);
+    srv_send(c, status, "application/json", b.p, b.n, extra);
     sb_free(&b);
 }
 
 /* ------------------------------------------------------------------------ */
 /* streaming (Server-Sent Events over chunked transfer coding) */
-static void stream_begin(conn *c) {
+void srv_stream_begin(conn *c) {
     sbuf h = {0};
     sb_puts(&h, "HTTP/1.1 200 OK\r\n");
     common_headers(c, &h);
@@ -230,7 +178,7 @@ static void stream_begin(conn *c) {
     c->stream_open = true;
 }
 
-static void stream_event(conn *c, const char *data, size_t len, bool last) {
+void srv_stream_event(conn *c, const char *data, size_t len, bool last) {
     sbuf b = {0};
     sb_printf(&b, "%zx\r\ndata: ", len + 8);
     sb_put(&b, data, len);
@@ -242,7 +190,7 @@ static void stream_event(conn *c, const char *data, size_t len, bool last) {
 
 /* ------------------------------------------------------------------------ */
 /* responses for generation jobs */
-static void usage_json(sbuf *b, const job *j) {
+void srv_usage_json(sbuf *b, const job *j) {
     sb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d,"
                  "\"prompt_tokens_details\":{\"cached_tokens\":%d}}",
               j->n_prompt, j->n_gen, j->n_prompt + j->n_gen, j->n_cached);
@@ -250,7 +198,14 @@ static void usage_json(sbuf *b, const job *j) {
 
 static const char *finish_reason(const job *j) { return strcmp(j->finish, "length") == 0 ? "length" : "stop"; }
 
-static void chunk_json(conn *c, const job *j, const char *text, size_t len, const char *finish, bool first) {
+static void logprobs_json(sbuf *b, srv *s, job *j, const tok_lp *lp, int n) {
+    if (j->n_logprobs < 0) { sb_puts(b, "null"); return; }
+    if (j->kind == JOB_CHAT) logprobs_chat_json(b, s->tok, lp, n, j->n_logprobs);
+    else logprobs_completion_json(b, s->tok, lp, n, j->n_logprobs, &j->text_offset);
+}
+
+static void chunk_json(conn *c, job *j, const char *text, size_t len, const char *finish, bool first, const tok_lp *lp,
+                       int n_lp) {
     sbuf b = {0};
     long created = (long)time(NULL);
     if (j->kind == JOB_CHAT) {
@@ -260,18 +215,24 @@ static void chunk_json(conn *c, const job *j, const char *text, size_t len, cons
         if (first) sb_puts(&b, "\"role\":\"assistant\",");
         if (!finish) { sb_puts(&b, "\"content\":"); sb_json_str(&b, text, len); }
         else if (first) b.n--, b.p[b.n] = 0; /* drop the trailing comma */
-        sb_puts(&b, "},\"logprobs\":null,\"finish_reason\":");
+        sb_puts(&b, "},\"logprobs\":");
+        if (finish) sb_puts(&b, "null");
+        else logprobs_json(&b, c->s, j, lp, n_lp);
+        sb_puts(&b, ",\"finish_reason\":");
     } else {
         sb_printf(&b, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", j->id, created);
         sb_json_str(&b, c->s->model_id, strlen(c->s->model_id));
         sb_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
         sb_json_str(&b, text, len);
-        sb_puts(&b, ",\"logprobs\":null,\"finish_reason\":");
+        sb_puts(&b, ",\"logprobs\":");
+        if (finish) sb_puts(&b, "null");
+        else logprobs_json(&b, c->s, j, lp, n_lp);
+        sb_puts(&b, ",\"finish_reason\":");
     }
     if (finish) sb_printf(&b, "\"%s\"", finish);
     else sb_puts(&b, "null");
     sb_puts(&b, "}]}");
-    stream_event(c, b.p, b.n, false);
+    srv_stream_event(c, b.p, b.n, false);
     sb_free(&b);
 }
 
@@ -289,33 +250,41 @@ static void job_finished(conn *c, job *j) {
             sb_puts(&b, "{\"error\":{\"message\":");
             sb_json_str(&b, j->err_msg, strlen(j->err_msg));
             sb_printf(&b, ",\"type\":\"server_error\",\"param\":null,\"code\":%d}}", j->err_status);
-            stream_event(c, b.p, b.n, false);
+            srv_stream_event(c, b.p, b.n, false);
             sb_free(&b);
-            stream_event(c, "[DONE]", 6, true);
+            srv_stream_event(c, "[DONE]", 6, true);
             count_request(s, c->route, 200);
             audit(c, 200, j);
         } else {
-            send_error(c, j->err_status, j->err_status >= 500 ? "server_error" : "invalid_request_error", NULL, j->err_msg);
+            srv_send_error(c, j->err_status, j->err_status >= 500 ? "server_error" : "invalid_request_error", NULL, j->err_msg);
         }
         return;
     }
+    if (j->kind == JOB_ANSWER) {
+        if (j->stream) {
+            count_request(s, c->route, 200);
+            audit(c, 200, j);
+        }
+        answer_finish(c, j);
+        return;
+    }
     if (j->stream) {
-        if (!c->stream_open) stream_begin(c);
-        chunk_json(c, j, "", 0, finish_reason(j), !j->headers_sent);
+        if (!c->stream_open) srv_stream_begin(c);
+        chunk_json(c, j, "", 0, finish_reason(j), !j->headers_sent, NULL, 0);
         if (j->include_usage) {
             sbuf b = {0};
             sb_printf(&b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", j->id,
                       j->kind == JOB_CHAT ? "chat.completion.chunk" : "text_completion", (long)time(NULL));
             sb_json_str(&b, s->model_id, strlen(s->model_id));
             sb_puts(&b, ",\"choices\":[],");
-            usage_json(&b, j);
+            srv_usage_json(&b, j);
             sb_puts(&b, "}");
-            stream_event(c, b.p, b.n, false);
+            srv_stream_event(c, b.p, b.n, false);
             sb_free(&b);
         }
         count_request(s, c->route, 200);
         audit(c, 200, j);
-        stream_event(c, "[DONE]", 6, true);
+        srv_stream_event(c, "[DONE]", 6, true);
         return;
     }
     sbuf b = {0};
@@ -325,21 +294,25 @@ static void job_finished(conn *c, job *j) {
         sb_json_str(&b, s->model_id, strlen(s->model_id));
         sb_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         sb_json_str(&b, text, j->out.n);
-        sb_printf(&b, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(j));
+        sb_puts(&b, "},\"logprobs\":");
+        logprobs_json(&b, s, j, j->lp, j->n_lp);
+        sb_printf(&b, ",\"finish_reason\":\"%s\"}],", finish_reason(j));
     } else {
         sb_printf(&b, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", j->id, (long)time(NULL));
         sb_json_str(&b, s->model_id, strlen(s->model_id));
         sb_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
         sb_json_str(&b, text, j->out.n);
-        sb_printf(&b, ",\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_reason(j));
+        sb_puts(&b, ",\"logprobs\":");
+        logprobs_json(&b, s, j, j->lp, j->n_lp);
+        sb_printf(&b, ",\"finish_reason\":\"%s\"}],", finish_reason(j));
     }
-    usage_json(&b, j);
+    srv_usage_json(&b, j);
     sb_puts(&b, "}");
     char timing[256];
     double prefill_end = j->t_first > 0 ? j->t_first : j->t_done;
     snprintf(timing, sizeof timing, "Server-Timing: queue;dur=%.2f, prefill;dur=%.2f, decode;dur=%.2f\r\n",
              1e3 * (j->t_admit - j->t_arrive), 1e3 * (prefill_end - j->t_admit), 1e3 * (j->t_done - prefill_end));
-    send_response(c, 200, "application/json", b.p, b.n, timing);
+    srv_send(c, 200, "application/json", b.p, b.n, timing);
     sb_free(&b);
 }
 
@@ -351,13 +324,27 @@ static void on_async(uv_async_t *a) {
         job *j = ev[i].j;
         conn *c = j->conn;
         if (c && !c->closing) {
-            if (ev[i].len) {
-                if (j->stream) {
-                    if (!c->stream_open) stream_begin(c);
-                    chunk_json(c, j, ev[i].text, ev[i].len, NULL, !j->headers_sent);
+            if (j->kind == JOB_ANSWER) {
+                if (ev[i].len) answer_stream_delta(c, j, ev[i].text, ev[i].len);
+            } else if (j->stream) {
+                /* text, or logprobs of tokens whose text was held back to the end */
+                if (ev[i].len || ev[i].n_lp) {
+                    if (!c->stream_open) srv_stream_begin(c);
+                    chunk_json(c, j, ev[i].text ? ev[i].text : "", ev[i].len, NULL, !j->headers_sent, ev[i].lp, ev[i].n_lp);
                     j->headers_sent = true;
-                } else {
-                    sb_put(&j->out, ev[i].text, ev[i].len);
+                }
+            } else {
+                if (ev[i].len) sb_put(&j->out, ev[i].text, ev[i].len);
+                if (ev[i].n_lp) {
+                    if (j->n_lp + ev[i].n_lp > j->cap_lp) {
+                        int cap = (j->n_lp + ev[i].n_lp) * 2;
+                        tok_lp *p = realloc(j->lp, (size_t)cap * sizeof *p);
+                        if (p) j->lp = p, j->cap_lp = cap;
+                    }
+                    if (j->n_lp + ev[i].n_lp <= j->cap_lp) {
+                        memcpy(j->lp + j->n_lp, ev[i].lp, (size_t)ev[i].n_lp * sizeof *j->lp);
+                        j->n_lp += ev[i].n_lp;
+                    }
                 }
             }
             if (ev[i].done) {
@@ -371,19 +358,20 @@ static void on_async(uv_async_t *a) {
             job_release(j);
         }
         free(ev[i].text);
+        free(ev[i].lp);
     }
     free(ev);
 }
 
 /* ------------------------------------------------------------------------ */
 /* request handlers */
-static bool get_num(const json *o, const char *k, double lo, double hi, double *out, conn *c) {
+bool srv_get_num(const json *o, const char *k, double lo, double hi, double *out, conn *c) {
     const json *v = json_get(o, k);
     if (!v || json_typeof(v) == JSON_NULL) return true;
     if (!json_is_number(v) || json_number(v) < lo || json_number(v) > hi || isnan(json_number(v))) {
         char msg[160];
         snprintf(msg, sizeof msg, "'%s' must be a number between %g and %g", k, lo, hi);
-        send_error(c, 400, "invalid_request_error", k, msg);
+        srv_send_error(c, 400, "invalid_request_error", k, msg);
         return false;
     }
     *out = json_number(v);
@@ -395,12 +383,12 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
     qerr e;
     json *body;
     if (json_parse(r->body ? r->body : "", r->body_len, NULL, &body, &e)) {
-        send_error(c, 400, "invalid_request_error", NULL, e.msg);
+        srv_send_error(c, 400, "invalid_request_error", NULL, e.msg);
         return;
     }
-    if (!json_is_object(body)) { json_free(body); send_error(c, 400, "invalid_request_error", NULL, "the body must be a JSON object"); return; }
+    if (!json_is_object(body)) { json_free(body); srv_send_error(c, 400, "invalid_request_error", NULL, "the body must be a JSON object"); return; }
     job *j = calloc(1, sizeof *j);
-    if (!j) { json_free(body); send_error(c, 500, "server_error", NULL, "out of memory"); return; }
+    if (!j) { json_free(body); srv_send_error(c, 500, "server_error", NULL, "out of memory"); return; }
     atomic_store(&j->refs, 1);
     j->kind = kind;
     j->slot = -1;
@@ -415,14 +403,14 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
     sbuf prompt = {0};
     if (kind == JOB_CHAT) {
         if (chat_render(s->m->g, s->tok, s->chat_template, json_get(body, "messages"), &prompt, &e)) {
-            send_error(c, 400, "invalid_request_error", "messages", e.msg);
+            srv_send_error(c, 400, "invalid_request_error", "messages", e.msg);
             ok = false;
         }
     } else {
         const json *p = json_get(body, "prompt");
         if (json_is_array(p) && json_size(p) == 1) p = json_at(p, 0);
         if (!json_is_string(p)) {
-            send_error(c, 400, "invalid_request_error", "prompt", "'prompt' must be a string (one prompt per request)");
+            srv_send_error(c, 400, "invalid_request_error", "prompt", "'prompt' must be a string (one prompt per request)");
             ok = false;
         } else {
             sb_put(&prompt, json_string(p), json_string_len(p));
@@ -430,25 +418,45 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
         }
     }
     /* parameters */
-    if (ok && (ok = get_num(body, "max_tokens", 1, 1 << 20, &v, c))) {
+    if (ok && (ok = srv_get_num(body, "max_tokens", 1, 1 << 20, &v, c))) {
         if (json_get(body, "max_tokens") && json_is_number(json_get(body, "max_tokens"))) j->max_tokens = (int)v;
     }
-    if (ok && (ok = get_num(body, "max_completion_tokens", 1, 1 << 20, &v, c)) && json_is_number(json_get(body, "max_completion_tokens")))
+    if (ok && (ok = srv_get_num(body, "max_completion_tokens", 1, 1 << 20, &v, c)) && json_is_number(json_get(body, "max_completion_tokens")))
         j->max_tokens = (int)v;
-    if (ok && (ok = get_num(body, "temperature", 0, 100, &v, c)) && json_is_number(json_get(body, "temperature"))) j->sp.temp = (float)v;
-    if (ok && (ok = get_num(body, "top_p", 0, 1, &v, c)) && json_is_number(json_get(body, "top_p"))) j->sp.top_p = (float)v;
-    if (ok && (ok = get_num(body, "top_k", 0, 1e9, &v, c)) && json_is_number(json_get(body, "top_k"))) j->sp.top_k = (int)v;
-    if (ok && (ok = get_num(body, "min_p", 0, 1, &v, c)) && json_is_number(json_get(body, "min_p"))) j->sp.min_p = (float)v;
-    if (ok && (ok = get_num(body, "presence_penalty", -2, 2, &v, c)) && json_is_number(json_get(body, "presence_penalty"))) j->sp.presence_penalty = (float)v;
-    if (ok && (ok = get_num(body, "frequency_penalty", -2, 2, &v, c)) && json_is_number(json_get(body, "frequency_penalty"))) j->sp.freq_penalty = (float)v;
-    if (ok && (ok = get_num(body, "repeat_penalty", 0, 10, &v, c)) && json_is_number(json_get(body, "repeat_penalty"))) j->sp.repeat_penalty = (float)v;
-    if (ok && (ok = get_num(body, "seed", -9.2e18, 9.2e18, &v, c)) && json_is_number(json_get(body, "seed"))) j->sp.seed = (uint64_t)(int64_t)v;
-    if (ok && (ok = get_num(body, "n", 1, 1, &v, c))) {}
+    if (ok && (ok = srv_get_num(body, "temperature", 0, 100, &v, c)) && json_is_number(json_get(body, "temperature"))) j->sp.temp = (float)v;
+    if (ok && (ok = srv_get_num(body, "top_p", 0, 1, &v, c)) && json_is_number(json_get(body, "top_p"))) j->sp.top_p = (float)v;
+    if (ok && (ok = srv_get_num(body, "top_k", 0, 1e9, &v, c)) && json_is_number(json_get(body, "top_k"))) j->sp.top_k = (int)v;
+    if (ok && (ok = srv_get_num(body, "min_p", 0, 1, &v, c)) && json_is_number(json_get(body, "min_p"))) j->sp.min_p = (float)v;
+    if (ok && (ok = srv_get_num(body, "presence_penalty", -2, 2, &v, c)) && json_is_number(json_get(body, "presence_penalty"))) j->sp.presence_penalty = (float)v;
+    if (ok && (ok = srv_get_num(body, "frequency_penalty", -2, 2, &v, c)) && json_is_number(json_get(body, "frequency_penalty"))) j->sp.freq_penalty = (float)v;
+    if (ok && (ok = srv_get_num(body, "repeat_penalty", 0, 10, &v, c)) && json_is_number(json_get(body, "repeat_penalty"))) j->sp.repeat_penalty = (float)v;
+    if (ok && (ok = srv_get_num(body, "seed", -9.2e18, 9.2e18, &v, c)) && json_is_number(json_get(body, "seed"))) j->sp.seed = (uint64_t)(int64_t)v;
+    if (ok && (ok = srv_get_num(body, "n", 1, 1, &v, c))) {}
+    j->n_logprobs = -1;
     if (ok) {
-        const json *lp = json_get(body, "logprobs");
-        if (lp && ((json_is_bool(lp) && json_typeof(lp) == JSON_TRUE) || (json_is_number(lp) && json_number(lp) > 0))) {
-            send_error(c, 400, "invalid_request_error", "logprobs", "logprobs are not supported yet");
-            ok = false;
+        /* chat: logprobs true + top_logprobs 0..20; completions: logprobs N (0..20) */
+        const json *lp = json_get(body, "logprobs"), *tlp = json_get(body, "top_logprobs");
+        bool lp_null = !lp || json_typeof(lp) == JSON_NULL, tlp_null = !tlp || json_typeof(tlp) == JSON_NULL;
+        if (kind == JOB_CHAT) {
+            if (!lp_null && !json_is_bool(lp)) {
+                srv_send_error(c, 400, "invalid_request_error", "logprobs", "'logprobs' must be a boolean");
+                ok = false;
+            } else if (!tlp_null && (!json_is_number(tlp) || !json_number_is_integer(tlp) || json_number(tlp) < 0 || json_number(tlp) > 20)) {
+                srv_send_error(c, 400, "invalid_request_error", "top_logprobs", "'top_logprobs' must be an integer between 0 and 20");
+                ok = false;
+            } else if (!tlp_null && (lp_null || json_typeof(lp) != JSON_TRUE)) {
+                srv_send_error(c, 400, "invalid_request_error", "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+                ok = false;
+            } else if (!lp_null && json_typeof(lp) == JSON_TRUE) {
+                j->n_logprobs = tlp_null ? 0 : (int)json_number(tlp);
+            }
+        } else if (!lp_null) {
+            if (!json_is_number(lp) || !json_number_is_integer(lp) || json_number(lp) < 0 || json_number(lp) > 20) {
+                srv_send_error(c, 400, "invalid_request_error", "logprobs", "'logprobs' must be an integer between 0 and 20");
+                ok = false;
+            } else {
+                j->n_logprobs = (int)json_number(lp);
+            }
         }
     }
     if (ok) {
@@ -456,7 +464,7 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
         const json *t = rf ? json_get(rf, "type") : NULL;
         if (rf && (!json_is_string(t) || strcmp(json_string(t), "text") != 0)) {
             /* never a silent fallback: constrained decoding is not in this build yet */
-            send_error(c, 400, "invalid_request_error", "response_format",
+            srv_send_error(c, 400, "invalid_request_error", "response_format",
                        "response_format json_object / json_schema is not supported by this build yet");
             ok = false;
         }
@@ -466,14 +474,14 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
         if (st && json_typeof(st) != JSON_NULL) {
             size_t n = json_is_array(st) ? json_size(st) : 1;
             if ((!json_is_string(st) && !json_is_array(st)) || n > 16) {
-                send_error(c, 400, "invalid_request_error", "stop", "'stop' must be a string or up to 16 strings");
+                srv_send_error(c, 400, "invalid_request_error", "stop", "'stop' must be a string or up to 16 strings");
                 ok = false;
             } else {
                 j->stop = calloc(n + 1, sizeof(char *));
                 for (size_t i = 0; ok && i < n; i++) {
                     const json *x = json_is_array(st) ? json_at(st, i) : st;
                     if (!json_is_string(x) || json_string_len(x) == 0) {
-                        send_error(c, 400, "invalid_request_error", "stop", "stop strings must be non-empty strings");
+                        srv_send_error(c, 400, "invalid_request_error", "stop", "stop strings must be non-empty strings");
                         ok = false;
                         break;
                     }
@@ -503,7 +511,7 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
     j->conn = c;
     if (!sched_submit(&s->sch, j)) {
         job_release(j);
-        send_error(c, 503, "server_error", NULL, "the server is at capacity; retry shortly");
+        srv_send_error(c, 503, "server_error", NULL, "the server is at capacity; retry shortly");
         return;
     }
     c->job = j; /* the loop's reference is released when the job's done event arrives */
@@ -577,30 +585,30 @@ static void embed_after(uv_work_t *w, int status) {
     json_free(c->emb_req);
     c->emb_req = NULL;
     if (!c->closing) {
-        if (c->emb_status == 200) send_json(c, 200, &c->emb_out);
-        else send_error(c, c->emb_status, "invalid_request_error", "input", c->emb_out.p ? c->emb_out.p : "bad input");
+        if (c->emb_status == 200) srv_send_json(c, 200, &c->emb_out);
+        else srv_send_error(c, c->emb_status, "invalid_request_error", "input", c->emb_out.p ? c->emb_out.p : "bad input");
     }
     sb_free(&c->emb_out);
-    if (c->closing && c->open_handles == 0 && c->pending_work == 0) free(c);
+    srv_conn_maybe_free(c);
 }
 
 static void handle_embeddings(conn *c, const http_request *r) {
     srv *s = c->s;
-    if (!s->bert) { send_error(c, 400, "invalid_request_error", "model", "no embedding model loaded (start with --embed-model)"); return; }
+    if (!s->bert) { srv_send_error(c, 400, "invalid_request_error", "model", "no embedding model loaded (start with --embed-model)"); return; }
     qerr e;
-    if (json_parse(r->body ? r->body : "", r->body_len, NULL, &c->emb_req, &e)) { send_error(c, 400, "invalid_request_error", NULL, e.msg); return; }
+    if (json_parse(r->body ? r->body : "", r->body_len, NULL, &c->emb_req, &e)) { srv_send_error(c, 400, "invalid_request_error", NULL, e.msg); return; }
     const json *in = json_get(c->emb_req, "input");
     const json *fmt = json_get(c->emb_req, "encoding_format");
     if (fmt && (!json_is_string(fmt) || (strcmp(json_string(fmt), "float") && strcmp(json_string(fmt), "base64")))) {
         json_free(c->emb_req);
         c->emb_req = NULL;
-        send_error(c, 400, "invalid_request_error", "encoding_format", "encoding_format must be \"float\" or \"base64\"");
+        srv_send_error(c, 400, "invalid_request_error", "encoding_format", "encoding_format must be \"float\" or \"base64\"");
         return;
     }
     if (!in || (!json_is_string(in) && !json_is_array(in)) || (json_is_array(in) && (json_size(in) == 0 || json_size(in) > 2048))) {
         json_free(c->emb_req);
         c->emb_req = NULL;
-        send_error(c, 400, "invalid_request_error", "input", "'input' must be a string or an array of 1 to 2048 strings");
+        srv_send_error(c, 400, "invalid_request_error", "input", "'input' must be a string or an array of 1 to 2048 strings");
         return;
     }
     c->work.data = c;
@@ -621,6 +629,11 @@ static void handle_metrics(conn *c) {
     sb_printf(&b, "# HELP quire_slots_busy Slots decoding.\n# TYPE quire_slots_busy gauge\nquire_slots_busy %d\n",
               atomic_load(&s->sch.n_busy));
     sb_printf(&b, "# HELP quire_slots Slots configured.\n# TYPE quire_slots gauge\nquire_slots %d\n", s->sch.n_slots);
+    if (s->idx)
+        sb_printf(&b, "# HELP quire_index_documents Documents in the --db index.\n# TYPE quire_index_documents gauge\n"
+                      "quire_index_documents %lld\n# HELP quire_index_chunks Chunks in the --db index.\n"
+                      "# TYPE quire_index_chunks gauge\nquire_index_chunks %lld\n",
+                  atomic_load(&s->idx_docs), atomic_load(&s->idx_chunks));
     struct { const char *name, *help; long long v; } ctr[] = {
         {"quire_prompt_tokens_total", "Prompt tokens admitted.", atomic_load(&s->sch.n_tokens_in)},
         {"quire_prompt_cached_tokens_total", "Prompt tokens reused from the KV cache.", atomic_load(&s->sch.n_cached_tokens)},
@@ -647,7 +660,7 @@ static void handle_metrics(conn *c) {
         sb_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", hs[i].name, (unsigned long long)cum,
                   hs[i].name, hs[i].h->sum, hs[i].name, (unsigned long long)hs[i].h->count);
     }
-    send_response(c, 200, "text/plain; version=0.0.4", b.p, b.n, NULL);
+    srv_send(c, 200, "text/plain; version=0.0.4", b.p, b.n, NULL);
     sb_free(&b);
 }
 
@@ -672,7 +685,8 @@ static bool authorize(conn *c, const http_request *r) {
 
 static int route_of(const char *path) {
     for (int i = 0; i < R_OTHER; i++)
-        if (strcmp(path, route_names[i]) == 0) return i;
+        if (strcmp(path, route_names[i]) == 0 && i != R_DOCUMENT) return i;
+    if (strncmp(path, "/v1/documents/", 14) == 0 && path[14]) return R_DOCUMENT;
     return R_OTHER;
 }
 
@@ -703,20 +717,20 @@ static void handle_request(conn *c, const http_request *r) {
     if (strcmp(r->method, "OPTIONS") == 0) {
         bool allowed = false;
         for (int i = 0; i < s->cfg.n_cors; i++) allowed |= c->origin[0] && strcmp(s->cfg.cors_origins[i], c->origin) == 0;
-        send_response(c, 204, "text/plain", "", 0,
-                      allowed ? "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n" : NULL);
+        srv_send(c, 204, "text/plain", "", 0,
+                      allowed ? "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n" : NULL);
         return;
     }
     switch (c->route) {
     case R_HEALTH:
         if (!get) break;
-        send_response(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL);
+        srv_send(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL);
         return;
     case R_READY: {
         if (!get) break;
         bool ready = !s->draining && atomic_load(&s->sch.n_waiting) < s->sch.q_cap;
-        if (ready) send_response(c, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
-        else send_error(c, 503, "server_error", NULL, s->draining ? "shutting down" : "queue full");
+        if (ready) srv_send(c, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
+        else srv_send_error(c, 503, "server_error", NULL, s->draining ? "shutting down" : "queue full");
         return;
     }
     case R_METRICS:
@@ -726,7 +740,7 @@ static void handle_request(conn *c, const http_request *r) {
     default: break;
     }
     if (strncmp(r->path, "/v1/", 4) == 0 && !authorize(c, r)) {
-        send_error(c, 401, "authentication_error", NULL, "missing or invalid API key");
+        srv_send_error(c, 401, "authentication_error", NULL, "missing or invalid API key");
         return;
     }
     if (c->route == R_MODELS && get) {
@@ -740,30 +754,36 @@ static void handle_request(conn *c, const http_request *r) {
             sb_printf(&b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"quire\"}", (long)time(NULL));
         }
         sb_puts(&b, "]}");
-        send_json(c, 200, &b);
+        srv_send_json(c, 200, &b);
         sb_free(&b);
+        return;
+    }
+    if (c->route == R_DOCUMENTS || c->route == R_DOCUMENT || c->route == R_SEARCH || c->route == R_ANSWER) {
+        if (s->draining) { srv_send_error(c, 503, "server_error", NULL, "shutting down"); return; }
+        docs_handle(c, r);
         return;
     }
     if (post && (c->route == R_COMPLETIONS || c->route == R_CHAT || c->route == R_EMBEDDINGS)) {
         const char *ct = http_header_get(r, "content-type");
         if (!ct || strncasecmp(ct, "application/json", 16) != 0) {
-            send_error(c, 415, "invalid_request_error", NULL, "Content-Type must be application/json");
+            srv_send_error(c, 415, "invalid_request_error", NULL, "Content-Type must be application/json");
             return;
         }
-        if (s->draining) { send_error(c, 503, "server_error", NULL, "shutting down"); return; }
+        if (s->draining) { srv_send_error(c, 503, "server_error", NULL, "shutting down"); return; }
         if (c->route == R_EMBEDDINGS) handle_embeddings(c, r);
         else handle_generate(c, r, c->route == R_CHAT ? JOB_CHAT : JOB_COMPLETION);
         return;
     }
-    if (c->route != R_OTHER) send_error(c, 405, "invalid_request_error", NULL, "method not allowed");
-    else send_error(c, 404, "invalid_request_error", NULL, "no such route");
+    if (c->route != R_OTHER) srv_send_error(c, 405, "invalid_request_error", NULL, "method not allowed");
+    else srv_send_error(c, 404, "invalid_request_error", NULL, "no such route");
 }
 
 /* ------------------------------------------------------------------------ */
 /* connections */
 static void on_handle_closed(uv_handle_t *h) {
     conn *c = h->data;
-    if (--c->open_handles == 0 && c->pending_work == 0) free(c);
+    --c->open_handles;
+    srv_conn_maybe_free(c);
 }
 
 static void conn_close(conn *c) {
@@ -793,7 +813,7 @@ static void on_timeout(uv_timer_t *t) {
         c->s->n_busy++;
         c->route = R_OTHER;
         snprintf(c->req_id, sizeof c->req_id, "timeout");
-        send_error(c, 408, "invalid_request_error", NULL, "request not received in time");
+        srv_send_error(c, 408, "invalid_request_error", NULL, "request not received in time");
         return;
     }
     conn_close(c); /* idle keep-alive connection */
@@ -821,7 +841,7 @@ static void process_input(conn *c) {
             c->keep_alive = false;
             c->route = R_OTHER;
             snprintf(c->req_id, sizeof c->req_id, "bad");
-            send_error(c, r.status, "invalid_request_error", NULL, r.error);
+            srv_send_error(c, r.status, "invalid_request_error", NULL, r.error);
             c->in_n = 0;
             return;
         }
@@ -979,6 +999,21 @@ int server_run(const server_config *cfg, qerr *e) {
         pthread_mutex_init(&s->bert_mu, NULL);
     }
     if (cfg->api_key_file && load_keys(s, cfg->api_key_file, e)) goto out;
+    if (cfg->db_dir) {
+        index_config ic;
+        index_config_default(&ic);
+        if (cfg->embed_model) snprintf(ic.embed_model, sizeof ic.embed_model, "%s", cfg->embed_model);
+        if (index_open(&s->idx, cfg->db_dir, INDEX_CREATE, &ic, e)) { qerr_wrap(e, "--db"); goto out; }
+        pthread_mutex_init(&s->idx_mu, NULL);
+        const index_config *have = index_get_config(s->idx);
+        if (cfg->embed_model && have->embed_model[0] && strcmp(have->embed_model, cfg->embed_model) != 0) {
+            qerr_set(e, "--db %s was built with embedding model %s, not %s", cfg->db_dir, have->embed_model, cfg->embed_model);
+            goto out;
+        }
+        if (cfg->n_threads > 0) index_set_threads(s->idx, cfg->n_threads, e);
+        atomic_store(&s->idx_docs, (long long)index_doc_count(s->idx));
+        atomic_store(&s->idx_chunks, (long long)index_chunk_count(s->idx));
+    }
     if (cfg->chat_template) {
         if (strcmp(cfg->chat_template, "chatml") == 0) {
             s->chat_template = strdup(chat_template_chatml);
@@ -1031,6 +1066,12 @@ stop:
     uv_run(s->loop, UV_RUN_DEFAULT);
     uv_loop_close(s->loop);
 out:
+    if (s->idx) {
+        qerr e2;
+        if (rc != 0) index_free(s->idx);
+        else if (index_close(s->idx, &e2) != 0) { *e = e2; qerr_wrap(e, "closing --db"); rc = -1; }
+        pthread_mutex_destroy(&s->idx_mu);
+    }
     if (s->bpool) { qpool_free(s->bpool); pthread_mutex_destroy(&s->bert_mu); }
     tokenizer_free(s->btok);
     bert_free(s->bert);

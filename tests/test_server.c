@@ -20,103 +20,6 @@
 #include "engine/engine.h"
 #include "testutil.h"
 
-typedef struct server {
-    pid_t pid;
-    int port;
-} server;
-
-/* Servers still running when a test fails (an assertion jumps past stop()). */
-static pid_t live[16];
-static int n_live;
-static void kill_live(void) {
-    for (int i = 0; i < n_live; i++)
-        if (live[i] > 0) kill(live[i], SIGKILL);
-}
-
-static server start(const char *extra) {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(fds[0]);
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd, "exec %s serve -m %s --port 0 --ready-fd %d -t 1 %s 2>/dev/null", QUIRE_BINARY,
-                 shared_path("models/stories260K.gguf"), fds[1], extra);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char buf[32] = {0};
-    struct pollfd p = {fds[0], POLLIN, 0};
-    assert_true(poll(&p, 1, 30000) == 1);
-    assert_true(read(fds[0], buf, sizeof buf - 1) > 0);
-    close(fds[0]);
-    server s = {pid, atoi(buf)};
-    if (n_live < 16) live[n_live++] = pid;
-    assert_true(s.port > 0);
-    return s;
-}
-
-static int stop(server *s) {
-    kill(s->pid, SIGTERM);
-    int st = 0;
-    waitpid(s->pid, &st, 0);
-    for (int i = 0; i < n_live; i++)
-        if (live[i] == s->pid) live[i] = 0;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int dial(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n) {
-    while (n > 0) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        if (w <= 0) return;
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-/* Reads until the peer closes or `timeout_ms` passes; NUL-terminated. */
-static char *recv_until_close(int fd, int timeout_ms) {
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    for (;;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, timeout_ms) <= 0) break;
-        if (n + 4096 > cap) b = realloc(b, cap *= 2);
-        ssize_t r = recv(fd, b + n, cap - n - 1, 0);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    b[n] = 0;
-    return b;
-}
-
-/* One request on a fresh connection that asks to close afterwards. */
-static char *request(int port, const char *method, const char *path, const char *body, const char *headers) {
-    int fd = dial(port);
-    char req[16384];
-    snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s%s%s%s\r\n%s", method, path,
-             headers ? headers : "", body ? "Content-Type: application/json\r\n" : "", body ? "Content-Length: " : "",
-             "", "");
-    char *p = req + strlen(req) - 2; /* before the final CRLF */
-    if (body) snprintf(p, sizeof req - (size_t)(p - req), "%zu\r\n\r\n%s", strlen(body), body);
-    send_all(fd, req, strlen(req));
-    char *out = recv_until_close(fd, 300000); /* generous: sanitizer builds are slow */
-    close(fd);
-    return out;
-}
-
-static int status_of(const char *resp) { return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1; }
-
 /* The "text" of a non-streamed completion (escaped JSON is fine to compare). */
 static char *completion_text(const char *resp) {
     const char *p = strstr(resp, "\"text\":\"");
@@ -127,95 +30,85 @@ static char *completion_text(const char *resp) {
     return strndup(p, (size_t)(e - p));
 }
 
-static long long metric(int port, const char *name) {
-    char *m = request(port, "GET", "/metrics", NULL, NULL);
-    char pat[128];
-    snprintf(pat, sizeof pat, "\n%s ", name);
-    const char *p = strstr(m, pat);
-    long long v = p ? atoll(p + strlen(pat)) : -1;
-    free(m);
-    return v;
-}
-
 static void test_basics(void **state) {
     (void)state;
-    server s = start("--slots 4 --header-timeout 1");
-    char *r = request(s.port, "GET", "/health", NULL, NULL);
-    assert_int_equal(status_of(r), 200);
+    test_server s = srv_start("--slots 4 --header-timeout 1");
+    char *r = srv_request(s.port, "GET", "/health", NULL, NULL);
+    assert_int_equal(srv_status(r), 200);
     free(r);
-    r = request(s.port, "GET", "/nope", NULL, NULL);
-    assert_int_equal(status_of(r), 404);
+    r = srv_request(s.port, "GET", "/nope", NULL, NULL);
+    assert_int_equal(srv_status(r), 404);
     assert_non_null(strstr(r, "\"error\":{\"message\""));
     free(r);
-    r = request(s.port, "POST", "/v1/completions", "{\"prompt\": 5}", NULL);
-    assert_int_equal(status_of(r), 400);
+    r = srv_request(s.port, "POST", "/v1/completions", "{\"prompt\": 5}", NULL);
+    assert_int_equal(srv_status(r), 400);
     assert_non_null(strstr(r, "\"param\":\"prompt\""));
     free(r);
-    r = request(s.port, "POST", "/v1/completions", "{not json", NULL);
-    assert_int_equal(status_of(r), 400);
+    r = srv_request(s.port, "POST", "/v1/completions", "{not json", NULL);
+    assert_int_equal(srv_status(r), 400);
     free(r);
     /* a prompt longer than the context: 400, not truncation */
-    r = request(s.port, "POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":1000000}", NULL);
-    assert_int_equal(status_of(r), 400);
+    r = srv_request(s.port, "POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":1000000}", NULL);
+    assert_int_equal(srv_status(r), 400);
     assert_non_null(strstr(r, "exceeds the context"));
     free(r);
 
     /* malformed request line: 400 and the connection closes */
-    int fd = dial(s.port);
-    send_all(fd, "GARBAGE\r\n\r\n", 11);
-    r = recv_until_close(fd, 5000);
-    assert_int_equal(status_of(r), 400);
+    int fd = srv_dial(s.port);
+    srv_send_all(fd, "GARBAGE\r\n\r\n", 11);
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 400);
     free(r);
     close(fd);
     /* oversized head: 431 */
-    fd = dial(s.port);
+    fd = srv_dial(s.port);
     char *big = malloc(40000);
     int n = snprintf(big, 40000, "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: ");
     memset(big + n, 'a', 39000 - (size_t)n);
-    send_all(fd, big, 39000);
-    r = recv_until_close(fd, 5000);
-    assert_int_equal(status_of(r), 431);
+    srv_send_all(fd, big, 39000);
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 431);
     free(r);
     free(big);
     close(fd);
     /* oversized body: 413 */
-    fd = dial(s.port);
+    fd = srv_dial(s.port);
     const char *huge = "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n";
-    send_all(fd, huge, strlen(huge));
-    r = recv_until_close(fd, 5000);
-    assert_int_equal(status_of(r), 413);
+    srv_send_all(fd, huge, strlen(huge));
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 413);
     free(r);
     close(fd);
 
     /* slow loris: a head that never completes gets 408 after the header
      * timeout, while /health keeps answering */
-    fd = dial(s.port);
-    send_all(fd, "GET /health HTTP/1.1\r\nHo", 24);
+    fd = srv_dial(s.port);
+    srv_send_all(fd, "GET /health HTTP/1.1\r\nHo", 24);
     double t0 = q_now();
-    r = request(s.port, "GET", "/health", NULL, NULL);
-    assert_int_equal(status_of(r), 200);
+    r = srv_request(s.port, "GET", "/health", NULL, NULL);
+    assert_int_equal(srv_status(r), 200);
     assert_true(q_now() - t0 < 0.5);
     free(r);
-    r = recv_until_close(fd, 5000);
-    assert_int_equal(status_of(r), 408);
+    r = srv_recv_until_close(fd, 5000);
+    assert_int_equal(srv_status(r), 408);
     free(r);
     close(fd);
 
     /* pipelining and keep-alive: three requests in one write, three
      * responses in order on one connection */
-    fd = dial(s.port);
+    fd = srv_dial(s.port);
     const char *three = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
                         "GET /v1/models HTTP/1.1\r\nHost: t\r\n\r\n"
                         "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    send_all(fd, three, strlen(three));
-    r = recv_until_close(fd, 5000);
+    srv_send_all(fd, three, strlen(three));
+    r = srv_recv_until_close(fd, 5000);
     const char *a = strstr(r, "HTTP/1.1 200"), *b = a ? strstr(a + 1, "HTTP/1.1 200") : NULL;
     const char *c = b ? strstr(b + 1, "HTTP/1.1 200") : NULL;
     assert_non_null(c);
     assert_true(strstr(r, "\"object\":\"list\"") > a && strstr(r, "\"object\":\"list\"") < c);
     free(r);
     close(fd);
-    assert_int_equal(stop(&s), 0);
+    assert_int_equal(srv_stop(&s), 0);
 }
 
 typedef struct call {
@@ -226,17 +119,17 @@ typedef struct call {
 
 static void *call_main(void *arg) {
     call *c = arg;
-    c->resp = request(c->port, "POST", "/v1/completions", c->body, NULL);
+    c->resp = srv_request(c->port, "POST", "/v1/completions", c->body, NULL);
     return NULL;
 }
 
 /* The same greedy request alone and among 8 others returns identical text. */
 static void test_batch_invariance(void **state) {
     (void)state;
-    server s = start("--slots 9");
+    test_server s = srv_start("--slots 9");
     const char *req = "{\"prompt\":\"Once upon a time, in a small town\",\"max_tokens\":48,\"temperature\":0}";
-    char *alone = request(s.port, "POST", "/v1/completions", req, NULL);
-    assert_int_equal(status_of(alone), 200);
+    char *alone = srv_request(s.port, "POST", "/v1/completions", req, NULL);
+    assert_int_equal(srv_status(alone), 200);
     char *want = completion_text(alone);
     call calls[9];
     pthread_t th[9];
@@ -249,7 +142,7 @@ static void test_batch_invariance(void **state) {
         pthread_create(&th[i], NULL, call_main, &calls[i]);
     }
     for (int i = 0; i < 9; i++) pthread_join(th[i], NULL);
-    for (int i = 0; i < 9; i++) assert_int_equal(status_of(calls[i].resp), 200);
+    for (int i = 0; i < 9; i++) assert_int_equal(srv_status(calls[i].resp), 200);
     char *got = completion_text(calls[4].resp);
     assert_string_equal(got, want);
     printf("  batched text equals alone: %.40s...\n", want);
@@ -257,20 +150,20 @@ static void test_batch_invariance(void **state) {
     free(got);
     free(want);
     free(alone);
-    assert_true(metric(s.port, "quire_prompt_tokens_total") > 0);
-    assert_int_equal(stop(&s), 0);
+    assert_true(srv_metric(s.port, "quire_prompt_tokens_total") > 0);
+    assert_int_equal(srv_stop(&s), 0);
 }
 
 /* A streaming client that leaves: generation stops within a step. */
 static void test_disconnect_cancels(void **state) {
     (void)state;
-    server s = start("--slots 2");
-    int fd = dial(s.port);
+    test_server s = srv_start("--slots 2");
+    int fd = srv_dial(s.port);
     const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":1900,\"temperature\":1.0,\"stream\":true}";
     char req[1024];
     snprintf(req, sizeof req, "POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
              strlen(body), body);
-    send_all(fd, req, strlen(req));
+    srv_send_all(fd, req, strlen(req));
     char buf[4096];
     struct pollfd p = {fd, POLLIN, 0};
     assert_true(poll(&p, 1, 10000) == 1);
@@ -279,22 +172,22 @@ static void test_disconnect_cancels(void **state) {
     long long cancelled = 0;
     for (int i = 0; i < 100 && cancelled < 1; i++) {
         usleep(20000);
-        cancelled = metric(s.port, "quire_requests_cancelled_total");
+        cancelled = srv_metric(s.port, "quire_requests_cancelled_total");
     }
     assert_int_equal(cancelled, 1);
-    long long t1 = metric(s.port, "quire_generation_tokens_total");
+    long long t1 = srv_metric(s.port, "quire_generation_tokens_total");
     usleep(200000);
-    long long t2 = metric(s.port, "quire_generation_tokens_total");
+    long long t2 = srv_metric(s.port, "quire_generation_tokens_total");
     assert_true(t1 == t2);  /* nothing generated after the cancellation */
     assert_true(t1 < 1900); /* and it did not run to the end */
     printf("  cancelled after %lld tokens\n", t1);
-    assert_int_equal(stop(&s), 0);
+    assert_int_equal(srv_stop(&s), 0);
 }
 
 /* More requests than slots + queue: the rest get 503 with Retry-After. */
 static void test_backpressure(void **state) {
     (void)state;
-    server s = start("--slots 1 --queue 2");
+    test_server s = srv_start("--slots 1 --queue 2");
     enum { N = 10 };
     call calls[N];
     pthread_t th[N];
@@ -306,7 +199,7 @@ static void test_backpressure(void **state) {
     int ok = 0, busy = 0;
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
-        int st = status_of(calls[i].resp);
+        int st = srv_status(calls[i].resp);
         if (st == 200) ok++;
         if (st == 503) { busy++; assert_non_null(strstr(calls[i].resp, "Retry-After: 1")); }
         free(calls[i].resp);
@@ -314,7 +207,7 @@ static void test_backpressure(void **state) {
     printf("  %d served, %d refused with 503\n", ok, busy);
     assert_int_equal(ok + busy, N);
     assert_true(ok >= 1 && busy >= 1);
-    assert_int_equal(stop(&s), 0);
+    assert_int_equal(srv_stop(&s), 0);
 }
 
 static void test_api_keys(void **state) {
@@ -328,31 +221,31 @@ static void test_api_keys(void **state) {
     close(fd);
     char extra[256];
     snprintf(extra, sizeof extra, "--api-key-file %s", path);
-    server s = start(extra);
-    char *r = request(s.port, "GET", "/v1/models", NULL, NULL);
-    assert_int_equal(status_of(r), 401);
+    test_server s = srv_start(extra);
+    char *r = srv_request(s.port, "GET", "/v1/models", NULL, NULL);
+    assert_int_equal(srv_status(r), 401);
     free(r);
-    r = request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer wrong-key-wrong-key\r\n");
-    assert_int_equal(status_of(r), 401);
+    r = srv_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer wrong-key-wrong-key\r\n");
+    assert_int_equal(srv_status(r), 401);
     free(r);
-    r = request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer secret-key-for-tenant-a\r\n");
-    assert_int_equal(status_of(r), 200);
+    r = srv_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer secret-key-for-tenant-a\r\n");
+    assert_int_equal(srv_status(r), 200);
     free(r);
     /* the key stored only as its SHA-256 (checks our hash against sha256sum) */
-    r = request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer another-secret-key-42\r\n");
-    assert_int_equal(status_of(r), 200);
+    r = srv_request(s.port, "GET", "/v1/models", NULL, "Authorization: Bearer another-secret-key-42\r\n");
+    assert_int_equal(srv_status(r), 200);
     free(r);
-    r = request(s.port, "GET", "/health", NULL, NULL); /* health needs no key */
-    assert_int_equal(status_of(r), 200);
+    r = srv_request(s.port, "GET", "/health", NULL, NULL); /* health needs no key */
+    assert_int_equal(srv_status(r), 200);
     free(r);
-    assert_int_equal(stop(&s), 0);
+    assert_int_equal(srv_stop(&s), 0);
     unlink(path);
 }
 
 /* SIGTERM while a request runs: it completes, then the server exits 0. */
 static void test_graceful_shutdown(void **state) {
     (void)state;
-    server s = start("--slots 1");
+    test_server s = srv_start("--slots 1");
     call c = {.port = s.port};
     snprintf(c.body, sizeof c.body, "{\"prompt\":\"Once upon a time\",\"max_tokens\":600,\"temperature\":1.0}");
     pthread_t th;
@@ -360,19 +253,17 @@ static void test_graceful_shutdown(void **state) {
     usleep(100000);
     kill(s.pid, SIGTERM);
     pthread_join(th, NULL);
-    assert_int_equal(status_of(c.resp), 200);
+    assert_int_equal(srv_status(c.resp), 200);
     assert_non_null(strstr(c.resp, "\"completion_tokens\":"));
     free(c.resp);
     int st = 0;
     waitpid(s.pid, &st, 0);
-    for (int i = 0; i < n_live; i++)
-        if (live[i] == s.pid) live[i] = 0;
+    srv_forget(s.pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
-    atexit(kill_live);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basics),      cmocka_unit_test(test_batch_invariance),
         cmocka_unit_test(test_disconnect_cancels), cmocka_unit_test(test_backpressure),

@@ -1,5 +1,12 @@
 #include "testutil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,4 +76,117 @@ int run_quire(const char *args, char **out) {
     if (out) *out = buf; else free(buf);
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
     return WEXITSTATUS(st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* quire serve over loopback */
+static pid_t live[32];
+static int n_live;
+static void kill_live(void) {
+    for (int i = 0; i < n_live; i++)
+        if (live[i] > 0) kill(live[i], SIGKILL);
+}
+
+test_server srv_start(const char *extra) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "exec %s serve -m %s --port 0 --ready-fd %d -t 1 %s 2>>${QUIRE_SERVE_LOG:-/dev/null}", QUIRE_BINARY,
+                 shared_path("models/stories260K.gguf"), fds[1], extra);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (n_live == 0) atexit(kill_live);
+    char buf[32] = {0};
+    struct pollfd p = {fds[0], POLLIN, 0};
+    if (n_live < 32) live[n_live++] = pid;
+    assert_true(poll(&p, 1, 60000) == 1);
+    assert_true(read(fds[0], buf, sizeof buf - 1) > 0);
+    close(fds[0]);
+    test_server s = {pid, atoi(buf)};
+    assert_true(s.port > 0);
+    return s;
+}
+
+void srv_forget(pid_t pid) {
+    for (int i = 0; i < n_live; i++)
+        if (live[i] == pid) live[i] = 0;
+}
+
+int srv_stop(test_server *s) {
+    kill(s->pid, SIGTERM);
+    int st = 0;
+    waitpid(s->pid, &st, 0);
+    srv_forget(s->pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int srv_dial(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+void srv_send_all(int fd, const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+char *srv_recv_until_close(int fd, int timeout_ms) {
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, timeout_ms) <= 0) break;
+        if (n + 4096 > cap) b = realloc(b, cap *= 2);
+        ssize_t r = recv(fd, b + n, cap - n - 1, 0);
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    b[n] = 0;
+    return b;
+}
+
+char *srv_request(int port, const char *method, const char *path, const char *body, const char *headers) {
+    int fd = srv_dial(port);
+    size_t blen = body ? strlen(body) : 0;
+    size_t cap = blen + strlen(path) + (headers ? strlen(headers) : 0) + 512;
+    char *req = malloc(cap);
+    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s", method, path, headers ? headers : "");
+    if (body) n += snprintf(req + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
+    n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    if (body) memcpy(req + n, body, blen);
+    srv_send_all(fd, req, (size_t)n + blen);
+    free(req);
+    char *out = srv_recv_until_close(fd, 300000); /* generous: sanitizer builds are slow */
+    close(fd);
+    return out;
+}
+
+int srv_status(const char *resp) { return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1; }
+
+const char *srv_body(const char *resp) {
+    const char *p = strstr(resp, "\r\n\r\n");
+    return p ? p + 4 : "";
+}
+
+long long srv_metric(int port, const char *name) {
+    char *m = srv_request(port, "GET", "/metrics", NULL, NULL);
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(m, pat);
+    long long v = p ? atoll(p + strlen(pat)) : -1;
+    free(m);
+    return v;
 }

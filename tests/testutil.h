@@ -20,4 +20,30 @@ double nrmse(const float *a, const float *ref, size_t n);
  * returns the exit status. Caller frees *out (may pass NULL). */
 int run_quire(const char *args, char **out);
 
+/* ---- quire serve over loopback (tests of the HTTP service) ---- */
+#include <sys/types.h>
+typedef struct test_server {
+    pid_t pid;
+    int port;
+} test_server;
+/* Starts `quire serve -m stories260K --port 0 -t 1 EXTRA` (stderr to
+ * /dev/null) and waits until it listens. Servers still running at exit are
+ * killed (a failed assertion jumps past srv_stop). */
+test_server srv_start(const char *extra);
+/* SIGTERM, wait; returns the exit status (128 + signal if killed). */
+int srv_stop(test_server *s);
+/* The server exited by other means: do not kill it at exit. */
+void srv_forget(pid_t pid);
+int srv_dial(int port);
+void srv_send_all(int fd, const char *s, size_t n);
+/* Reads until the peer closes or timeout_ms passes; NUL-terminated. */
+char *srv_recv_until_close(int fd, int timeout_ms);
+/* One request on a fresh connection (Connection: close); body as JSON. */
+char *srv_request(int port, const char *method, const char *path, const char *body, const char *headers);
+int srv_status(const char *resp);
+/* The body after the head (a pointer into resp; "" if none). */
+const char *srv_body(const char *resp);
+/* A counter or gauge from /metrics; -1 when absent. */
+long long srv_metric(int port, const char *name);
+
 #endif

@@ -11,7 +11,10 @@ void help_serve(FILE *out) {
             "usage: quire serve -m MODEL [--embed-model M] [--db DIR] [--host 127.0.0.1] [--port 8080]\n"
             "                   [--api-key-file F] [options]\n"
             "  Serves GET /health, /ready, /metrics, /v1/models and POST /v1/completions,\n"
-            "  /v1/chat/completions, /v1/embeddings (OpenAI wire format, SSE streaming).\n"
+            "  /v1/chat/completions, /v1/embeddings (OpenAI wire format, SSE streaming); with --db also\n"
+            "  POST /v1/documents, GET|DELETE /v1/documents/{id}, POST /v1/search and POST /v1/answer.\n"
+            "  --db DIR             open (or create) a document index directory (the format of quire index);\n"
+            "                       with --embed-model a new index also stores vectors (vector/hybrid search)\n"
             "  --slots N            requests decoded together (default 4)\n"
             "  --ctx N              KV cells over all slots (default slots x min(train ctx, 4096))\n"
             "  --queue N            waiting requests before 503 + Retry-After (default 64)\n"
@@ -67,7 +70,6 @@ int cmd_serve(int argc, char **argv) {
 #undef FLT
     }
     if (!c.model_path) return cli_fail("serve", "no model given (-m MODEL)");
-    if (c.db_dir) return cli_fail("serve", "--db: the document endpoints are not in this build yet");
     qerr e;
     if (server_run(&c, &e)) return cli_fail("serve", "%s", e.msg);
     return EXIT_OK;

@@ -61,6 +61,31 @@ await check("completions.create", async () => {
   assert(r.object === "text_completion", "object");
   assert(r.choices[0].text.startsWith(", there was"), `text ${JSON.stringify(r.choices[0].text)}`);
 });
+await check("chat logprobs (top_logprobs), streamed equals non-streamed", async () => {
+  const req = { model: "stories", messages: [{ role: "user", content: "Tell me a story." }], max_tokens: 8, temperature: 0,
+                logprobs: true, top_logprobs: 3 };
+  const r = await client.chat.completions.create(req);
+  const lp = r.choices[0].logprobs.content;
+  assert(lp.length === 8, `tokens ${lp.length}`);
+  for (const t of lp) {
+    assert(typeof t.token === "string" && t.logprob <= 0 && Array.isArray(t.bytes), "token entry");
+    assert(t.top_logprobs.length === 3 && t.top_logprobs[0].logprob >= t.top_logprobs[2].logprob, "top_logprobs");
+    assert(Math.abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6, "greedy picks the best");
+  }
+  assert(lp.map(t => t.token).join("") === r.choices[0].message.content, "tokens spell the content");
+  const stream = await client.chat.completions.create({ ...req, stream: true });
+  const got = [];
+  for await (const chunk of stream)
+    for (const c of chunk.choices) if (c.logprobs && c.logprobs.content) got.push(...c.logprobs.content);
+  assert(got.length === 8 && got.every((t, i) => t.token === lp[i].token && t.logprob === lp[i].logprob), "stream");
+});
+await check("completions logprobs", async () => {
+  const r = await client.completions.create({ model: "stories", prompt: "Once upon a time", max_tokens: 6, temperature: 0, logprobs: 2 });
+  const lp = r.choices[0].logprobs;
+  assert(lp.tokens.length === 6 && lp.token_logprobs.length === 6 && lp.top_logprobs.length === 6, "lengths");
+  assert(lp.tokens.join("") === r.choices[0].text, "tokens spell the text");
+  assert(lp.text_offset[0] === 0 && lp.text_offset[1] === lp.tokens[0].length, "text_offset");
+});
 await check("embeddings.create", async () => {
   const r = await client.embeddings.create({ model: "bert", input: ["hello world", "the invoice total"] });
   assert(r.data.length === 2, "count");
