@@ -174,10 +174,10 @@ static uint32_t est(comp *c, sgr_expr x, int depth) {
         v += nd->kind == GX_ALT;
         break;
     case GX_REPEAT: {
-        uint64_t copies = nd->max == SGR_INF ? (uint64_t)nd->min + 1 : nd->max;
+        uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
         uint64_t k = est(c, nd->a, depth + 1);
         v = copies * k + copies;
-        if (copies > 2 && k > 2 && copies * k > INLINE_REPEAT) v = copies * 2;
+        if (copies >= 2 && k > 2 && copies * k > INLINE_REPEAT) v = copies * 2;
         break;
     }
     case GX_REF: {
@@ -226,10 +226,10 @@ static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner) {
         break;
     }
     case GX_REPEAT: {
-        uint64_t copies = nd->max == SGR_INF ? (uint64_t)nd->min + 1 : nd->max;
+        uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
         int32_t rule = -1;
         uint64_t k = est(c, nd->a, 0);
-        if (copies > 2 && k > 2 && copies * k > INLINE_REPEAT && gx_at(b, nd->a)->kind != GX_REF) {
+        if (copies >= 2 && k > 2 && copies * k > INLINE_REPEAT && gx_at(b, nd->a)->kind != GX_REF) {
             rule = c->node_rule[nd->a];
             if (rule < 0) {
                 char nm[300];
@@ -239,20 +239,24 @@ static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner) {
                 c->node_rule[nd->a] = rule;
             }
         }
+        uint32_t mandatory = nd->min;
         if (nd->max == SGR_INF) {
+            /* loop: body -> split(body, next); entered at the split for {0,},
+             * at the body (one copy serves the last mandatory one) otherwise */
             uint32_t t[2] = {0, next};
             uint32_t loop = eps_state(c, t, 2);
             uint32_t body = unit(c, nd->a, rule, loop, owner);
             if (c->failed) break;
             c->g->eps[c->g->st[loop].a] = body;
             s = loop;
+            if (mandatory) s = body, mandatory--;
         } else {
             for (uint32_t i = nd->min; i < nd->max && !c->failed; i++) {
                 uint32_t t[2] = {unit(c, nd->a, rule, s, owner), next};
                 s = eps_state(c, t, 2);
             }
         }
-        for (uint32_t i = 0; i < nd->min && !c->failed; i++) s = unit(c, nd->a, rule, s, owner);
+        for (uint32_t i = 0; i < mandatory && !c->failed; i++) s = unit(c, nd->a, rule, s, owner);
         break;
     }
     case GX_REF: {

@@ -79,6 +79,7 @@ void sgr_matcher_free(sgr_matcher *m) {
     free(m->mask);
     free(m->work);
     free(m->lv);
+    free(m->lvc);
     free(m);
 }
 

@@ -25,6 +25,7 @@ struct sgr_matcher {
     uint32_t *mask;
     float *work;
     size_t *lv; size_t cap_lv;                  /* trie-walk level offsets */
+    uint8_t (*lvc)[32];                         /* trie-walk level byte sets */
     bool last_hit;
 };
 

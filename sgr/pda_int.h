@@ -84,6 +84,23 @@ unsigned prun_closure(prun *r, uint32_t st, uint32_t stk);
 unsigned prun_step(prun *r, size_t off, size_t n, uint8_t c, size_t *out_n);
 uint64_t prun_head_cost(const prun *r, phead h);
 
+/* Configuration DFA memo for the cache walks (pda_memo.c). Id 0 is the
+ * empty configuration. */
+typedef struct pmemo {
+    prun *r;
+    phead *h; size_t n_h, cap_h;
+    uint32_t *off, *cnt; uint8_t (*bytes)[32]; uint32_t n_cfg, cap_cfg;
+    uint32_t *ch; uint32_t ch_cap;
+    uint64_t *tk; uint32_t *tv; uint8_t *tf; uint32_t t_cap, t_n;
+} pmemo;
+int pmemo_init(pmemo *m, prun *r);
+void pmemo_free(pmemo *m);
+void pmemo_clear(pmemo *m);           /* also clears the runner's frames */
+bool pmemo_full(const pmemo *m);
+/* Interns heads r->hs[off..off+n) (sorted in place). */
+uint32_t pmemo_intern(pmemo *m, size_t off, size_t n, bool *oom);
+uint32_t pmemo_step(pmemo *m, uint32_t id, uint8_t byte, unsigned *flags, bool *oom);
+
 /* Vocabulary (vocab.c). Trie in preorder: node i's subtree is [i, skip[i]). */
 typedef struct tnode { uint32_t skip, depth, tok_off, tok_n; uint8_t byte; } tnode;
 

@@ -18,6 +18,11 @@
 
 #include "sgr/matcher_int.h"
 
+/* Memory the entries of one (grammar, vocabulary) may hold; past it, new
+ * states are walked uncached (a long bounded repeat inlines one state per
+ * copy, so a long generation could otherwise grow the cache without end). */
+#define TM_MAX_BYTES ((size_t)256 << 20)
+
 typedef struct tm_entry {
     uint32_t *acc;       /* n_words */
     uint32_t *mini;      /* trie nodes, preorder */
@@ -33,10 +38,13 @@ struct tm_cache {
     uint32_t n_ent;
     pthread_mutex_t mu;
     prun r;
+    pmemo memo;
     uint8_t *mark;
     size_t *lv;
     uint8_t *esc;
+    uint8_t (*lvc)[32];   /* per level: the bytes its heads accept */
     uint32_t *path;
+    size_t bytes;         /* memory held by entries (under mu) */
     tm_cache *next;
 };
 
@@ -55,10 +63,12 @@ void tm_caches_free(tm_cache *c) {
         for (uint32_t i = 0; i < c->n_ent; i++) entry_free(atomic_load(&c->ent[i]));
         free(c->ent);
         pthread_mutex_destroy(&c->mu);
+        pmemo_free(&c->memo);
         prun_free(&c->r);
         free(c->mark);
         free(c->lv);
         free(c->esc);
+        free(c->lvc);
         free(c->path);
         free(c);
         c = nx;
@@ -81,8 +91,11 @@ tm_cache *tm_cache_get(const sgr_grammar *cg, const sgr_vocab *v) {
             c->lv = malloc(((size_t)v->max_depth + 2) * 2 * sizeof *c->lv);
             c->esc = malloc((size_t)v->max_depth + 2);
             c->path = malloc(((size_t)v->max_depth + 2) * sizeof *c->path);
-            if (!c->ent || !c->mark || !c->lv || !c->esc || !c->path || prun_init(&c->r, g) < 0) {
-                free(c->ent); free(c->mark); free(c->lv); free(c->esc); free(c->path);
+            c->lvc = malloc(((size_t)v->max_depth + 2) * sizeof *c->lvc);
+            bool ok = c->ent && c->mark && c->lv && c->esc && c->path && c->lvc && prun_init(&c->r, g) == 0;
+            if (ok && pmemo_init(&c->memo, &c->r) < 0) { prun_free(&c->r); ok = false; }
+            if (!ok) {
+                free(c->ent); free(c->mark); free(c->lv); free(c->esc); free(c->path); free(c->lvc);
                 free(c);
                 c = NULL;
             } else {
@@ -94,6 +107,18 @@ tm_cache *tm_cache_get(const sgr_grammar *cg, const sgr_vocab *v) {
     }
     pthread_mutex_unlock(&g->mu);
     return c;
+}
+
+/* The bytes some head of hs[off..off+n) can consume. */
+static void level_bytes(const prun *r, size_t off, size_t n, uint8_t *u) {
+    const sgr_grammar *g = r->g;
+    uint64_t w[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x[4];
+        memcpy(x, g->cls[g->st[r->hs[off + i].st].a], 32);
+        w[0] |= x[0], w[1] |= x[1], w[2] |= x[2], w[3] |= x[3];
+    }
+    memcpy(u, w, 32);
 }
 
 static inline void set_toks(const sgr_vocab *v, const tnode *nd, uint32_t *bits) {
@@ -118,32 +143,31 @@ static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
     size_t nw = (v->n_vocab + 31) / 32;
     tm_entry *en = calloc(1, sizeof *en);
     if (!en || !(en->acc = calloc(nw, sizeof *en->acc))) { free(en); return NULL; }
-    prun_clear_frames(r);
+    pmemo *mm = &c->memo;
+    if (pmemo_full(mm)) pmemo_clear(mm);
     r->n_hs = 0;
     r->oom = false;
+    bool oom = false;
     prun_begin(r);
     prun_closure(r, st, FR_SENT);
-    size_t *lo = c->lv, *ln = c->lv + v->max_depth + 2;
-    lo[0] = 0;
-    ln[0] = r->n_hs;
+    size_t *cid = c->lv;
+    cid[0] = pmemo_intern(mm, 0, r->n_hs, &oom);
     c->esc[0] = 0;
     size_t n_marked = 0;
-    for (uint32_t i = 0; i < v->n_tn && !r->oom;) {
+    for (uint32_t i = 0; i < v->n_tn && !oom && !r->oom;) {
         const tnode *nd = &v->tn[i];
         uint32_t d = nd->depth;
         c->path[d - 1] = i;
-        r->n_hs = lo[d - 1] + ln[d - 1];
-        size_t nn;
-        unsigned fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
-        lo[d] = lo[d - 1] + ln[d - 1];
-        ln[d] = nn;
+        unsigned fl;
+        uint32_t nid = pmemo_step(mm, (uint32_t)cid[d - 1], nd->byte, &fl, &oom);
+        cid[d] = nid;
         c->esc[d] = c->esc[d - 1] | ((fl & PR_ESC) != 0);
-        bool alive = nn || (fl & (PR_ESC | PR_END));
+        bool alive = nid || (fl & (PR_ESC | PR_END));
         if (nd->tok_n) {
             if (alive) set_toks(v, nd, en->acc);
             else if (c->esc[d - 1]) { mark_node(c, i, 1, d); n_marked++; }
         }
-        if (nn == 0) {
+        if (nid == 0) {
             if (c->esc[d]) {
                 for (uint32_t j = i + 1; j < nd->skip; j++) c->mark[j] = v->tn[j].tok_n ? 1 : 2;
                 n_marked += nd->skip - i - 1;
@@ -152,7 +176,13 @@ static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
             i = nd->skip;
         } else i++;
     }
-    if (r->oom) { entry_free(en); return NULL; }
+    if (oom || r->oom) {
+        memset(c->mark, 0, v->n_tn);
+        pmemo_clear(mm);
+        r->oom = false;
+        entry_free(en);
+        return NULL;
+    }
     if (n_marked) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < v->n_tn; i++) n += c->mark[i] != 0;
@@ -189,9 +219,12 @@ static tm_entry *entry_get(sgr_matcher *m, uint32_t st, bool *hit) {
     *hit = false;
     pthread_mutex_lock(&c->mu);
     en = atomic_load_explicit(&c->ent[st], memory_order_acquire);
-    if (!en) {
+    if (!en && c->bytes < TM_MAX_BYTES) {
         en = entry_compute(c, m->g, st);
-        if (en) atomic_store_explicit(&c->ent[st], en, memory_order_release);
+        if (en) {
+            c->bytes += ((c->v->n_vocab + 31) / 32) * 4 + (size_t)en->n_mini * 9 + sizeof *en;
+            atomic_store_explicit(&c->ent[st], en, memory_order_release);
+        }
     }
     pthread_mutex_unlock(&c->mu);
     return en;
@@ -203,6 +236,9 @@ static bool lv_reserve(sgr_matcher *m) {
     size_t *q = realloc(m->lv, need * sizeof *q);
     if (!q) return false;
     m->lv = q;
+    uint8_t (*c)[32] = realloc(m->lvc, need / 2 * sizeof *c);
+    if (!c) return false;
+    m->lvc = c;
     m->cap_lv = need;
     return true;
 }
@@ -214,8 +250,10 @@ static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint3
     prun *r = &m->r;
     size_t base = r->n_hs;
     size_t *lo = m->lv, *ln = m->lv + v->max_depth + 2;
+    uint8_t (*lvc)[32] = m->lvc;
     lo[0] = off;
     ln[0] = n;
+    level_bytes(r, off, n, lvc[0]);
     uint32_t total = en ? en->n_mini : v->n_tn;
     for (uint32_t j = 0; j < total && !r->oom;) {
         uint32_t i = en ? en->mini[j] : j;
@@ -223,8 +261,12 @@ static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint3
         uint32_t d = nd->depth;
         size_t top = d == 1 ? base : lo[d - 1] + ln[d - 1];
         r->n_hs = top;
-        size_t nn;
-        unsigned fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
+        size_t nn = 0;
+        unsigned fl = 0;
+        if (cls_has(lvc[d - 1], nd->byte)) {
+            fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
+            if (nn && nd->skip > i + 1) level_bytes(r, top, nn, lvc[d]);
+        }
         lo[d] = top;
         ln[d] = nn;
         if (nd->tok_n && (nn || (fl & PR_END)) && (!en || en->munc[j])) set_toks(v, nd, bits);
@@ -256,7 +298,10 @@ int sgr_matcher_fill_mask(sgr_matcher *m, uint32_t *bits) {
     for (uint32_t h = 0; h < t->n; h++) {
         phead hd = m->r.hs[t->off + h];
         tm_entry *en = entry_get(m, hd.st, &hit);
-        if (!en) return -1;
+        if (!en) { /* cache full (or out of memory): walk this head uncached */
+            walk(m, t->off + h, 1, NULL, bits);
+            continue;
+        }
         for (size_t w = 0; w < nw; w++) bits[w] |= en->acc[w];
         if (en->n_mini) walk(m, t->off + h, 1, en, bits);
     }

@@ -14,6 +14,7 @@ void sgr_vocab_free(sgr_vocab *v) {
     free(v->off);
     free(v->buf);
     free(v->eog);
+    free(v->eog_ids);
     free(v->tn);
     free(v->toks);
     free(v);

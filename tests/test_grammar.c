@@ -5,6 +5,7 @@
  * budget invariant under random sampling, the text format and hostile
  * grammars. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ static sgr_expr to_ir(sgr_gb *b, const ogram *g, int i, const int32_t *rid) {
 static int build(const ogram *g, sgr_grammar **out, qerr *e) {
     sgr_gb *b = sgr_gb_new(NULL);
     int32_t rid[4];
-    char nm[8];
+    char nm[16];
     for (int r = 0; r < g->nr; r++) { snprintf(nm, sizeof nm, "r%d", r); rid[r] = sgr_gb_rule(b, nm); }
     for (int r = 0; r < g->nr; r++) sgr_gb_define(b, rid[r], to_ir(b, g, g->body[r], rid));
     int rc = sgr_grammar_build(b, rid[0], out, e);
@@ -717,6 +718,92 @@ static void test_tail_calls_constant_stack(void **st) {
     sgr_grammar_free(G);
 }
 
+/* Several matchers of one grammar and vocabulary in threads share the
+ * cache; every cached mask equals the uncached walk. */
+typedef struct thr_arg { sgr_grammar *g; sgr_vocab *v; uint64_t seed; int bad; } thr_arg;
+
+static void *thr_walk(void *p) {
+    thr_arg *a = p;
+    size_t nv = sgr_vocab_size(a->v), nw = (nv + 31) / 32;
+    uint32_t *x = malloc(nw * 4), *y = malloc(nw * 4);
+    sgr_matcher *m;
+    qerr e;
+    if (sgr_matcher_new(a->g, a->v, &m, &e)) { a->bad = 1; return NULL; }
+    uint64_t s = a->seed;
+    for (int i = 0; i < 300; i++) {
+        if (sgr_matcher_fill_mask(m, x) || sgr_matcher_fill_mask_uncached(m, y) || memcmp(x, y, nw * 4)) { a->bad = 1; break; }
+        size_t cnt = 0;
+        for (size_t t = 1; t < nv; t++) cnt += x[t >> 5] >> (t & 31) & 1;
+        if (!cnt) { sgr_matcher_reset(m); continue; }
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        size_t k = s % cnt;
+        for (size_t t = 1; t < nv; t++)
+            if ((x[t >> 5] >> (t & 31) & 1) && k-- == 0) { sgr_matcher_accept_token(m, (int32_t)t); break; }
+    }
+    sgr_matcher_free(m);
+    free(x);
+    free(y);
+    return NULL;
+}
+
+static void test_threads_share_cache(void **st) {
+    (void)st;
+    sgr_grammar *G;
+    qerr e;
+    assert_int_equal(sgr_grammar_parse(json_grammar, strlen(json_grammar), &G, &e), 0);
+    enum { NV = 3000 };
+    static char buf[NV][8];
+    const char *pp[NV];
+    size_t len[NV];
+    const char *alpha = "{}[]\":, abc0123-.etrufnl\\u\n";
+    for (int i = 0; i < NV; i++) {
+        int l = i == 0 ? 0 : 1 + rn(i < 300 ? 1 : 5);
+        for (int j = 0; j < l; j++) buf[i][j] = alpha[rn((int)strlen(alpha))];
+        pp[i] = buf[i];
+        len[i] = (size_t)l;
+    }
+    int32_t eog = 0;
+    sgr_vocab *v;
+    assert_int_equal(sgr_vocab_from_pieces(pp, len, NV, &eog, 1, &v, &e), 0);
+    pthread_t th[4];
+    thr_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thr_arg){G, v, 1234567 + (uint64_t)i * 7919, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, thr_walk, &a[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].bad, 0);
+    }
+    sgr_vocab_free(v);
+    sgr_grammar_free(G);
+}
+
+static void test_cli_grammar_check(void **st) {
+    (void)st;
+    char *out = NULL;
+    const char *good = "/tmp/quire_test_grammar_good.gbnf", *bad = "/tmp/quire_test_grammar_bad.gbnf";
+    FILE *f = fopen(good, "w");
+    fputs("root ::= \"a\" b\nb ::= [0-9]+\n", f);
+    fclose(f);
+    f = fopen(bad, "w");
+    fputs("root ::= \"a\"\n  b ::= (\"x\"\n", f);
+    fclose(f);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "grammar check %s", good);
+    assert_int_equal(run_quire(cmd, &out), 0);
+    free(out);
+    snprintf(cmd, sizeof cmd, "grammar check %s 2>&1", bad);
+    assert_int_equal(run_quire(cmd, &out), 2);
+    assert_non_null(strstr(out, "line 2"));
+    free(out);
+    assert_int_equal(run_quire("grammar check --regex '(a' 2>&1", &out), 2);
+    assert_non_null(strstr(out, "missing )"));
+    free(out);
+    remove(good);
+    remove(bad);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_oracle),
@@ -730,6 +817,8 @@ int main(void) {
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_tail_calls_constant_stack),
         cmocka_unit_test(test_regex_vs_engine),
+        cmocka_unit_test(test_threads_share_cache),
+        cmocka_unit_test(test_cli_grammar_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
