@@ -1483,7 +1483,7 @@ static void sg_init(sg *g, const schema *s, const sgr_schema_opts *o, sgr_gb *b,
     for (int i = 0; i < g->o.max_int_digits; i++) g->int_cap *= 10;
     g->int_cap -= 1;
     for (size_t i = 0; i < sizeof g->any_rule / sizeof *g->any_rule; i++) g->any_rule[i] = -1;
-    g->voidx = sgr_gb_alt(b, NULL, 0);
+    g->voidx = sgr_gb_alt(b, (const sgr_expr[1]){0}, 0); /* matches nothing */
     g->ws = g->o.ws > 0 ? sgr_gb_repeat(b, sgr_gb_class(b, (const uint8_t[32]){[1] = 0x04, [4] = 0x01}), 0, (uint32_t)g->o.ws)
                         : sgr_gb_empty(b);
     /* one JSON string character: unescaped, or a short / \u00XX escape */
