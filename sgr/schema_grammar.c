@@ -374,7 +374,7 @@ static bool collect(sg *g, cs *c, const schema_node *n, int depth, const appl *d
 /* ---- forward declarations ----------------------------------------------- */
 
 static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, const appl *dec, size_t nd,
-                          const namelist *forbid);
+                          const namelist *forbid, const namelist *force);
 static sgr_expr node_ref(sg *g, const schema_node *n);
 static sgr_expr any_value(sg *g, int depth);
 
@@ -387,7 +387,7 @@ static sgr_expr value_of(sg *g, const nlist *nodes) {
         return g->failed ? SGR_EXPR_ERR : any_value(g, ANY_DEPTH);
     }
     g->inline_depth++;
-    sgr_expr x = gen_nodes(g, nodes->v, nodes->n, NULL, 0, NULL);
+    sgr_expr x = gen_nodes(g, nodes->v, nodes->n, NULL, 0, NULL, NULL);
     g->inline_depth--;
     return x;
 }
@@ -854,7 +854,7 @@ static size_t member_find(member *m, size_t n, const char *k, size_t kl) {
     return (size_t)-1;
 }
 
-static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *forbid) {
+static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *forbid, const namelist *force) {
     size_t nm = 0, capm = 0;
     member *m = NULL;
     sgr_expr result = SGR_EXPR_ERR;
@@ -868,6 +868,14 @@ static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *
         if (j == (size_t)-1) {
             SGR_GROW(m, nm, capm);
             m[nm++] = (member){c->req.v[i].s, c->req.v[i].n, true, false, {0}};
+        } else m[j].req = true;
+    }
+    /* keys a oneOf needs present to tell its branches apart */
+    for (size_t i = 0; force && i < force->n; i++) {
+        size_t j = member_find(m, nm, force->v[i].s, force->v[i].n);
+        if (j == (size_t)-1) {
+            SGR_GROW(m, nm, capm);
+            m[nm++] = (member){force->v[i].s, force->v[i].n, true, false, {0}};
         } else m[j].req = true;
     }
     /* not: {required: [...]} forbids a key */
@@ -1253,7 +1261,7 @@ static bool one_way_disjoint(sg *g, const cs *a, const cs *b, const namelist *a_
 
 /* ---- a node list -------------------------------------------------------- */
 
-static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
+static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid, const namelist *force) {
     const schema_node *at = c->all.n ? c->all.v[0] : g->s->root;
     if (c->empty) return vd(g);
     unsigned types = emit_types(c);
@@ -1281,9 +1289,10 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
         for (size_t i = 0; i < n; i++) {
             const json *v = c->val_is_const ? src : json_at(src, i);
             if (!valid_all(g, &c->all, v)) continue;
-            if (forbid && json_is_object(v)) {
+            if ((forbid || force) && json_is_object(v)) {
                 bool bad = false;
-                for (size_t k = 0; k < forbid->n && !bad; k++) bad = json_getn(v, forbid->v[k].s, forbid->v[k].n) != NULL;
+                for (size_t k = 0; forbid && k < forbid->n && !bad; k++) bad = json_getn(v, forbid->v[k].s, forbid->v[k].n) != NULL;
+                for (size_t k = 0; force && k < force->n && !bad; k++) bad = json_getn(v, force->v[k].s, force->v[k].n) == NULL;
                 if (bad) continue;
             }
             xv_add(&a, value_lit(g, v));
@@ -1298,7 +1307,7 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
     if (types & ST_NUMBER) xv_add(&a, gen_number(g, c, at, false));
     else if (types & ST_INTEGER) xv_add(&a, gen_number(g, c, at, true));
     if (types & ST_STRING) xv_add(&a, gen_string(g, c, at));
-    if (types & ST_OBJECT) xv_add(&a, gen_object(g, c, at, forbid));
+    if (types & ST_OBJECT) xv_add(&a, gen_object(g, c, at, forbid, force));
     if (types & ST_ARRAY) xv_add(&a, gen_array(g, c, at));
     sgr_expr r = g->failed ? SGR_EXPR_ERR : altv(g, a.v, a.n);
     free(a.v);
@@ -1306,7 +1315,7 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
 }
 
 static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, const appl *dec, size_t nd,
-                          const namelist *forbid) {
+                          const namelist *forbid, const namelist *force) {
     if (g->failed) return SGR_EXPR_ERR;
     if (++g->expansions > MAX_EXPANSIONS)
         return unsup(g, nodes[0], "anyOf", "schema too large to expand (more than %d combinations)", MAX_EXPANSIONS) ? vd(g) : SGR_EXPR_ERR;
@@ -1327,7 +1336,10 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
         memcpy(nn, nodes, n * sizeof *nn);
         if (nd) memcpy(dd, dec, nd * sizeof *dd);
         dd[nd] = A;
-        bool use_forbid = false, overlap = false;
+        bool use_forbid = false, overlap = false, promote = false;
+        bool *dead = calloc(nb ? nb : 1, sizeof *dead);
+        namelist force_key = {0};
+        if (!dead) { free(nn); free(dd); free(bc); free(bf); hard_fail(g, "out of memory"); goto out; }
         if (A.one) {
             /* prove the branches disjoint (as emitted), else refuse */
             bool ok = true;
@@ -1336,9 +1348,41 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                 for (size_t k = 0; k < n && ok; k++) ok = collect(g, &bc[i], nodes[k], 0, dd, nd + 1);
                 if (ok) ok = collect(g, &bc[i], br[i], 0, dd, nd + 1);
             }
-            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); goto out; }
-            for (int pass = 0; pass < 2; pass++) {
+            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); free(dead); goto out; }
+            /* branch i is dead when another branch only requires keys i
+             * always writes: every instance of i would match both */
+            for (size_t i = 0; i < nb; i++)
+                for (size_t j = 0; j < nb && !dead[i]; j++) {
+                    if (i == j || br[j]->is_bool || br[j]->kw != KWB(SK_REQUIRED) || emit_types(&bc[i]) != ST_OBJECT) continue;
+                    bool sub = true;
+                    for (size_t q = 0; q < json_size(br[j]->required) && sub; q++) {
+                        const json *k = json_at(br[j]->required, q);
+                        sub = names_has(&bc[i].req, json_string(k), json_string_len(k));
+                    }
+                    if (sub) dead[i] = true;
+                }
+            for (int pass = 0; pass < 3; pass++) {
                 overlap = false;
+                if (pass == 2) {
+                    /* a key every branch declares, whose values tell the
+                     * branches apart: write it in every branch */
+                    use_forbid = false;
+                    for (size_t i = 0; i < nb; i++) bf[i].n = 0;
+                    size_t first = 0;
+                    while (first < nb && (bc[first].empty || dead[first])) first++;
+                    for (size_t q = 0; first < nb && q < bc[first].n_props && !promote; q++) {
+                        const cprop *p = &bc[first].props[q];
+                        bool all = true;
+                        for (size_t i = 0; i < nb && all; i++)
+                            if (!bc[i].empty && (emit_types(&bc[i]) != ST_OBJECT || !cs_prop(&bc[i], p->name, p->len, false))) all = false;
+                        for (size_t i = 0; i < nb && all; i++)
+                            for (size_t j = 0; j < nb && all; j++)
+                                if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !member_disjoint(g, &bc[i], &bc[j], p->name, p->len)) all = false;
+                        if (all) { promote = true; names_add(&force_key, p->name, p->len); }
+                    }
+                    if (!promote) { overlap = true; break; }
+                    break;
+                }
                 if (pass == 1) {
                     /* branch i leaves out the keys other branches require */
                     use_forbid = true;
@@ -1352,7 +1396,7 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                 }
                 for (size_t i = 0; i < nb && !overlap; i++)
                     for (size_t j = 0; j < nb && !overlap; j++)
-                        if (i != j && !bc[i].empty && !bc[j].empty && !one_way_disjoint(g, &bc[i], &bc[j], use_forbid ? &bf[i] : NULL))
+                        if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !one_way_disjoint(g, &bc[i], &bc[j], use_forbid ? &bf[i] : NULL))
                             overlap = true;
                 if (!overlap) break;
             }
@@ -1360,28 +1404,34 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
             if (overlap) {
                 if (!unsup(g, A.n, "oneOf", "oneOf with overlapping branches")) {
                     for (size_t i = 0; i < nb; i++) free(bf[i].v);
-                    free(nn); free(dd); free(bc); free(bf);
+                    free(nn); free(dd); free(bc); free(bf); free(dead); free(force_key.v);
                     goto out;
                 }
                 use_forbid = false;
+                promote = false;
+                memset(dead, 0, nb * sizeof *dead);
             }
         }
         xvec alts = {0};
         for (size_t i = 0; i < nb && !g->failed; i++) {
+            if (dead[i]) continue;
             nn[n] = br[i];
-            namelist fb = {0};
+            namelist fb = {0}, fr = {0};
             if (forbid) for (size_t q = 0; q < forbid->n; q++) names_add(&fb, forbid->v[q].s, forbid->v[q].n);
             if (use_forbid) for (size_t q = 0; q < bf[i].n; q++) names_add(&fb, bf[i].v[q].s, bf[i].v[q].n);
-            xv_add(&alts, gen_nodes(g, nn, n + 1, dd, nd + 1, fb.n ? &fb : NULL));
+            if (force) for (size_t q = 0; q < force->n; q++) names_add(&fr, force->v[q].s, force->v[q].n);
+            if (promote) for (size_t q = 0; q < force_key.n; q++) names_add(&fr, force_key.v[q].s, force_key.v[q].n);
+            xv_add(&alts, gen_nodes(g, nn, n + 1, dd, nd + 1, fb.n ? &fb : NULL, fr.n ? &fr : NULL));
             free(fb.v);
+            free(fr.v);
         }
         for (size_t i = 0; i < nb; i++) free(bf[i].v);
-        free(nn); free(dd); free(bc); free(bf);
+        free(nn); free(dd); free(bc); free(bf); free(dead); free(force_key.v);
         r = g->failed ? SGR_EXPR_ERR : altv(g, alts.v, alts.n);
         free(alts.v);
         goto out;
     }
-    r = gen_cs(g, &c, forbid);
+    r = gen_cs(g, &c, forbid, force);
 out:
     cs_free(&c);
     return g->failed ? SGR_EXPR_ERR : r;
@@ -1404,7 +1454,7 @@ static sgr_expr node_ref(sg *g, const schema_node *n) {
     SGR_GROW(g->memo, g->n_memo, g->cap_memo);
     g->memo[g->n_memo++] = (memo_ent){n, r};
     const schema_node *one[1] = {n};
-    sgr_expr body = gen_nodes(g, one, 1, NULL, 0, NULL);
+    sgr_expr body = gen_nodes(g, one, 1, NULL, 0, NULL, NULL);
     if (body == SGR_EXPR_ERR) return SGR_EXPR_ERR;
     sgr_gb_define(g->b, r, body);
     return sgr_gb_ref(g->b, r);

@@ -457,6 +457,12 @@ static const hcase cases[] = {
     {"{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}", {"\"a\"", "5"}, {"null", "1.5"}},
     {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"oneOf\":[{\"required\":[\"a\"]},{\"required\":[\"b\"]}]}",
      {"{\"a\":1}", "{\"b\":2}"}, {"{}", "{\"a\":1,\"b\":2}"}},
+    /* the second branch is dead (its instances also match the first); the first leaves r out */
+    {"{\"type\":\"object\",\"properties\":{\"l\":{\"type\":\"number\"},\"r\":{\"type\":\"number\"}},\"required\":[\"l\"],\"oneOf\":[{\"required\":[\"l\"]},{\"required\":[\"r\"]}]}",
+     {"{\"l\":1}"}, {"{\"l\":1,\"r\":2}", "{\"r\":2}"}},
+    /* branches told apart by an optional enum member, written in both */
+    {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"t\":{\"enum\":[\"a\"]},\"v\":{\"type\":\"string\"}}},{\"properties\":{\"t\":{\"enum\":[\"b\",\"c\"]},\"v\":{\"type\":\"number\"}}}]}",
+     {"{\"t\":\"a\"}", "{\"t\":\"b\",\"v\":1}", "{\"t\":\"a\",\"v\":\"x\"}"}, {"{}", "{\"v\":\"x\"}", "{\"t\":\"a\",\"v\":1}"}},
     {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}",
      {"{\"a\":1,\"b\":\"x\"}"}, {"{\"a\":1}", "{\"b\":\"x\"}"}},
     {"{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"next\":{\"$ref\":\"#/$defs/node\"}},\"required\":[\"v\"],\"additionalProperties\":false}},\"$ref\":\"#/$defs/node\"}",
