@@ -68,7 +68,8 @@ sgr_expr rx_cp_set(sgr_gb *b, const range *r, size_t n, bool json_string) {
         }
     }
     if (a.oom) { free(a.v); return sgr_gb_fail(b, "out of memory building a grammar"); }
-    sgr_expr x = sgr_gb_alt(b, a.v, a.n);
+    static const sgr_expr none[1] = {0}; /* never read: n == 0 */
+    sgr_expr x = sgr_gb_alt(b, a.n ? a.v : none, a.n);
     free(a.v);
     return x;
 }
@@ -240,7 +241,7 @@ static void expand(rxc *c, size_t s) {
 sgr_expr rx_to_grammar(const regex *re, sgr_gb *b, bool json_string, bool search, int64_t min_len,
                        int64_t max_len, size_t max_states, qerr *e) {
     if (!re || !re->n) return qerr_set(e, "regex_to_grammar: no regex"), SGR_EXPR_ERR;
-    if (max_len >= 0 && min_len > max_len) return sgr_gb_alt(b, NULL, 0);
+    if (max_len >= 0 && min_len > max_len) return sgr_gb_alt(b, (const sgr_expr[1]){0}, 0);
     rxc c = {0};
     c.re = re;
     c.b = b;
@@ -300,7 +301,7 @@ sgr_expr rx_to_grammar(const regex *re, sgr_gb *b, bool json_string, bool search
         }
         free(deg); free(rev); free(fill); free(work);
     }
-    if (!c.st[0].prod) { result = sgr_gb_alt(b, NULL, 0); goto out; }
+    if (!c.st[0].prod) { result = sgr_gb_alt(b, (const sgr_expr[1]){0}, 0); goto out; }
     /* emit */
     size_t base = sgr_gb_n_rules(b);
     for (size_t i = 0; i < c.nst; i++) {

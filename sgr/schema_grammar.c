@@ -320,7 +320,22 @@ static bool collect(sg *g, cs *c, const schema_node *n, int depth, const appl *d
             else if (b != 1 && !unsup(g, n, "multipleOf", "two unrelated multipleOf values")) return false;
         }
     }
-    for (size_t i = 0; i < n->n_props; i++) nl_push(&cs_prop(c, n->props[i].name, n->props[i].len, true)->nodes, n->props[i].s);
+    if (n->n_props) {
+        /* in the order the schema writes them (n->props is sorted by name) */
+        const json *po = json_get(n->src, "properties");
+        for (size_t i = 0; i < json_size(po); i++) {
+            const json_member *m = &po->u.obj.m[i];
+            for (size_t q = 0; q < n->n_props; q++)
+                if (n->props[q].len == m->klen && !memcmp(n->props[q].name, m->key, m->klen)) {
+                    nl_push(&cs_prop(c, n->props[q].name, n->props[q].len, true)->nodes, n->props[q].s);
+                    break;
+                }
+        }
+        if (json_size(po) != n->n_props) /* not expected: fall back to the sorted list */
+            for (size_t q = 0; q < n->n_props; q++)
+                if (!cs_prop(c, n->props[q].name, n->props[q].len, false) || !nl_has(&cs_prop(c, n->props[q].name, n->props[q].len, false)->nodes, n->props[q].s))
+                    nl_push(&cs_prop(c, n->props[q].name, n->props[q].len, true)->nodes, n->props[q].s);
+    }
     if (n->required)
         for (size_t i = 0; i < json_size(n->required); i++) {
             const json *k = json_at(n->required, i);
@@ -359,7 +374,7 @@ static bool collect(sg *g, cs *c, const schema_node *n, int depth, const appl *d
 /* ---- forward declarations ----------------------------------------------- */
 
 static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, const appl *dec, size_t nd,
-                          const namelist *forbid);
+                          const namelist *forbid, const namelist *force);
 static sgr_expr node_ref(sg *g, const schema_node *n);
 static sgr_expr any_value(sg *g, int depth);
 
@@ -372,7 +387,7 @@ static sgr_expr value_of(sg *g, const nlist *nodes) {
         return g->failed ? SGR_EXPR_ERR : any_value(g, ANY_DEPTH);
     }
     g->inline_depth++;
-    sgr_expr x = gen_nodes(g, nodes->v, nodes->n, NULL, 0, NULL);
+    sgr_expr x = gen_nodes(g, nodes->v, nodes->n, NULL, 0, NULL, NULL);
     g->inline_depth--;
     return x;
 }
@@ -778,6 +793,24 @@ static bool node_has_prop(const schema_node *n, const char *k, size_t kl) {
     return false;
 }
 
+/* Is key k evaluated (for unevaluatedProperties of x) by x's own in-place
+ * subtree: its properties, patterns, additionalProperties, the $ref/allOf it
+ * reaches and the anyOf/oneOf branches chosen (those in c->all)? Under-
+ * approximates the validator, which only makes the grammar stricter. */
+static bool evaluated_by(const cs *c, const schema_node *y, const schema_node *x, const char *k, size_t kl, bool extra, int depth) {
+    if (!y || y->is_bool || depth > MAX_MERGE_DEPTH) return false;
+    if (!extra && (node_has_prop(y, k, kl) || pattern_matches_any(y, k, kl))) return true;
+    if (y->additional_props && !(y->additional_props->is_bool && !y->additional_props->bool_val)) return true;
+    if (y != x && y->unevaluated_props && !(y->unevaluated_props->is_bool && !y->unevaluated_props->bool_val)) return true;
+    if (evaluated_by(c, y->ref, x, k, kl, extra, depth + 1)) return true;
+    for (size_t i = 0; i < y->n_all_of; i++) if (evaluated_by(c, y->all_of[i], x, k, kl, extra, depth + 1)) return true;
+    for (size_t i = 0; i < y->n_any_of; i++)
+        if (nl_has(&c->all, y->any_of[i]) && evaluated_by(c, y->any_of[i], x, k, kl, extra, depth + 1)) return true;
+    for (size_t i = 0; i < y->n_one_of; i++)
+        if (nl_has(&c->all, y->one_of[i]) && evaluated_by(c, y->one_of[i], x, k, kl, extra, depth + 1)) return true;
+    return false;
+}
+
 /* Value constraints of a declared or required key; false when the key may
  * not appear at all. */
 static bool member_nodes(sg *g, cs *c, const char *k, size_t kl, nlist *out) {
@@ -795,7 +828,11 @@ static bool member_nodes(sg *g, cs *c, const char *k, size_t kl, nlist *out) {
         nl_push(out, n->additional_props);
         evaluated = true;
     }
-    if (!evaluated) for (size_t i = 0; i < c->uneval_p.n; i++) nl_push(out, c->uneval_p.v[i]->unevaluated_props);
+    (void)evaluated;
+    for (size_t i = 0; i < c->uneval_p.n; i++) {
+        const schema_node *x = c->uneval_p.v[i];
+        if (!evaluated_by(c, x, x, k, kl, false, 0)) nl_push(out, x->unevaluated_props);
+    }
     json key = {.type = JSON_STRING};
     key.u.str.s = (char *)k;
     key.u.str.len = kl;
@@ -817,7 +854,7 @@ static size_t member_find(member *m, size_t n, const char *k, size_t kl) {
     return (size_t)-1;
 }
 
-static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *forbid) {
+static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *forbid, const namelist *force) {
     size_t nm = 0, capm = 0;
     member *m = NULL;
     sgr_expr result = SGR_EXPR_ERR;
@@ -831,6 +868,14 @@ static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *
         if (j == (size_t)-1) {
             SGR_GROW(m, nm, capm);
             m[nm++] = (member){c->req.v[i].s, c->req.v[i].n, true, false, {0}};
+        } else m[j].req = true;
+    }
+    /* keys a oneOf needs present to tell its branches apart */
+    for (size_t i = 0; force && i < force->n; i++) {
+        size_t j = member_find(m, nm, force->v[i].s, force->v[i].n);
+        if (j == (size_t)-1) {
+            SGR_GROW(m, nm, capm);
+            m[nm++] = (member){force->v[i].s, force->v[i].n, true, false, {0}};
         } else m[j].req = true;
     }
     /* not: {required: [...]} forbids a key */
@@ -927,8 +972,8 @@ static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *
         else addl_schema = true;
     }
     for (size_t i = 0; i < c->uneval_p.n; i++) {
-        const schema_node *a = c->uneval_p.v[i]->unevaluated_props;
-        if (a->is_bool && !a->bool_val && c->addl.n == 0) addl_false = true;
+        const schema_node *x = c->uneval_p.v[i], *a = x->unevaluated_props;
+        if (a->is_bool && !a->bool_val && !evaluated_by(c, x, x, "", 0, true, 0)) addl_false = true;
     }
     int extra = 0; /* 0 none, 1 optional, 2 required */
     const schema_pattern_prop *xpp = NULL;
@@ -936,7 +981,9 @@ static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *
         if (!unsup(g, at, "minProperties", "minProperties needs %lld properties beyond the named ones", (long long)need_extra)) goto out;
         need_extra = 0;
     }
-    if (c->ppn.n == 1 && c->ppn.v[0]->n_pattern_props == 1 && c->addl.n == 0 && c->uneval_p.n == 0) {
+    bool addl_own = true; /* every additionalProperties belongs to the one patternProperties node */
+    for (size_t i = 0; i < c->addl.n; i++) if (c->ppn.n != 1 || c->addl.v[i] != c->ppn.v[0]) addl_own = false;
+    if (c->ppn.n == 1 && c->ppn.v[0]->n_pattern_props == 1 && addl_own && c->uneval_p.n == 0) {
         xpp = &c->ppn.v[0]->pattern_props[0];
         extra = need_extra ? 2 : (nm == 0 ? 1 : 0);
     } else if (c->ppn.n == 0 && !addl_false) {
@@ -972,9 +1019,11 @@ static sgr_expr gen_object(sg *g, cs *c, const schema_node *at, const namelist *
         if (xpp) { if (!(xpp->s->is_bool)) nl_push(&xv, xpp->s); else if (!xpp->s->bool_val) key = vd(g); }
         for (size_t i = 0; i < c->addl.n; i++)
             if (!c->addl.v[i]->additional_props->is_bool) nl_push(&xv, c->addl.v[i]->additional_props);
-        if (c->addl.n == 0 && !xpp)
-            for (size_t i = 0; i < c->uneval_p.n; i++)
-                if (!c->uneval_p.v[i]->unevaluated_props->is_bool) nl_push(&xv, c->uneval_p.v[i]->unevaluated_props);
+        if (xpp) xv.n = xpp->s->is_bool ? 0 : 1; /* the pattern's own node: its additionalProperties does not apply */
+        for (size_t i = 0; i < c->uneval_p.n; i++) {
+            const schema_node *x = c->uneval_p.v[i];
+            if (!x->unevaluated_props->is_bool && !evaluated_by(c, x, x, "", 0, true, 0)) nl_push(&xv, x->unevaluated_props);
+        }
         sgr_expr val = value_of(g, &xv);
         free(xv.v);
         sgr_expr k[3] = {key, tok(g, ":"), val};
@@ -1022,6 +1071,21 @@ out:
 
 /* ---- arrays ------------------------------------------------------------- */
 
+/* Is item i evaluated by x's own in-place subtree (prefixItems, items,
+ * nested unevaluatedItems)? contains is not counted (stricter). */
+static bool items_evaluated_by(const cs *c, const schema_node *y, const schema_node *x, size_t i, int depth) {
+    if (!y || y->is_bool || depth > MAX_MERGE_DEPTH) return false;
+    if (i < y->n_prefix_items || y->items) return true;
+    if (y != x && y->unevaluated_items && !(y->unevaluated_items->is_bool && !y->unevaluated_items->bool_val)) return true;
+    if (items_evaluated_by(c, y->ref, x, i, depth + 1)) return true;
+    for (size_t q = 0; q < y->n_all_of; q++) if (items_evaluated_by(c, y->all_of[q], x, i, depth + 1)) return true;
+    for (size_t q = 0; q < y->n_any_of; q++)
+        if (nl_has(&c->all, y->any_of[q]) && items_evaluated_by(c, y->any_of[q], x, i, depth + 1)) return true;
+    for (size_t q = 0; q < y->n_one_of; q++)
+        if (nl_has(&c->all, y->one_of[q]) && items_evaluated_by(c, y->one_of[q], x, i, depth + 1)) return true;
+    return false;
+}
+
 static void item_nodes(cs *c, size_t i, nlist *out, bool *covered) {
     *covered = false;
     for (size_t k = 0; k < c->arr.n; k++) {
@@ -1029,7 +1093,10 @@ static void item_nodes(cs *c, size_t i, nlist *out, bool *covered) {
         if (i < n->n_prefix_items) { nl_push(out, n->prefix_items[i]); *covered = true; }
         else if (n->items) { nl_push(out, n->items); *covered = true; }
     }
-    if (!*covered) for (size_t k = 0; k < c->uneval_i.n; k++) nl_push(out, c->uneval_i.v[k]->unevaluated_items);
+    for (size_t k = 0; k < c->uneval_i.n; k++) {
+        const schema_node *x = c->uneval_i.v[k];
+        if (!items_evaluated_by(c, x, x, i, 0)) { nl_push(out, x->unevaluated_items); *covered = true; }
+    }
 }
 
 static bool strip_bools(nlist *l) {
@@ -1194,7 +1261,7 @@ static bool one_way_disjoint(sg *g, const cs *a, const cs *b, const namelist *a_
 
 /* ---- a node list -------------------------------------------------------- */
 
-static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
+static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid, const namelist *force) {
     const schema_node *at = c->all.n ? c->all.v[0] : g->s->root;
     if (c->empty) return vd(g);
     unsigned types = emit_types(c);
@@ -1222,9 +1289,10 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
         for (size_t i = 0; i < n; i++) {
             const json *v = c->val_is_const ? src : json_at(src, i);
             if (!valid_all(g, &c->all, v)) continue;
-            if (forbid && json_is_object(v)) {
+            if ((forbid || force) && json_is_object(v)) {
                 bool bad = false;
-                for (size_t k = 0; k < forbid->n && !bad; k++) bad = json_getn(v, forbid->v[k].s, forbid->v[k].n) != NULL;
+                for (size_t k = 0; forbid && k < forbid->n && !bad; k++) bad = json_getn(v, forbid->v[k].s, forbid->v[k].n) != NULL;
+                for (size_t k = 0; force && k < force->n && !bad; k++) bad = json_getn(v, force->v[k].s, force->v[k].n) == NULL;
                 if (bad) continue;
             }
             xv_add(&a, value_lit(g, v));
@@ -1239,7 +1307,7 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
     if (types & ST_NUMBER) xv_add(&a, gen_number(g, c, at, false));
     else if (types & ST_INTEGER) xv_add(&a, gen_number(g, c, at, true));
     if (types & ST_STRING) xv_add(&a, gen_string(g, c, at));
-    if (types & ST_OBJECT) xv_add(&a, gen_object(g, c, at, forbid));
+    if (types & ST_OBJECT) xv_add(&a, gen_object(g, c, at, forbid, force));
     if (types & ST_ARRAY) xv_add(&a, gen_array(g, c, at));
     sgr_expr r = g->failed ? SGR_EXPR_ERR : altv(g, a.v, a.n);
     free(a.v);
@@ -1247,7 +1315,7 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid) {
 }
 
 static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, const appl *dec, size_t nd,
-                          const namelist *forbid) {
+                          const namelist *forbid, const namelist *force) {
     if (g->failed) return SGR_EXPR_ERR;
     if (++g->expansions > MAX_EXPANSIONS)
         return unsup(g, nodes[0], "anyOf", "schema too large to expand (more than %d combinations)", MAX_EXPANSIONS) ? vd(g) : SGR_EXPR_ERR;
@@ -1268,7 +1336,10 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
         memcpy(nn, nodes, n * sizeof *nn);
         if (nd) memcpy(dd, dec, nd * sizeof *dd);
         dd[nd] = A;
-        bool use_forbid = false, overlap = false;
+        bool use_forbid = false, overlap = false, promote = false;
+        bool *dead = calloc(nb ? nb : 1, sizeof *dead);
+        namelist force_key = {0};
+        if (!dead) { free(nn); free(dd); free(bc); free(bf); hard_fail(g, "out of memory"); goto out; }
         if (A.one) {
             /* prove the branches disjoint (as emitted), else refuse */
             bool ok = true;
@@ -1277,9 +1348,41 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                 for (size_t k = 0; k < n && ok; k++) ok = collect(g, &bc[i], nodes[k], 0, dd, nd + 1);
                 if (ok) ok = collect(g, &bc[i], br[i], 0, dd, nd + 1);
             }
-            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); goto out; }
-            for (int pass = 0; pass < 2; pass++) {
+            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); free(dead); goto out; }
+            /* branch i is dead when another branch only requires keys i
+             * always writes: every instance of i would match both */
+            for (size_t i = 0; i < nb; i++)
+                for (size_t j = 0; j < nb && !dead[i]; j++) {
+                    if (i == j || br[j]->is_bool || br[j]->kw != KWB(SK_REQUIRED) || emit_types(&bc[i]) != ST_OBJECT) continue;
+                    bool sub = true;
+                    for (size_t q = 0; q < json_size(br[j]->required) && sub; q++) {
+                        const json *k = json_at(br[j]->required, q);
+                        sub = names_has(&bc[i].req, json_string(k), json_string_len(k));
+                    }
+                    if (sub) dead[i] = true;
+                }
+            for (int pass = 0; pass < 3; pass++) {
                 overlap = false;
+                if (pass == 2) {
+                    /* a key every branch declares, whose values tell the
+                     * branches apart: write it in every branch */
+                    use_forbid = false;
+                    for (size_t i = 0; i < nb; i++) bf[i].n = 0;
+                    size_t first = 0;
+                    while (first < nb && (bc[first].empty || dead[first])) first++;
+                    for (size_t q = 0; first < nb && q < bc[first].n_props && !promote; q++) {
+                        const cprop *p = &bc[first].props[q];
+                        bool all = true;
+                        for (size_t i = 0; i < nb && all; i++)
+                            if (!bc[i].empty && (emit_types(&bc[i]) != ST_OBJECT || !cs_prop(&bc[i], p->name, p->len, false))) all = false;
+                        for (size_t i = 0; i < nb && all; i++)
+                            for (size_t j = 0; j < nb && all; j++)
+                                if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !member_disjoint(g, &bc[i], &bc[j], p->name, p->len)) all = false;
+                        if (all) { promote = true; names_add(&force_key, p->name, p->len); }
+                    }
+                    if (!promote) { overlap = true; break; }
+                    break;
+                }
                 if (pass == 1) {
                     /* branch i leaves out the keys other branches require */
                     use_forbid = true;
@@ -1293,7 +1396,7 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                 }
                 for (size_t i = 0; i < nb && !overlap; i++)
                     for (size_t j = 0; j < nb && !overlap; j++)
-                        if (i != j && !bc[i].empty && !bc[j].empty && !one_way_disjoint(g, &bc[i], &bc[j], use_forbid ? &bf[i] : NULL))
+                        if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !one_way_disjoint(g, &bc[i], &bc[j], use_forbid ? &bf[i] : NULL))
                             overlap = true;
                 if (!overlap) break;
             }
@@ -1301,28 +1404,34 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
             if (overlap) {
                 if (!unsup(g, A.n, "oneOf", "oneOf with overlapping branches")) {
                     for (size_t i = 0; i < nb; i++) free(bf[i].v);
-                    free(nn); free(dd); free(bc); free(bf);
+                    free(nn); free(dd); free(bc); free(bf); free(dead); free(force_key.v);
                     goto out;
                 }
                 use_forbid = false;
+                promote = false;
+                memset(dead, 0, nb * sizeof *dead);
             }
         }
         xvec alts = {0};
         for (size_t i = 0; i < nb && !g->failed; i++) {
+            if (dead[i]) continue;
             nn[n] = br[i];
-            namelist fb = {0};
+            namelist fb = {0}, fr = {0};
             if (forbid) for (size_t q = 0; q < forbid->n; q++) names_add(&fb, forbid->v[q].s, forbid->v[q].n);
             if (use_forbid) for (size_t q = 0; q < bf[i].n; q++) names_add(&fb, bf[i].v[q].s, bf[i].v[q].n);
-            xv_add(&alts, gen_nodes(g, nn, n + 1, dd, nd + 1, fb.n ? &fb : NULL));
+            if (force) for (size_t q = 0; q < force->n; q++) names_add(&fr, force->v[q].s, force->v[q].n);
+            if (promote) for (size_t q = 0; q < force_key.n; q++) names_add(&fr, force_key.v[q].s, force_key.v[q].n);
+            xv_add(&alts, gen_nodes(g, nn, n + 1, dd, nd + 1, fb.n ? &fb : NULL, fr.n ? &fr : NULL));
             free(fb.v);
+            free(fr.v);
         }
         for (size_t i = 0; i < nb; i++) free(bf[i].v);
-        free(nn); free(dd); free(bc); free(bf);
+        free(nn); free(dd); free(bc); free(bf); free(dead); free(force_key.v);
         r = g->failed ? SGR_EXPR_ERR : altv(g, alts.v, alts.n);
         free(alts.v);
         goto out;
     }
-    r = gen_cs(g, &c, forbid);
+    r = gen_cs(g, &c, forbid, force);
 out:
     cs_free(&c);
     return g->failed ? SGR_EXPR_ERR : r;
@@ -1333,14 +1442,19 @@ static sgr_expr node_ref(sg *g, const schema_node *n) {
     for (size_t i = 0; i < g->n_memo; i++)
         if (g->memo[i].n == n) return sgr_gb_ref(g->b, g->memo[i].rule);
     char nm[96];
-    const char *loc = n->location && n->location[0] ? n->location : "root";
-    snprintf(nm, sizeof nm, "s%zu %.80s", g->n_memo, loc);
+    const char *loc = n->location && n->location[0] ? n->location : "/root";
+    int o = snprintf(nm, sizeof nm, "s%zu", g->n_memo);
+    for (const char *p = loc; *p && o < (int)sizeof nm - 1; p++) {
+        char ch = *p;
+        nm[o++] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ? ch : '_';
+    }
+    nm[o] = 0;
     int32_t r = sgr_gb_rule(g->b, nm);
     if (r < 0) return hard_fail(g, "%s", sgr_gb_error(g->b));
     SGR_GROW(g->memo, g->n_memo, g->cap_memo);
     g->memo[g->n_memo++] = (memo_ent){n, r};
     const schema_node *one[1] = {n};
-    sgr_expr body = gen_nodes(g, one, 1, NULL, 0, NULL);
+    sgr_expr body = gen_nodes(g, one, 1, NULL, 0, NULL, NULL);
     if (body == SGR_EXPR_ERR) return SGR_EXPR_ERR;
     sgr_gb_define(g->b, r, body);
     return sgr_gb_ref(g->b, r);
@@ -1348,27 +1462,31 @@ static sgr_expr node_ref(sg *g, const schema_node *n) {
 
 /* ---- productivity ------------------------------------------------------- */
 
-/* Can expression x derive a finite string, given the productive rules? */
-static bool prod_expr(const sgr_gb *b, sgr_expr x, const bool *pr, int depth) {
+/* Can expression x derive a finite string, given the productive rules?
+ * memo: per node, -1 unknown (one pass of the fixpoint). */
+static bool prod_expr(const sgr_gb *b, sgr_expr x, const bool *pr, int8_t *memo) {
+    if (memo[x] >= 0) return memo[x];
     const gx_node *nd = gx_at(b, x);
-    if (depth > 20000) return false;
+    bool r = false;
     switch (nd->kind) {
-    case GX_EMPTY: case GX_LIT: return true;
+    case GX_EMPTY: case GX_LIT: r = true; break;
     case GX_CLASS: {
         const uint8_t *s = b->classes[nd->off];
-        for (int i = 0; i < 32; i++) if (s[i]) return true;
-        return false;
+        for (int i = 0; i < 32; i++) if (s[i]) r = true;
+        break;
     }
     case GX_SEQ:
-        for (uint32_t i = 0; i < nd->n; i++) if (!prod_expr(b, b->kids[nd->off + i], pr, depth + 1)) return false;
-        return true;
+        r = true;
+        for (uint32_t i = 0; i < nd->n && r; i++) r = prod_expr(b, b->kids[nd->off + i], pr, memo);
+        break;
     case GX_ALT:
-        for (uint32_t i = 0; i < nd->n; i++) if (prod_expr(b, b->kids[nd->off + i], pr, depth + 1)) return true;
-        return false;
-    case GX_REPEAT: return nd->min == 0 || prod_expr(b, nd->a, pr, depth + 1);
-    case GX_REF: return pr[nd->a];
+        for (uint32_t i = 0; i < nd->n && !r; i++) r = prod_expr(b, b->kids[nd->off + i], pr, memo);
+        break;
+    case GX_REPEAT: r = nd->min == 0 || prod_expr(b, nd->a, pr, memo); break;
+    case GX_REF: r = pr[nd->a]; break;
     }
-    return false;
+    memo[x] = r;
+    return r;
 }
 
 /* Rewrites references to rules that cannot derive any string into "matches
@@ -1377,11 +1495,16 @@ static bool prod_expr(const sgr_gb *b, sgr_expr x, const bool *pr, int depth) {
 static bool prune_unproductive(sgr_gb *b, int32_t start) {
     size_t n = b->n_rules;
     bool *pr = calloc(n ? n : 1, 1);
-    if (!pr) return false;
+    int8_t *memo = malloc(b->n_nodes ? b->n_nodes : 1);
+    if (!pr || !memo) { free(pr); free(memo); return false; }
     for (bool ch = true; ch;) {
         ch = false;
+        memset(memo, -1, b->n_nodes);
         for (size_t r = n; r-- > 0;)
-            if (!pr[r] && b->rules[r].body >= 0 && prod_expr(b, b->rules[r].body, pr, 0)) pr[r] = true, ch = true;
+            if (!pr[r] && b->rules[r].body >= 0 && prod_expr(b, b->rules[r].body, pr, memo)) {
+                pr[r] = true; /* "false" answers memoized this pass may be stale: the next pass redoes them */
+                ch = true;
+            }
     }
     for (size_t i = 0; i < b->n_nodes; i++) {
         gx_node *nd = &b->nodes[i];
@@ -1389,6 +1512,7 @@ static bool prune_unproductive(sgr_gb *b, int32_t start) {
     }
     bool ok = pr[start];
     free(pr);
+    free(memo);
     return ok;
 }
 
@@ -1409,7 +1533,7 @@ static void sg_init(sg *g, const schema *s, const sgr_schema_opts *o, sgr_gb *b,
     for (int i = 0; i < g->o.max_int_digits; i++) g->int_cap *= 10;
     g->int_cap -= 1;
     for (size_t i = 0; i < sizeof g->any_rule / sizeof *g->any_rule; i++) g->any_rule[i] = -1;
-    g->voidx = sgr_gb_alt(b, NULL, 0);
+    g->voidx = sgr_gb_alt(b, (const sgr_expr[1]){0}, 0); /* matches nothing */
     g->ws = g->o.ws > 0 ? sgr_gb_repeat(b, sgr_gb_class(b, (const uint8_t[32]){[1] = 0x04, [4] = 0x01}), 0, (uint32_t)g->o.ws)
                         : sgr_gb_empty(b);
     /* one JSON string character: unescaped, or a short / \u00XX escape */
