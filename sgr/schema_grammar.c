@@ -677,7 +677,12 @@ static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex
     sgr_expr r;
     if (re) {
         qerr e;
-        r = rx_to_grammar(re, g->b, true, re != own, mn, mx, g->o.max_rules ? g->o.max_rules / 4 : 0, &e);
+        size_t max_states = g->o.max_rules ? g->o.max_rules / 4 : 0;
+        r = rx_to_grammar(re, g->b, true, re != own, mn, mx, max_states, &e);
+        /* too many (state, length) pairs: a lower maxLength is a subset */
+        for (int64_t m2 = mn + 64; r == SGR_EXPR_ERR && !sgr_gb_error(g->b) && strstr(e.msg, "unsupported: pattern") &&
+                                   (mx < 0 || m2 < mx) && m2 >= mn; m2 = m2 > mn + 8 ? mn + (m2 - mn) / 2 : mn - 1)
+            r = rx_to_grammar(re, g->b, true, re != own, mn, m2, max_states, &e);
         if (r == SGR_EXPR_ERR) {
             regex_free(own);
             if (sgr_gb_error(g->b)) return hard_fail(g, "%s", sgr_gb_error(g->b));
@@ -1279,7 +1284,9 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid, const namelist *for
             types &= ~t;
             if (t & ST_NUMBER) types &= ~(unsigned)ST_INTEGER;
         } else if (nn->kw == KWB(SK_REQUIRED)) {
-            /* gen_object leaves one of the keys out */
+            /* every non-object satisfies {required: [...]}, so only objects
+             * can pass; gen_object leaves one of the keys out */
+            types &= ST_OBJECT;
         } else if (!unsup(g, c->nots.v[i], "not", "not with this subschema")) return SGR_EXPR_ERR;
     }
     if (c->has_vals) {

@@ -470,6 +470,7 @@ static const hcase cases[] = {
     {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"not\":{\"required\":[\"a\"]}}",
      {"{}", "{\"b\":1}"}, {"{\"a\":1}"}},
     {"{\"type\":[\"string\",\"null\"],\"not\":{\"type\":\"null\"}}", {"\"a\""}, {"null"}},
+    {"{\"not\":{\"required\":[\"a\"]}}", {"{}"}, {"1", "\"x\"", "null", "{\"a\":1}"}},
     {"{}", {"null", "true", "1", "\"x\"", "[]", "{}"}, {"", "nul", "{\"a\":1,\"a\":2}"}},
     {"{\"type\":\"object\",\"propertyNames\":{\"maxLength\":3},\"properties\":{\"abcd\":{},\"ab\":{}},\"required\":[\"ab\"]}",
      {"{\"ab\":1}"}, {"{\"abcd\":1,\"ab\":1}"}},
@@ -488,6 +489,45 @@ static void test_hand_cases(void **state) {
         bad += random_check(&c, 200, i + 1, h->schema, true);
         compiled_free(&c);
     }
+    assert_int_equal(bad, 0);
+}
+
+/* Formats asserted: every string the grammar writes passes sgr/format.c. */
+static void test_formats_asserted(void **state) {
+    (void)state;
+    static const char *const fmts[] = {"date", "time", "date-time", "duration", "email", "hostname", "ipv4",
+                                       "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "json-pointer"};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+        char t[200];
+        snprintf(t, sizeof t, "{\"type\":\"string\",\"format\":\"%s\",\"maxLength\":60}", fmts[i]);
+        json *doc = NULL;
+        qerr e;
+        assert_int_equal(json_parse(t, strlen(t), NULL, &doc, &e), 0);
+        compiled c = {0};
+        schema_opts so = {.assert_format = true};
+        assert_int_equal(schema_compile(doc, &so, &c.s, &e), 0);
+        c.b = sgr_gb_new(NULL);
+        c.start = sgr_schema_to_grammar(c.s, NULL, c.b, NULL, NULL, &e);
+        if (c.start < 0) { fprintf(stderr, "format %s: %s\n", fmts[i], e.msg); fail(); }
+        bad += random_check(&c, 300, i + 11, t, true);
+        compiled_free(&c);
+        json_free(doc);
+    }
+    /* a format the compiler cannot write, asserted: refused */
+    const char *t = "{\"type\":\"string\",\"format\":\"uri-template\"}";
+    json *doc = NULL;
+    qerr e;
+    assert_int_equal(json_parse(t, strlen(t), NULL, &doc, &e), 0);
+    schema *s;
+    schema_opts so = {.assert_format = true};
+    assert_int_equal(schema_compile(doc, &so, &s, &e), 0);
+    sgr_gb *b = sgr_gb_new(NULL);
+    assert_true(sgr_schema_to_grammar(s, NULL, b, NULL, NULL, &e) < 0);
+    assert_non_null(strstr(e.msg, "format"));
+    sgr_gb_free(b);
+    schema_free(s);
+    json_free(doc);
     assert_int_equal(bad, 0);
 }
 
@@ -750,6 +790,7 @@ int main(void) {
         cmocka_unit_test(test_regex_grammar),
         cmocka_unit_test(test_hand_cases),
         cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_formats_asserted),
         cmocka_unit_test(test_any_json_object),
         cmocka_unit_test(test_suite_soundness),
         cmocka_unit_test(test_jsonschemabench),
