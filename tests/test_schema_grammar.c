@@ -355,16 +355,18 @@ static void compiled_free(compiled *c) {
     if (c->b) sgr_gb_free(c->b);
 }
 
-static compiled compile_str(const char *txt) {
+static compiled compile_str_opts(const char *txt, const sgr_schema_opts *go) {
     json *doc = NULL;
     qerr e;
     if (json_parse(txt, strlen(txt), NULL, &doc, &e)) { fprintf(stderr, "bad test schema %s: %s\n", txt, e.msg); fail(); }
     compiled c;
-    bool ok = compile_text_or_doc(doc, NULL, &c);
+    bool ok = compile_text_or_doc(doc, go, &c);
     json_free(doc);
     if (!ok) { fprintf(stderr, "schema %s does not compile: %s\n", txt, c.err); fail(); }
     return c;
 }
+
+static compiled compile_str(const char *txt) { return compile_str_opts(txt, NULL); }
 
 /* n random strings; each must parse strictly and validate. Returns failures. */
 static int random_check(const compiled *c, int n, uint64_t seed, const char *what, bool verbose) {
@@ -487,6 +489,11 @@ static void test_hand_cases(void **state) {
         for (int k = 0; k < 16 && h->no[k]; k++)
             if (accepts(&c, h->no[k])) { fprintf(stderr, "schema %s should reject %s\n", h->schema, h->no[k]); bad++; }
         bad += random_check(&c, 200, i + 1, h->schema, true);
+        compiled_free(&c);
+        /* with whitespace between tokens, and narrow digit limits */
+        sgr_schema_opts go = {.ws = 2, .max_int_digits = 3, .max_frac_digits = 2};
+        c = compile_str_opts(h->schema, &go);
+        bad += random_check(&c, 100, i + 101, h->schema, true);
         compiled_free(&c);
     }
     assert_int_equal(bad, 0);
