@@ -465,6 +465,12 @@ static const hcase cases[] = {
     /* branches told apart by an optional enum member, written in both */
     {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"t\":{\"enum\":[\"a\"]},\"v\":{\"type\":\"string\"}}},{\"properties\":{\"t\":{\"enum\":[\"b\",\"c\"]},\"v\":{\"type\":\"number\"}}}]}",
      {"{\"t\":\"a\"}", "{\"t\":\"b\",\"v\":1}", "{\"t\":\"a\",\"v\":\"x\"}"}, {"{}", "{\"v\":\"x\"}", "{\"t\":\"a\",\"v\":1}"}},
+    /* each branch writes the key the other forbids */
+    {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"k\":{\"type\":\"string\"}},\"additionalProperties\":false},{\"properties\":{\"ks\":{\"type\":\"array\"}},\"additionalProperties\":false}]}",
+     {"{\"k\":\"x\"}", "{\"ks\":[]}"}, {"{}", "{\"k\":\"x\",\"ks\":[]}"}},
+    /* told apart by an enum one level down */
+    {"{\"type\":\"object\",\"required\":[\"e\"],\"oneOf\":[{\"properties\":{\"a\":{\"type\":\"object\",\"required\":[\"s\"],\"properties\":{\"s\":{\"enum\":[\"rpm\"]}}}}},{\"properties\":{\"a\":{\"type\":\"object\",\"required\":[\"s\"],\"properties\":{\"s\":{\"enum\":[\"deb\"]}}}}}]}",
+     {"{\"a\":{\"s\":\"rpm\"},\"e\":1}", "{\"a\":{\"s\":\"deb\"},\"e\":null}"}, {"{\"e\":1}", "{\"a\":{\"s\":\"rpm\"}}"}},
     {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}",
      {"{\"a\":1,\"b\":\"x\"}"}, {"{\"a\":1}", "{\"b\":\"x\"}"}},
     {"{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"next\":{\"$ref\":\"#/$defs/node\"}},\"required\":[\"v\"],\"additionalProperties\":false}},\"$ref\":\"#/$defs/node\"}",
