@@ -1571,6 +1571,7 @@ static void sg_init(sg *g, const schema *s, const sgr_schema_opts *o, sgr_gb *b,
     if (g->o.max_frac_digits <= 0) g->o.max_frac_digits = 6;
     if (g->o.max_frac_digits > 30) g->o.max_frac_digits = 30;
     if (g->o.ws < 0) g->o.ws = 0;
+    if (!g->o.max_rules) g->o.max_rules = 100000;
     g->b = b;
     g->e = e;
     g->int_cap = 1;
