@@ -1374,7 +1374,7 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                 for (size_t k = 0; k < n && ok; k++) ok = collect(g, &bc[i], nodes[k], 0, dd, nd + 1);
                 if (ok) ok = collect(g, &bc[i], br[i], 0, dd, nd + 1);
             }
-            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); free(dead); goto out; }
+            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); free(dead); free(bfk); goto out; }
             /* branch i is dead when another branch only requires keys i
              * always writes: every instance of i would match both */
             for (size_t i = 0; i < nb; i++)
