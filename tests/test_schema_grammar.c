@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sgr/grammar_int.h"
 #include "sgr/sgr.h"
@@ -798,6 +799,42 @@ static void test_suite_soundness(void **state) {
     assert_int_equal(st.invalid_accepted, 0);
 }
 
+static void test_cli(void **state) {
+    (void)state;
+    char tmpl[] = "/tmp/quire-sg-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    char sp[256], args[1024];
+    snprintf(sp, sizeof sp, "%s/s.json", dir);
+    FILE *f = fopen(sp, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":3}]}}}", f);
+    fclose(f);
+    char *out;
+    snprintf(args, sizeof args, "schema check %s 2>&1", sp);
+    assert_int_equal(run_quire(args, &out), 2);
+    assert_non_null(strstr(out, "oneOf"));
+    assert_non_null(strstr(out, "/properties/x"));
+    free(out);
+    snprintf(args, sizeof args, "schema check %s --best-effort 2>&1", sp);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "not enforced: oneOf at /properties/x"));
+    free(out);
+    f = fopen(sp, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"boolean\"}},\"required\":[\"x\"]}", f);
+    fclose(f);
+    snprintf(args, sizeof args, "schema check %s --grammar", sp);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "root ::="));
+    assert_non_null(strstr(out, "\"true\""));
+    free(out);
+    snprintf(args, sizeof args, "schema check --stats %s", dir);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "\"supported\":1"));
+    free(out);
+    remove(sp);
+    rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regex_grammar),
@@ -805,6 +842,7 @@ int main(void) {
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_formats_asserted),
         cmocka_unit_test(test_any_json_object),
+        cmocka_unit_test(test_cli),
         cmocka_unit_test(test_suite_soundness),
         cmocka_unit_test(test_jsonschemabench),
     };
