@@ -677,7 +677,12 @@ static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex
     sgr_expr r;
     if (re) {
         qerr e;
-        r = rx_to_grammar(re, g->b, true, re != own, mn, mx, g->o.max_rules ? g->o.max_rules / 4 : 0, &e);
+        size_t max_states = g->o.max_rules ? g->o.max_rules / 4 : 0;
+        r = rx_to_grammar(re, g->b, true, re != own, mn, mx, max_states, &e);
+        /* too many (state, length) pairs: a lower maxLength is a subset */
+        for (int64_t m2 = mn + 64; r == SGR_EXPR_ERR && !sgr_gb_error(g->b) && strstr(e.msg, "unsupported: pattern") &&
+                                   (mx < 0 || m2 < mx) && m2 >= mn; m2 = m2 > mn + 8 ? mn + (m2 - mn) / 2 : mn - 1)
+            r = rx_to_grammar(re, g->b, true, re != own, mn, m2, max_states, &e);
         if (r == SGR_EXPR_ERR) {
             regex_free(own);
             if (sgr_gb_error(g->b)) return hard_fail(g, "%s", sgr_gb_error(g->b));
@@ -1215,7 +1220,25 @@ static bool vals_fail(sg *g, const cs *a, const nlist *bnodes) {
 }
 
 /* Does a key that a always emits have values that all fail b's schema for it? */
-static bool member_disjoint(sg *g, const cs *a, const cs *b, const char *k, size_t kl) {
+static bool one_way_disjoint(sg *g, const cs *a, const cs *b, const namelist *a_forbid, int depth);
+
+/* Does every instance of b fail when it has key k (additionalProperties
+ * false on a node that neither names nor pattern-matches k, or a false
+ * property schema)? */
+static bool rejects_key(const cs *b, const char *k, size_t kl) {
+    for (size_t i = 0; i < b->addl.n; i++) {
+        const schema_node *n = b->addl.v[i];
+        if (n->additional_props->is_bool && !n->additional_props->bool_val && !node_has_prop(n, k, kl) &&
+            !pattern_matches_any(n, k, kl))
+            return true;
+    }
+    const cprop *p = cs_prop((cs *)b, k, kl, false);
+    for (size_t i = 0; p && i < p->nodes.n; i++)
+        if (p->nodes.v[i]->is_bool && !p->nodes.v[i]->bool_val) return true;
+    return false;
+}
+
+static bool member_disjoint(sg *g, const cs *a, const cs *b, const char *k, size_t kl, int depth) {
     cprop *pa = cs_prop((cs *)a, k, kl, false), *pb = cs_prop((cs *)b, k, kl, false);
     if (!pa || !pb) return false;
     cs ca, cb;
@@ -1226,7 +1249,8 @@ static bool member_disjoint(sg *g, const cs *a, const cs *b, const char *k, size
     for (size_t i = 0; i < pb->nodes.n && ok; i++) ok = collect(g, &cb, pb->nodes.v[i], 0, NULL, 0);
     if (ok) {
         if (!(emit_types(&ca) & accept_types(&cb))) dis = true;
-        else if (ca.has_vals && vals_fail(g, &ca, &pb->nodes)) dis = true;
+        else if (ca.has_vals) dis = vals_fail(g, &ca, &pb->nodes);
+        else if (depth < 6 && a->ppn.n == 0 && !ca.n_ap && !cb.n_ap) dis = one_way_disjoint(g, &ca, &cb, NULL, depth + 1);
     }
     cs_free(&ca);
     cs_free(&cb);
@@ -1235,7 +1259,7 @@ static bool member_disjoint(sg *g, const cs *a, const cs *b, const char *k, size
 
 /* gen(a) ∩ L(b) = ∅ ? (a emits only what its constraint set allows, no
  * keys beyond its named ones when no_extra) */
-static bool one_way_disjoint(sg *g, const cs *a, const cs *b, const namelist *a_forbid) {
+static bool one_way_disjoint(sg *g, const cs *a, const cs *b, const namelist *a_forbid, int depth) {
     unsigned ta = emit_types(a);
     /* enum/const values are validated against the node holding the oneOf
      * itself, so they satisfy exactly one branch by construction */
@@ -1255,7 +1279,7 @@ static bool one_way_disjoint(sg *g, const cs *a, const cs *b, const namelist *a_
     }
     /* a key both require, with values a writes that b rejects */
     for (size_t i = 0; i < a->req.n; i++)
-        if (names_has(&b->req, a->req.v[i].s, a->req.v[i].n) && member_disjoint(g, a, b, a->req.v[i].s, a->req.v[i].n)) return true;
+        if (names_has(&b->req, a->req.v[i].s, a->req.v[i].n) && member_disjoint(g, a, b, a->req.v[i].s, a->req.v[i].n, depth)) return true;
     return false;
 }
 
@@ -1279,7 +1303,9 @@ static sgr_expr gen_cs(sg *g, cs *c, const namelist *forbid, const namelist *for
             types &= ~t;
             if (t & ST_NUMBER) types &= ~(unsigned)ST_INTEGER;
         } else if (nn->kw == KWB(SK_REQUIRED)) {
-            /* gen_object leaves one of the keys out */
+            /* every non-object satisfies {required: [...]}, so only objects
+             * can pass; gen_object leaves one of the keys out */
+            types &= ST_OBJECT;
         } else if (!unsup(g, c->nots.v[i], "not", "not with this subschema")) return SGR_EXPR_ERR;
     }
     if (c->has_vals) {
@@ -1338,8 +1364,8 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
         dd[nd] = A;
         bool use_forbid = false, overlap = false, promote = false;
         bool *dead = calloc(nb ? nb : 1, sizeof *dead);
-        namelist force_key = {0};
-        if (!dead) { free(nn); free(dd); free(bc); free(bf); hard_fail(g, "out of memory"); goto out; }
+        namelist *bfk = calloc(nb ? nb : 1, sizeof *bfk);
+        if (!dead || !bfk) { free(bfk); free(dead); free(nn); free(dd); free(bc); free(bf); hard_fail(g, "out of memory"); goto out; }
         if (A.one) {
             /* prove the branches disjoint (as emitted), else refuse */
             bool ok = true;
@@ -1348,7 +1374,7 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                 for (size_t k = 0; k < n && ok; k++) ok = collect(g, &bc[i], nodes[k], 0, dd, nd + 1);
                 if (ok) ok = collect(g, &bc[i], br[i], 0, dd, nd + 1);
             }
-            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); free(dead); goto out; }
+            if (!ok) { for (size_t i = 0; i < nb; i++) cs_free(&bc[i]); free(nn); free(dd); free(bc); free(bf); free(dead); free(bfk); goto out; }
             /* branch i is dead when another branch only requires keys i
              * always writes: every instance of i would match both */
             for (size_t i = 0; i < nb; i++)
@@ -1377,10 +1403,26 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                             if (!bc[i].empty && (emit_types(&bc[i]) != ST_OBJECT || !cs_prop(&bc[i], p->name, p->len, false))) all = false;
                         for (size_t i = 0; i < nb && all; i++)
                             for (size_t j = 0; j < nb && all; j++)
-                                if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !member_disjoint(g, &bc[i], &bc[j], p->name, p->len)) all = false;
-                        if (all) { promote = true; names_add(&force_key, p->name, p->len); }
+                                if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !member_disjoint(g, &bc[i], &bc[j], p->name, p->len, 0)) all = false;
+                        if (all) { promote = true; for (size_t i = 0; i < nb; i++) names_add(&bfk[i], p->name, p->len); }
                     }
-                    if (!promote) { overlap = true; break; }
+                    /* else: each branch writes a key of its own that every
+                     * other branch rejects (additionalProperties false) */
+                    bool each = !promote;
+                    for (size_t i = 0; i < nb && each; i++) {
+                        if (dead[i] || bc[i].empty) continue;
+                        bool found = false;
+                        for (size_t q = 0; q < bc[i].n_props && !found && emit_types(&bc[i]) == ST_OBJECT; q++) {
+                            const cprop *p = &bc[i].props[q];
+                            bool rej = true;
+                            for (size_t j = 0; j < nb && rej; j++)
+                                if (j != i && !bc[j].empty) rej = rejects_key(&bc[j], p->name, p->len);
+                            if (rej) { found = true; names_add(&bfk[i], p->name, p->len); }
+                        }
+                        if (!found) each = false;
+                    }
+                    if (each) promote = true;
+                    if (!promote) overlap = true;
                     break;
                 }
                 if (pass == 1) {
@@ -1396,7 +1438,7 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
                 }
                 for (size_t i = 0; i < nb && !overlap; i++)
                     for (size_t j = 0; j < nb && !overlap; j++)
-                        if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !one_way_disjoint(g, &bc[i], &bc[j], use_forbid ? &bf[i] : NULL))
+                        if (i != j && !dead[i] && !bc[i].empty && !bc[j].empty && !one_way_disjoint(g, &bc[i], &bc[j], use_forbid ? &bf[i] : NULL, 0))
                             overlap = true;
                 if (!overlap) break;
             }
@@ -1404,7 +1446,8 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
             if (overlap) {
                 if (!unsup(g, A.n, "oneOf", "oneOf with overlapping branches")) {
                     for (size_t i = 0; i < nb; i++) free(bf[i].v);
-                    free(nn); free(dd); free(bc); free(bf); free(dead); free(force_key.v);
+                    for (size_t i = 0; i < nb; i++) free(bfk[i].v);
+                    free(nn); free(dd); free(bc); free(bf); free(dead); free(bfk);
                     goto out;
                 }
                 use_forbid = false;
@@ -1420,13 +1463,14 @@ static sgr_expr gen_nodes(sg *g, const schema_node *const *nodes, size_t n, cons
             if (forbid) for (size_t q = 0; q < forbid->n; q++) names_add(&fb, forbid->v[q].s, forbid->v[q].n);
             if (use_forbid) for (size_t q = 0; q < bf[i].n; q++) names_add(&fb, bf[i].v[q].s, bf[i].v[q].n);
             if (force) for (size_t q = 0; q < force->n; q++) names_add(&fr, force->v[q].s, force->v[q].n);
-            if (promote) for (size_t q = 0; q < force_key.n; q++) names_add(&fr, force_key.v[q].s, force_key.v[q].n);
+            if (promote) for (size_t q = 0; q < bfk[i].n; q++) names_add(&fr, bfk[i].v[q].s, bfk[i].v[q].n);
             xv_add(&alts, gen_nodes(g, nn, n + 1, dd, nd + 1, fb.n ? &fb : NULL, fr.n ? &fr : NULL));
             free(fb.v);
             free(fr.v);
         }
         for (size_t i = 0; i < nb; i++) free(bf[i].v);
-        free(nn); free(dd); free(bc); free(bf); free(dead); free(force_key.v);
+        for (size_t i = 0; i < nb; i++) free(bfk[i].v);
+        free(nn); free(dd); free(bc); free(bf); free(dead); free(bfk);
         r = g->failed ? SGR_EXPR_ERR : altv(g, alts.v, alts.n);
         free(alts.v);
         goto out;
@@ -1527,6 +1571,7 @@ static void sg_init(sg *g, const schema *s, const sgr_schema_opts *o, sgr_gb *b,
     if (g->o.max_frac_digits <= 0) g->o.max_frac_digits = 6;
     if (g->o.max_frac_digits > 30) g->o.max_frac_digits = 30;
     if (g->o.ws < 0) g->o.ws = 0;
+    if (!g->o.max_rules) g->o.max_rules = 100000;
     g->b = b;
     g->e = e;
     g->int_cap = 1;

@@ -434,7 +434,7 @@ typedef struct sgr_schema_opts {
     int  ws;              /* 0 compact (default): no whitespace; N>0: up to N spaces/newlines between tokens */
     int  max_int_digits;  /* digits allowed in an unbounded integer; 0 = default 15 */
     int  max_frac_digits; /* 0 = default 6 */
-    size_t max_rules;     /* bound on compile size; 0 = default (50,000 rules) */
+    size_t max_rules;     /* bound on compile size; 0 = default (100,000 rules; a pattern gets a quarter) */
 } sgr_schema_opts;
 
 typedef struct sgr_unenforced { char keyword[64]; char pointer[512]; } sgr_unenforced;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sgr/grammar_int.h"
 #include "sgr/sgr.h"
@@ -355,16 +356,18 @@ static void compiled_free(compiled *c) {
     if (c->b) sgr_gb_free(c->b);
 }
 
-static compiled compile_str(const char *txt) {
+static compiled compile_str_opts(const char *txt, const sgr_schema_opts *go) {
     json *doc = NULL;
     qerr e;
     if (json_parse(txt, strlen(txt), NULL, &doc, &e)) { fprintf(stderr, "bad test schema %s: %s\n", txt, e.msg); fail(); }
     compiled c;
-    bool ok = compile_text_or_doc(doc, NULL, &c);
+    bool ok = compile_text_or_doc(doc, go, &c);
     json_free(doc);
     if (!ok) { fprintf(stderr, "schema %s does not compile: %s\n", txt, c.err); fail(); }
     return c;
 }
+
+static compiled compile_str(const char *txt) { return compile_str_opts(txt, NULL); }
 
 /* n random strings; each must parse strictly and validate. Returns failures. */
 static int random_check(const compiled *c, int n, uint64_t seed, const char *what, bool verbose) {
@@ -463,6 +466,12 @@ static const hcase cases[] = {
     /* branches told apart by an optional enum member, written in both */
     {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"t\":{\"enum\":[\"a\"]},\"v\":{\"type\":\"string\"}}},{\"properties\":{\"t\":{\"enum\":[\"b\",\"c\"]},\"v\":{\"type\":\"number\"}}}]}",
      {"{\"t\":\"a\"}", "{\"t\":\"b\",\"v\":1}", "{\"t\":\"a\",\"v\":\"x\"}"}, {"{}", "{\"v\":\"x\"}", "{\"t\":\"a\",\"v\":1}"}},
+    /* each branch writes the key the other forbids */
+    {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"k\":{\"type\":\"string\"}},\"additionalProperties\":false},{\"properties\":{\"ks\":{\"type\":\"array\"}},\"additionalProperties\":false}]}",
+     {"{\"k\":\"x\"}", "{\"ks\":[]}"}, {"{}", "{\"k\":\"x\",\"ks\":[]}"}},
+    /* told apart by an enum one level down */
+    {"{\"type\":\"object\",\"required\":[\"e\"],\"oneOf\":[{\"properties\":{\"a\":{\"type\":\"object\",\"required\":[\"s\"],\"properties\":{\"s\":{\"enum\":[\"rpm\"]}}}}},{\"properties\":{\"a\":{\"type\":\"object\",\"required\":[\"s\"],\"properties\":{\"s\":{\"enum\":[\"deb\"]}}}}}]}",
+     {"{\"a\":{\"s\":\"rpm\"},\"e\":1}", "{\"a\":{\"s\":\"deb\"},\"e\":null}"}, {"{\"e\":1}", "{\"a\":{\"s\":\"rpm\"}}"}},
     {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}",
      {"{\"a\":1,\"b\":\"x\"}"}, {"{\"a\":1}", "{\"b\":\"x\"}"}},
     {"{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"next\":{\"$ref\":\"#/$defs/node\"}},\"required\":[\"v\"],\"additionalProperties\":false}},\"$ref\":\"#/$defs/node\"}",
@@ -470,6 +479,7 @@ static const hcase cases[] = {
     {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"not\":{\"required\":[\"a\"]}}",
      {"{}", "{\"b\":1}"}, {"{\"a\":1}"}},
     {"{\"type\":[\"string\",\"null\"],\"not\":{\"type\":\"null\"}}", {"\"a\""}, {"null"}},
+    {"{\"not\":{\"required\":[\"a\"]}}", {"{}"}, {"1", "\"x\"", "null", "{\"a\":1}"}},
     {"{}", {"null", "true", "1", "\"x\"", "[]", "{}"}, {"", "nul", "{\"a\":1,\"a\":2}"}},
     {"{\"type\":\"object\",\"propertyNames\":{\"maxLength\":3},\"properties\":{\"abcd\":{},\"ab\":{}},\"required\":[\"ab\"]}",
      {"{\"ab\":1}"}, {"{\"abcd\":1,\"ab\":1}"}},
@@ -487,7 +497,51 @@ static void test_hand_cases(void **state) {
             if (accepts(&c, h->no[k])) { fprintf(stderr, "schema %s should reject %s\n", h->schema, h->no[k]); bad++; }
         bad += random_check(&c, 200, i + 1, h->schema, true);
         compiled_free(&c);
+        /* with whitespace between tokens, and narrow digit limits */
+        sgr_schema_opts go = {.ws = 2, .max_int_digits = 3, .max_frac_digits = 2};
+        c = compile_str_opts(h->schema, &go);
+        bad += random_check(&c, 100, i + 101, h->schema, true);
+        compiled_free(&c);
     }
+    assert_int_equal(bad, 0);
+}
+
+/* Formats asserted: every string the grammar writes passes sgr/format.c. */
+static void test_formats_asserted(void **state) {
+    (void)state;
+    static const char *const fmts[] = {"date", "time", "date-time", "duration", "email", "hostname", "ipv4",
+                                       "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "json-pointer"};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+        char t[200];
+        snprintf(t, sizeof t, "{\"type\":\"string\",\"format\":\"%s\",\"maxLength\":60}", fmts[i]);
+        json *doc = NULL;
+        qerr e;
+        assert_int_equal(json_parse(t, strlen(t), NULL, &doc, &e), 0);
+        compiled c = {0};
+        schema_opts so = {.assert_format = true};
+        assert_int_equal(schema_compile(doc, &so, &c.s, &e), 0);
+        c.b = sgr_gb_new(NULL);
+        c.start = sgr_schema_to_grammar(c.s, NULL, c.b, NULL, NULL, &e);
+        if (c.start < 0) { fprintf(stderr, "format %s: %s\n", fmts[i], e.msg); fail(); }
+        bad += random_check(&c, 300, i + 11, t, true);
+        compiled_free(&c);
+        json_free(doc);
+    }
+    /* a format the compiler cannot write, asserted: refused */
+    const char *t = "{\"type\":\"string\",\"format\":\"uri-template\"}";
+    json *doc = NULL;
+    qerr e;
+    assert_int_equal(json_parse(t, strlen(t), NULL, &doc, &e), 0);
+    schema *s;
+    schema_opts so = {.assert_format = true};
+    assert_int_equal(schema_compile(doc, &so, &s, &e), 0);
+    sgr_gb *b = sgr_gb_new(NULL);
+    assert_true(sgr_schema_to_grammar(s, NULL, b, NULL, NULL, &e) < 0);
+    assert_non_null(strstr(e.msg, "format"));
+    sgr_gb_free(b);
+    schema_free(s);
+    json_free(doc);
     assert_int_equal(bad, 0);
 }
 
@@ -745,12 +799,50 @@ static void test_suite_soundness(void **state) {
     assert_int_equal(st.invalid_accepted, 0);
 }
 
+static void test_cli(void **state) {
+    (void)state;
+    char tmpl[] = "/tmp/quire-sg-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    char sp[256], args[1024];
+    snprintf(sp, sizeof sp, "%s/s.json", dir);
+    FILE *f = fopen(sp, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":3}]}}}", f);
+    fclose(f);
+    char *out;
+    snprintf(args, sizeof args, "schema check %s 2>&1", sp);
+    assert_int_equal(run_quire(args, &out), 2);
+    assert_non_null(strstr(out, "oneOf"));
+    assert_non_null(strstr(out, "/properties/x"));
+    free(out);
+    snprintf(args, sizeof args, "schema check %s --best-effort 2>&1", sp);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "not enforced: oneOf at /properties/x"));
+    free(out);
+    f = fopen(sp, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"boolean\"}},\"required\":[\"x\"]}", f);
+    fclose(f);
+    snprintf(args, sizeof args, "schema check %s --grammar", sp);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "root ::="));
+    assert_non_null(strstr(out, "\"true\""));
+    free(out);
+    snprintf(args, sizeof args, "schema check --stats %s", dir);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "\"supported\":1"));
+    free(out);
+    remove(sp);
+    rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regex_grammar),
         cmocka_unit_test(test_hand_cases),
         cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_formats_asserted),
         cmocka_unit_test(test_any_json_object),
+        cmocka_unit_test(test_cli),
         cmocka_unit_test(test_suite_soundness),
         cmocka_unit_test(test_jsonschemabench),
     };
