@@ -11,14 +11,17 @@
 
 void help_schema(FILE *out) {
     fprintf(out, "usage: quire schema validate SCHEMA.json INSTANCE.json [--assert-format]\n"
-                 "       quire schema check SCHEMA.json [--best-effort] [--grammar] [--ws N]\n"
+                 "       quire schema check SCHEMA.json [--best-effort] [--grammar] [--ws N] [--strict-keywords]\n"
                  "       quire schema check --stats DIR... [--best-effort]\n"
                  "  validate  exit 0 when the instance is valid, 1 when it is not (stderr names the\n"
                  "            JSON pointer of the first error and the keyword that failed), 2 on bad\n"
                  "            input (unreadable or malformed JSON, a schema that does not compile)\n"
                  "  check     exit 0 when every keyword of the schema is supported by the validator and\n"
                  "            enforced by the constrained-decoding grammar, 2 naming the first unsupported\n"
-                 "            keyword and the JSON pointer of the schema object holding it\n"
+                 "            keyword and the JSON pointer of the schema object holding it. Words that are\n"
+                 "            not JSON Schema keywords (vendor extensions such as \"x-foo\", \"example\") and\n"
+                 "            unknown format values are annotations: listed on stderr, not refused\n"
+                 "            (draft 2020-12 treats both as annotations), unless --strict-keywords\n"
                  "  --best-effort  skip keywords the grammar cannot enforce and list them (exit 0)\n"
                  "  --grammar      print the compiled grammar (one rule per line) to stdout\n"
                  "  --ws N         allow up to N spaces/newlines between tokens (default 0: compact)\n"
@@ -170,12 +173,13 @@ int cmd_schema(int argc, char **argv) {
     char **files = calloc((size_t)argc, sizeof *files);
     if (!files) return cli_fail("schema", "out of memory");
     int nf = 0;
-    bool assert_format = false, best_effort = false, print_grammar = false, stats = false;
+    bool assert_format = false, best_effort = false, print_grammar = false, stats = false, strict_keywords = false;
     long long ws = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--assert-format") == 0) assert_format = true;
         else if (strcmp(argv[i], "--best-effort") == 0) best_effort = true;
         else if (strcmp(argv[i], "--grammar") == 0) print_grammar = true;
+        else if (strcmp(argv[i], "--strict-keywords") == 0) strict_keywords = true;
         else if (strcmp(argv[i], "--stats") == 0) stats = true;
         else if (strcmp(argv[i], "--ws") == 0) {
             const char *v = cli_value("schema", argc, argv, &i);
@@ -215,12 +219,27 @@ int cmd_schema(int argc, char **argv) {
     json_free(doc);
     int rc = EXIT_OK;
     if (!validate) {
-        if (s->n_unknown) {
-            const char *kw = s->unknown[0].keyword;
+        /* Words that are not JSON Schema keywords ("esriDocumentation",
+         * "_format", "example") and format values outside the known set are
+         * annotations: 2020-12 says to collect, not assert, them, and every
+         * validator ignores them — so they are listed, not refused. Keywords
+         * that assert something in another draft or vocabulary, and unknown
+         * formats under --assert-format, are refused. --strict-keywords
+         * refuses every unknown word. */
+        static const char *const asserting[] = {"divisibleBy", "disallow", "extends", "$recursiveRef", "optional", NULL};
+        for (size_t i = 0; i < s->n_unknown && rc == EXIT_OK; i++) {
+            const char *kw = s->unknown[i].keyword;
             bool fmt = strncmp(kw, "format \"", 8) == 0; /* a format value it cannot check */
-            fprintf(stderr, "quire schema: %s %s%s%s at %s (%zu unsupported in all)\n", best_effort ? "ignored" : "unsupported",
-                    fmt ? "" : "keyword \"", kw, fmt ? "" : "\"", s->unknown[0].pointer, s->n_unknown);
-            if (!best_effort) rc = EXIT_USAGE;
+            bool refuse = strict_keywords || (fmt && assert_format);
+            for (int k = 0; asserting[k] && !fmt; k++) refuse |= strcmp(kw, asserting[k]) == 0;
+            if (refuse && !best_effort) {
+                fprintf(stderr, "quire schema: unsupported %s%s%s at %s\n", fmt ? "" : "keyword \"", kw, fmt ? "" : "\"",
+                        s->unknown[i].pointer[0] ? s->unknown[i].pointer : "/");
+                rc = EXIT_USAGE;
+            } else {
+                fprintf(stderr, "quire schema: annotation, not enforced: %s%s%s at %s\n", fmt ? "" : "\"", kw, fmt ? "" : "\"",
+                        s->unknown[i].pointer[0] ? s->unknown[i].pointer : "/");
+            }
         }
         if (rc == EXIT_OK) {
             sgr_gb *b = sgr_gb_new(NULL);
