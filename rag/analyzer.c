@@ -19,10 +19,11 @@
 #define MAX_TOKEN_CHARS 255
 
 struct analyzer {
-    struct sb_stemmer *stem;
+    struct sb_stemmer *stem; /* only with snowball_porter */
     analyzer_opts o;
     char *buf; /* lower-cased term */
     size_t cap;
+    int32_t *cp; /* the same as code points, for the Porter stemmer */
 };
 
 static const char *const stop_words[] = {"a",    "an",   "and",   "are",   "as",   "at",    "be",   "but",  "by",
@@ -41,13 +42,14 @@ int analyzer_new(analyzer **out, const analyzer_opts *o, qerr *e) {
     analyzer *a = calloc(1, sizeof *a);
     if (!a) return qerr_set(e, "out of memory");
     if (o) a->o = *o;
-    if (!a->o.no_stem) {
+    if (!a->o.no_stem && a->o.snowball_porter) {
         a->stem = sb_stemmer_new("porter", "UTF_8");
         if (!a->stem) { free(a); return qerr_set(e, "libstemmer: no porter stemmer"); }
     }
     a->cap = 4 * MAX_TOKEN_CHARS + 16;
     a->buf = malloc(a->cap);
-    if (!a->buf) { analyzer_free(a); return qerr_set(e, "out of memory"); }
+    a->cp = malloc((MAX_TOKEN_CHARS + 16) * sizeof *a->cp);
+    if (!a->buf || !a->cp) { analyzer_free(a); return qerr_set(e, "out of memory"); }
     *out = a;
     return 0;
 }
@@ -56,6 +58,7 @@ void analyzer_free(analyzer *a) {
     if (!a) return;
     if (a->stem) sb_stemmer_delete(a->stem);
     free(a->buf);
+    free(a->cp);
     free(a);
 }
 
@@ -117,27 +120,38 @@ static void analyzer_term(analyzer *a, const char *t, size_t len, analyzer_emit_
             len -= 4;
     }
     if (len == 0) return;
-    size_t k = 0;
-    for (size_t i = 0; i < len;) {
+    size_t k = 0, units = 0, ncp = 0; /* units: UTF-16 code units, Lucene's char count */
+    for (size_t i = 0; i < len && ncp < MAX_TOKEN_CHARS + 8;) {
         size_t adv;
         utf8proc_int32_t c = next_cp(t, len, i, &adv);
         i += adv;
+        units += c >= 0x10000 ? 2 : 1;
         if (c < 0x80) {
             if (k + 1 > a->cap) break;
-            a->buf[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            c = c >= 'A' && c <= 'Z' ? c + 32 : c;
+            a->buf[k++] = (char)c;
+            a->cp[ncp++] = c;
             continue;
         }
         c = utf8proc_tolower(c);
         if (k + 4 > a->cap) break;
         k += (size_t)utf8proc_encode_char(c, (utf8proc_uint8_t *)a->buf + k);
+        a->cp[ncp++] = c;
     }
     if (!a->o.keep_stopwords && analyzer_is_stopword(a->buf, k)) return;
-    if (a->stem) {
+    /* Lucene's PorterStemmer leaves words of one or two chars alone (Porter's
+     * own C version does; the published algorithm, and Snowball's "porter",
+     * would turn "s" into an empty term and "us" into "u") */
+    if (a->stem && units > 2) {
         const sb_symbol *s = sb_stemmer_stem(a->stem, (const sb_symbol *)a->buf, (int)k);
         if (s) {
             emit((const char *)s, (size_t)sb_stemmer_length(a->stem), ctx);
             return;
         }
+    } else if (!a->o.no_stem && units > 2) {
+        size_t n = porter_stem(a->cp, ncp);
+        k = 0;
+        for (size_t i = 0; i < n; i++) k += (size_t)utf8proc_encode_char(a->cp[i], (utf8proc_uint8_t *)a->buf + k);
     }
     emit(a->buf, k, ctx);
 }

@@ -303,12 +303,16 @@ typedef struct clause {
     uint32_t pos;
 } clause;
 
+/* In single precision, operation by operation, as Lucene's BM25Scorer:
+ * weight - weight / (1 + freq * normInverse). */
 static float clause_score(const bm25 *x, const float *cache, const clause *c, uint32_t doc, uint32_t tf, float avgdl) {
-    double ni;
+    float ni;
     if (x->p.exact_norms)
         ni = 1.0f / (x->p.k1 * ((1 - x->p.b) + x->p.b * (float)x->dl[c->field][doc] / avgdl));
     else ni = cache[x->norm[c->field][doc]];
-    return (float)(c->w - c->w / (1.0 + tf * ni));
+    float t = (float)tf * ni;
+    float den = 1.0f + t;
+    return c->w - c->w / den;
 }
 
 /* Heap of the k best so far; root is the worst. */
@@ -435,7 +439,7 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
     st.n_clauses = m;
     int nh = 0;
     if (exhaustive) {
-        float *acc = calloc(x->n_docs ? x->n_docs : 1, sizeof *acc);
+        double *acc = calloc(x->n_docs ? x->n_docs : 1, sizeof *acc); /* Lucene sums clause scores in double */
         uint8_t *hit = calloc(x->n_docs ? x->n_docs : 1, 1);
         if (!acc || !hit) {
             free(acc); free(hit);
@@ -452,7 +456,7 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
             if (!hit[d] || x->deleted[d]) continue;
             st.n_scored++;
             if (filter && !filter(d, fctx)) { st.n_filtered++; continue; }
-            heap_push(heap, &nh, k, (bm25_hit){d, acc[d]});
+            heap_push(heap, &nh, k, (bm25_hit){d, (float)acc[d]});
         }
         free(acc);
         free(hit);
@@ -513,10 +517,10 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
                     }
                 }
                 if (pruned) continue;
-                float total = 0; /* clause order, as the exhaustive path */
+                double total = 0; /* clause order, as the exhaustive path; double, as Lucene */
                 for (uint64_t b = has[j]; b; b &= b - 1) total += sc[(size_t)__builtin_ctzll(b) * WIN + j];
                 st.n_scored++;
-                bm25_hit v = {d, total};
+                bm25_hit v = {d, (float)total};
                 if (nh == k && !worse(&heap[0], &v)) continue;
                 if (filter && !filter(d, fctx)) { st.n_filtered++; continue; }
                 heap_push(heap, &nh, k, v);
@@ -576,11 +580,11 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
                 }
             }
             if (!pruned) {
-                float total = 0;
+                double total = 0;
                 for (int c = 0; c < m; c++)
                     if (has[c]) total += sc[c];
                 st.n_scored++;
-                bm25_hit v = {cand, total};
+                bm25_hit v = {cand, (float)total};
                 if (nh < k || worse(&heap[0], &v)) {
                     if (filter && !filter(cand, fctx)) st.n_filtered++;
                     else {
@@ -604,4 +608,221 @@ int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int 
     if (stats) *stats = st;
     free(tb.b); free(tb.off); free(uo); free(cnt); free(cl); free(ord); free(heap);
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Persistence ("QBM25" format, little-endian hosts like the rest of Quire):
+ *   "QBM25\0\0\0" u32 version=1, u32 analyzer version (ANALYZER_VERSION), u32 n_fields, f32 k1, b, f32 weight[4],
+ *   u32 exact_norms, u32 n_docs, u64 n_terms,
+ *   per field: u64 sum_len, u32 doc_count, u8 norm[n_docs], u32 dl[n_docs],
+ *   per term: u32 key length, key bytes (field byte + term), u32 n,
+ *             u32 doc[n] (ascending), u32 tf[n],
+ *   u32 CRC32C of everything before.
+ * Deleted documents are dropped and the others renumbered densely in id
+ * order; terms are written in the order a rebuild from the live documents
+ * would intern them (first document, then key), so saving an index and
+ * rebuilding it from the same documents give identical bytes. */
+#define BM25_MAGIC "QBM25\0\0\0"
+#define BM25_FILE_VERSION 1u
+
+typedef struct bw {
+    uint8_t *p;
+    size_t n, cap;
+    bool oom;
+} bw;
+
+static void bw_put(bw *w, const void *d, size_t n) {
+    if (w->oom || !n) return;
+    if (w->n + n > w->cap) {
+        size_t nc = (w->n + n) * 2 + 4096;
+        uint8_t *np = realloc(w->p, nc);
+        if (!np) { w->oom = true; return; }
+        w->p = np;
+        w->cap = nc;
+    }
+    memcpy(w->p + w->n, d, n);
+    w->n += n;
+}
+static void bw_u32(bw *w, uint32_t v) { bw_put(w, &v, 4); }
+
+typedef struct tord {
+    uint32_t first; /* first live document (new id) */
+    uint32_t t;
+} tord;
+
+static int cmp_tord(const void *a, const void *b, void *ctx) {
+    const bm25 *x = ctx;
+    const tord *p = a, *q = b;
+    if (p->first != q->first) return p->first < q->first ? -1 : 1;
+    uint32_t lp = x->klen[p->t], lq = x->klen[q->t];
+    int c = memcmp(x->keys[p->t], x->keys[q->t], lp < lq ? lp : lq);
+    if (c) return c;
+    return lp < lq ? -1 : lp > lq;
+}
+
+int bm25_save_buf(const bm25 *x, uint8_t **out, size_t *out_len, qerr *e) {
+    *out = NULL;
+    *out_len = 0;
+    uint32_t *nid = malloc(((size_t)x->n_docs + 1) * sizeof *nid);
+    tord *ord = malloc((x->n_terms + 1) * sizeof *ord);
+    if (!nid || !ord) { free(nid); free(ord); return qerr_set(e, "bm25 save: out of memory"); }
+    uint32_t live = 0;
+    for (uint32_t d = 0; d < x->n_docs; d++) nid[d] = x->deleted[d] ? UINT32_MAX : live++;
+    size_t nt = 0;
+    for (size_t t = 0; t < x->n_terms; t++) {
+        const plist *l = &x->lists[t];
+        for (uint32_t j = 0; j < l->n; j++)
+            if (nid[l->doc[j]] != UINT32_MAX) { ord[nt++] = (tord){nid[l->doc[j]], (uint32_t)t}; break; }
+    }
+    qsort_r(ord, nt, sizeof *ord, cmp_tord, (void *)x);
+    bw w = {0};
+    bw_put(&w, BM25_MAGIC, 8);
+    bw_u32(&w, BM25_FILE_VERSION);
+    bw_u32(&w, ANALYZER_VERSION);
+    bw_u32(&w, (uint32_t)x->p.n_fields);
+    bw_put(&w, &x->p.k1, 4);
+    bw_put(&w, &x->p.b, 4);
+    bw_put(&w, x->p.field_weight, sizeof x->p.field_weight);
+    bw_u32(&w, x->p.exact_norms);
+    bw_u32(&w, live);
+    uint64_t nt64 = nt;
+    bw_put(&w, &nt64, 8);
+    for (int f = 0; f < x->p.n_fields; f++) {
+        uint64_t sum = 0;
+        uint32_t cnt = 0;
+        for (uint32_t d = 0; d < x->n_docs; d++)
+            if (nid[d] != UINT32_MAX && x->dl[f][d]) { sum += x->dl[f][d]; cnt++; }
+        bw_put(&w, &sum, 8);
+        bw_u32(&w, cnt);
+        for (uint32_t d = 0; d < x->n_docs; d++)
+            if (nid[d] != UINT32_MAX) bw_put(&w, &x->norm[f][d], 1);
+        for (uint32_t d = 0; d < x->n_docs; d++)
+            if (nid[d] != UINT32_MAX) bw_u32(&w, x->dl[f][d]);
+    }
+    for (size_t i = 0; i < nt && !w.oom; i++) {
+        const plist *l = &x->lists[ord[i].t];
+        bw_u32(&w, x->klen[ord[i].t]);
+        bw_put(&w, x->keys[ord[i].t], x->klen[ord[i].t]);
+        uint32_t n = 0;
+        for (uint32_t j = 0; j < l->n; j++) n += nid[l->doc[j]] != UINT32_MAX;
+        bw_u32(&w, n);
+        for (uint32_t j = 0; j < l->n; j++)
+            if (nid[l->doc[j]] != UINT32_MAX) bw_u32(&w, nid[l->doc[j]]);
+        for (uint32_t j = 0; j < l->n; j++)
+            if (nid[l->doc[j]] != UINT32_MAX) bw_u32(&w, l->tf[j]);
+    }
+    free(nid);
+    free(ord);
+    if (!w.oom) bw_u32(&w, q_crc32c(0, w.p, w.n));
+    if (w.oom) { free(w.p); return qerr_set(e, "bm25 save: out of memory"); }
+    *out = w.p;
+    *out_len = w.n;
+    return 0;
+}
+
+typedef struct br {
+    const uint8_t *p;
+    size_t n, off;
+} br;
+
+static bool br_get(br *b, void *d, size_t n) {
+    if (n > b->n - b->off) return false;
+    if (n) memcpy(d, b->p + b->off, n);
+    b->off += n;
+    return true;
+}
+
+int bm25_load_memory(bm25 **out, const void *buf, size_t len, qerr *e) {
+    *out = NULL;
+    const uint8_t *p = buf;
+    if (len < 12 || memcmp(p, BM25_MAGIC, 8) != 0) return qerr_set(e, "bm25 load: not a BM25 index (bad magic)");
+    uint32_t crc;
+    memcpy(&crc, p + len - 4, 4);
+    if (crc != q_crc32c(0, p, len - 4)) return qerr_set(e, "bm25 load: checksum mismatch (file is corrupt)");
+    br b = {p, len - 4, 8};
+    uint32_t ver, aver, nf, exact, n_docs;
+    uint64_t nt;
+    bm25_params bp;
+    bm25_params_default(&bp);
+    if (!br_get(&b, &ver, 4)) return qerr_set(e, "bm25 load: truncated header");
+    if (ver != BM25_FILE_VERSION) return qerr_set(e, "bm25 load: unsupported version %u", ver);
+    if (!br_get(&b, &aver, 4)) return qerr_set(e, "bm25 load: truncated header");
+    if (aver != ANALYZER_VERSION)
+        return qerr_set(e, "bm25 load: made by analyzer version %u, this is version %u (rebuild it from the documents)", aver,
+                        ANALYZER_VERSION);
+    if (!br_get(&b, &nf, 4) || !br_get(&b, &bp.k1, 4) || !br_get(&b, &bp.b, 4) ||
+        !br_get(&b, bp.field_weight, sizeof bp.field_weight) || !br_get(&b, &exact, 4) || !br_get(&b, &n_docs, 4) ||
+        !br_get(&b, &nt, 8))
+        return qerr_set(e, "bm25 load: truncated header");
+    if (nf < 1 || nf > BM25_MAX_FIELDS || exact > 1 || n_docs > len || nt > len)
+        return qerr_set(e, "bm25 load: bad header");
+    bp.n_fields = (int)nf;
+    bp.exact_norms = exact != 0;
+    bm25 *x;
+    if (bm25_new(&x, &bp, e)) return qerr_wrap(e, "bm25 load");
+    const char *what = NULL;
+    x->cap_docs = n_docs ? n_docs : 1;
+    x->deleted = calloc(x->cap_docs, 1);
+    if (!x->deleted) what = "out of memory";
+    for (uint32_t f = 0; f < nf && !what; f++) {
+        x->norm[f] = malloc(x->cap_docs);
+        x->dl[f] = malloc(x->cap_docs * sizeof(uint32_t));
+        if (!x->norm[f] || !x->dl[f]) { what = "out of memory"; break; }
+        if (!br_get(&b, &x->sum_len[f], 8) || !br_get(&b, &x->doc_count[f], 4) || !br_get(&b, x->norm[f], n_docs) ||
+            !br_get(&b, x->dl[f], (size_t)n_docs * 4)) { what = "truncated document lengths"; break; }
+        uint64_t sum = 0;
+        uint32_t cnt = 0;
+        for (uint32_t d = 0; d < n_docs && !what; d++) {
+            if (x->norm[f][d] != bm25_int_to_byte4(x->dl[f][d])) what = "length norm does not match the length";
+            sum += x->dl[f][d];
+            cnt += x->dl[f][d] != 0;
+        }
+        if (!what && (sum != x->sum_len[f] || cnt != x->doc_count[f])) what = "field statistics do not match the lengths";
+    }
+    x->n_docs = n_docs;
+    /* per (field, doc): term frequencies must add up to the length */
+    uint64_t *tfsum = what ? NULL : calloc((size_t)nf * (n_docs ? n_docs : 1), sizeof *tfsum);
+    if (!what && !tfsum) what = "out of memory";
+    if (!what && nt && term_rehash(x, 1024)) what = "out of memory";
+    for (uint64_t i = 0; i < nt && !what; i++) {
+        uint32_t kl, n;
+        if (!br_get(&b, &kl, 4) || kl < 2 || kl > b.n - b.off) { what = "bad term"; break; }
+        const char *key = (const char *)b.p + b.off;
+        b.off += kl;
+        if ((uint8_t)key[0] >= nf) { what = "bad term field"; break; }
+        if (term_find(x, key, kl) >= 0) { what = "duplicate term"; break; }
+        if (!br_get(&b, &n, 4) || n == 0 || n > n_docs || (size_t)n * 8 > b.n - b.off) { what = "bad posting list"; break; }
+        int64_t t = term_intern(x, key, kl);
+        if (t < 0) { what = "out of memory"; break; }
+        plist *l = &x->lists[t];
+        l->doc = malloc((size_t)n * 4);
+        l->tf = malloc((size_t)n * 4);
+        if (!l->doc || !l->tf) { what = "out of memory"; break; }
+        l->cap = l->n = n;
+        br_get(&b, l->doc, (size_t)n * 4);
+        br_get(&b, l->tf, (size_t)n * 4);
+        int f = (uint8_t)key[0];
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t d = l->doc[j];
+            if (d >= n_docs || (j && d <= l->doc[j - 1]) || l->tf[j] == 0) { what = "bad posting"; break; }
+            if (l->tf[j] > l->max_tf) l->max_tf = l->tf[j];
+            if (x->dl[f][d] < l->min_dl) l->min_dl = x->dl[f][d];
+            tfsum[(size_t)f * n_docs + d] += l->tf[j];
+        }
+    }
+    for (uint32_t f = 0; f < nf && !what; f++)
+        for (uint32_t d = 0; d < n_docs; d++)
+            if (tfsum[(size_t)f * n_docs + d] != x->dl[f][d]) { what = "postings do not add up to the document lengths"; break; }
+    free(tfsum);
+    if (!what && b.off != b.n) what = "trailing bytes";
+    if (what) { bm25_free(x); return qerr_set(e, "bm25 load: %s", what); }
+    *out = x;
+    return 0;
+}
+
+bool bm25_params_equal(const bm25 *x, const bm25_params *p) {
+    if (x->p.n_fields != p->n_fields || x->p.k1 != p->k1 || x->p.b != p->b || x->p.exact_norms != p->exact_norms) return false;
+    for (int f = 0; f < p->n_fields; f++)
+        if (x->p.field_weight[f] != p->field_weight[f]) return false;
+    return true;
 }

@@ -67,6 +67,7 @@ struct rag_index {
     int64_t *map; /* doc id -> doc index; -1 empty, -2 tombstone */
     size_t map_cap, map_used;
     size_t n_acl_docs;
+    bool bm_loaded; /* the BM25 snapshot holds the docs snapshot's chunks: load_docs does not re-add them */
 };
 
 void index_config_default(index_config *c) {
@@ -318,6 +319,35 @@ static void apply_rm(rag_index *x, size_t d) {
     }
 }
 
+/* Adds one chunk to a BM25 index the way the index's config says: title and
+ * text as two fields, or "title text" as one. *flat is a reusable buffer. */
+static int bm25_add_chunk(rag_index *x, bm25 *bm, const char *title, const char *text, size_t len, char **flat,
+                          size_t *flat_cap, uint32_t *bid, qerr *e) {
+    size_t tl = title ? strlen(title) : 0;
+    const char *f[2];
+    size_t fl[2];
+    if (x->cfg.multi_field) {
+        f[0] = title ? title : "";
+        fl[0] = tl;
+        f[1] = text;
+        fl[1] = len;
+    } else {
+        if (tl + 1 + len + 1 > *flat_cap) {
+            size_t nc = (tl + 1 + len + 1) * 2;
+            char *nf = realloc(*flat, nc);
+            if (!nf) return qerr_set(e, "out of memory");
+            *flat = nf;
+            *flat_cap = nc;
+        }
+        if (tl) memcpy(*flat, title, tl);
+        (*flat)[tl] = ' ';
+        memcpy(*flat + tl + 1, text, len);
+        f[0] = *flat;
+        fl[0] = tl + 1 + len;
+    }
+    return bm25_add(bm, x->an, f, fl, bid, e);
+}
+
 /* Takes ownership of the record's strings. with_vectors: insert them. */
 static int apply_add(rag_index *x, drec *r, qerr *e) {
     int64_t old = map_find(x, r->id);
@@ -358,34 +388,17 @@ static int apply_add(rag_index *x, drec *r, qerr *e) {
     x->n_live++;
     if (d->n_acl) x->n_acl_docs++;
     if (map_insert(x, di)) return qerr_set(e, "out of memory");
-    size_t tl = d->title ? strlen(d->title) : 0;
     char *flat = NULL;
     size_t flat_cap = 0;
     for (uint32_t i = 0; i < r->n_chunks; i++) {
         rchunk *c = &r->ch[i];
-        const char *f[2];
-        size_t fl[2];
-        if (x->cfg.multi_field) {
-            f[0] = d->title ? d->title : "";
-            fl[0] = tl;
-            f[1] = c->text;
-            fl[1] = c->len;
+        if (x->bm_loaded) { /* already in the loaded BM25 snapshot */
+            if (x->n_chunks >= bm25_count(x->bm)) { free(flat); return qerr_set(e, "BM25 snapshot has fewer chunks than the documents"); }
         } else {
-            if (tl + 1 + c->len + 1 > flat_cap) {
-                flat_cap = (tl + 1 + c->len + 1) * 2;
-                char *nf = realloc(flat, flat_cap);
-                if (!nf) { free(flat); return qerr_set(e, "out of memory"); }
-                flat = nf;
-            }
-            if (tl) memcpy(flat, d->title, tl);
-            flat[tl] = ' ';
-            memcpy(flat + tl + 1, c->text, c->len);
-            f[0] = flat;
-            fl[0] = tl + 1 + c->len;
+            uint32_t bid;
+            if (bm25_add_chunk(x, x->bm, d->title, c->text, c->len, &flat, &flat_cap, &bid, e)) { free(flat); return -1; }
+            if (bid != x->n_chunks) { free(flat); return qerr_set(e, "internal: bm25 id %u != chunk slot %zu", bid, x->n_chunks); }
         }
-        uint32_t bid;
-        if (bm25_add(x->bm, x->an, f, fl, &bid, e)) { free(flat); return -1; }
-        if (bid != x->n_chunks) { free(flat); return qerr_set(e, "internal: bm25 id %u != chunk slot %zu", bid, x->n_chunks); }
         ichunk *ch = &x->chunks[x->n_chunks++];
         ch->cid = c->cid;
         ch->doc = (uint32_t)di;
@@ -580,13 +593,17 @@ static int wal_replay(rag_index *x, const char *buf, size_t len, size_t *good, b
 }
 
 /* ------------------------------------------------------------------------ */
+static void index_bm25_params(const rag_index *x, bm25_params *bp) {
+    bm25_params_default(bp);
+    bp->k1 = x->cfg.k1;
+    bp->b = x->cfg.b;
+    bp->n_fields = x->cfg.multi_field ? 2 : 1;
+}
+
 static int index_init_mem(rag_index *x, qerr *e) {
     if (analyzer_new(&x->an, NULL, e)) return -1;
     bm25_params bp;
-    bm25_params_default(&bp);
-    bp.k1 = x->cfg.k1;
-    bp.b = x->cfg.b;
-    bp.n_fields = x->cfg.multi_field ? 2 : 1;
+    index_bm25_params(x, &bp);
     return bm25_new(&x->bm, &bp, e);
 }
 
@@ -664,7 +681,33 @@ int index_open(rag_index **out, const char *dir, int mode, const index_config *c
     x->next_cid = m.next_cid;
     x->dim = m.dim;
     if (index_init_mem(x, e)) { index_free(x); return -1; }
+    /* the BM25 snapshot first, so the documents need not be analyzed again */
     for (int i = 0; i < m.n_files; i++) {
+        if (strncmp(m.files[i].name, "bm25-", 5) != 0) continue;
+        char *buf;
+        size_t len;
+        if (read_checked(dir, &m.files[i], &buf, &len, e)) { index_free(x); return -1; }
+        bm25 *bm;
+        uint32_t aver = 0;
+        if (len >= 16) memcpy(&aver, buf + 12, 4);
+        if (aver != ANALYZER_VERSION) { free(buf); continue; } /* an older analyzer's terms: rebuild from the documents */
+        int rc = bm25_load_memory(&bm, buf, len, e);
+        free(buf);
+        if (rc) { qerr_wrap(e, "%s/%s", dir, m.files[i].name); index_free(x); return -1; }
+        bm25_params bp;
+        index_bm25_params(x, &bp);
+        if (!bm25_params_equal(bm, &bp)) {
+            bm25_free(bm);
+            qerr_set(e, "%s/%s: BM25 parameters differ from the MANIFEST's", dir, m.files[i].name);
+            index_free(x);
+            return -1;
+        }
+        bm25_free(x->bm);
+        x->bm = bm;
+        x->bm_loaded = true;
+    }
+    for (int i = 0; i < m.n_files; i++) {
+        if (strncmp(m.files[i].name, "bm25-", 5) == 0) continue;
         char *buf;
         size_t len;
         if (read_checked(dir, &m.files[i], &buf, &len, e)) { index_free(x); return -1; }
@@ -678,6 +721,13 @@ int index_open(rag_index **out, const char *dir, int mode, const index_config *c
         free(buf);
         if (rc) { index_free(x); return -1; }
     }
+    if (x->bm_loaded && bm25_count(x->bm) != x->n_chunks) {
+        qerr_set(e, "%s: BM25 snapshot has %u chunks for %zu in the documents (inconsistent snapshot)", dir,
+                 bm25_count(x->bm), x->n_chunks);
+        index_free(x);
+        return -1;
+    }
+    x->bm_loaded = false; /* the log's records are analyzed as they are replayed */
     /* the loaded hnsw holds the vectors of the snapshot's chunks: check */
     if (x->hn && hnsw_count(x->hn) != x->n_live_chunks) {
         qerr_set(e, "%s: vector index has %zu vectors for %zu chunks (inconsistent snapshot)", dir, hnsw_count(x->hn), x->n_live_chunks);
@@ -1029,6 +1079,20 @@ int index_checkpoint(rag_index *x, qerr *e) {
         free(p);
         if (rc) return -1;
     }
+    {
+        uint8_t *bb;
+        size_t bn;
+        if (bm25_save_buf(x->bm, &bb, &bn, e)) return -1;
+        f = &m.files[m.n_files++];
+        snprintf(f->name, sizeof f->name, "bm25-%llu.bin", (unsigned long long)m.gen);
+        f->size = bn;
+        f->crc = q_crc32c(0, bb, bn - 4);
+        p = path_join(x->dir, f->name);
+        rc = p ? q_write_file_atomic(p, bb, bn, e) : qerr_set(e, "out of memory");
+        free(p);
+        free(bb);
+        if (rc) return -1;
+    }
     if (manifest_write(x, &m, e)) return -1;
     x->gen = m.gen;
     x->ckpt_lsn = m.lsn;
@@ -1042,7 +1106,8 @@ int index_checkpoint(rag_index *x, qerr *e) {
         while ((de = readdir(dd))) {
             bool ours = false;
             for (int i = 0; i < m.n_files; i++) ours |= strcmp(de->d_name, m.files[i].name) == 0;
-            if (!ours && (strncmp(de->d_name, "docs-", 5) == 0 || strncmp(de->d_name, "hnsw-", 5) == 0)) {
+            if (!ours && (strncmp(de->d_name, "docs-", 5) == 0 || strncmp(de->d_name, "hnsw-", 5) == 0 ||
+                          strncmp(de->d_name, "bm25-", 5) == 0)) {
                 char *q = path_join(x->dir, de->d_name);
                 if (q) unlink(q);
                 free(q);
@@ -1080,6 +1145,33 @@ int index_verify(const char *dir, qerr *e) {
     }
     if (rc == 0 && live != x->n_live_chunks) rc = qerr_set(e, "%s: chunk count inconsistent", dir);
     if (rc == 0 && x->hn && hnsw_count(x->hn) != live) rc = qerr_set(e, "%s: %zu vectors for %zu chunks", dir, hnsw_count(x->hn), live);
+    /* the BM25 index (loaded from its snapshot, plus the log) equals one
+     * rebuilt from the stored chunks */
+    if (rc == 0) {
+        bm25_params bp;
+        index_bm25_params(x, &bp);
+        bm25 *rb = NULL;
+        char *flat = NULL;
+        size_t flat_cap = 0;
+        uint32_t bid;
+        rc = bm25_new(&rb, &bp, e);
+        for (size_t i = 0; i < x->n_docs && rc == 0; i++) {
+            const idoc *d = &x->docs[i];
+            if (d->dead) continue;
+            for (size_t k = d->first; k < d->first + d->n && rc == 0; k++)
+                rc = bm25_add_chunk(x, rb, d->title, x->chunks[k].text, x->chunks[k].len, &flat, &flat_cap, &bid, e);
+        }
+        free(flat);
+        uint8_t *b1 = NULL, *b2 = NULL;
+        size_t n1 = 0, n2 = 0;
+        if (rc == 0) rc = bm25_save_buf(x->bm, &b1, &n1, e);
+        if (rc == 0) rc = bm25_save_buf(rb, &b2, &n2, e);
+        if (rc == 0 && (n1 != n2 || memcmp(b1, b2, n1) != 0))
+            rc = qerr_set(e, "%s: BM25 index differs from one rebuilt from the stored chunks", dir);
+        free(b1);
+        free(b2);
+        bm25_free(rb);
+    }
     index_free(x);
     return rc;
 }

@@ -59,6 +59,12 @@ typedef struct hnsw hnsw;
  * up to 256 times by the planner's sample). */
 typedef bool (*hnsw_filter_fn)(uint64_t id, void *ctx);
 
+/* The same filter over many ids at once: allow[i] for ids[i], i < n. The
+ * exact scan passes blocks of up to 512 ids, which saves a call per id
+ * (the filter of a 10%-selective scan over 60k vectors is otherwise a large
+ * part of its time). */
+typedef void (*hnsw_filter_many_fn)(const uint64_t *ids, size_t n, bool *allow, void *ctx);
+
 enum hnsw_plan { HNSW_PLAN_AUTO = 0, HNSW_PLAN_GRAPH = 1, HNSW_PLAN_BRUTE = 2 };
 
 typedef struct hnsw_search_opts {
@@ -68,6 +74,7 @@ typedef struct hnsw_search_opts {
     double selectivity;    /* caller's estimate of the allowed fraction, in (0,1];
                               <= 0: estimated by sampling the filter */
     int plan;              /* enum hnsw_plan */
+    hnsw_filter_many_fn filter_many; /* optional; used when filter is NULL, with filter_ctx */
 } hnsw_search_opts;
 
 /* What a search did (optional out-parameter). */
@@ -102,6 +109,16 @@ bool hnsw_contains(hnsw *h, uint64_t id);
 int hnsw_search(hnsw *h, const float *query, int k, const hnsw_search_opts *opts,
                 uint64_t *ids, float *dists, int *n_out, hnsw_search_stats *stats, qerr *e);
 
+/* Fits pr principal axes to a sample of the stored vectors (f32 storage or
+ * int8 with f32 re-rank; l2 or cos) and keeps pr coordinates plus a
+ * residual norm per vector (later inserts are projected too; saved with
+ * the index). The exact scan (HNSW_PLAN_BRUTE) then computes lower bounds
+ * from these coordinates and exact distances only where a bound beats the
+ * current k-th: the same results as the plain scan at a fraction of the
+ * memory traffic. pr 0 removes the projection. Takes the lock exclusively. */
+int hnsw_fit_projection(hnsw *h, int pr, qerr *e);
+int hnsw_projection_dim(const hnsw *h); /* 0: none */
+
 size_t hnsw_count(const hnsw *h);     /* live ids */
 size_t hnsw_slots(const hnsw *h);     /* slots in use or free for reuse (high-water mark) */
 int hnsw_dim(const hnsw *h);
@@ -116,6 +133,10 @@ int hnsw_load(hnsw **out, const char *path, qerr *e);
 int hnsw_load_fd(hnsw **out, int fd, qerr *e);
 int hnsw_load_memory(hnsw **out, const void *buf, size_t n, qerr *e);
 
+/* Principal axes (rag/pca.c): the mean (dim) and r orthonormal axes
+ * (basis, r × dim, by decreasing variance) of n vectors x (n × dim). */
+int pca_fit(const float *x, size_t n, int dim, int r, float *mean, float *basis, qerr *e);
+
 /* CRC32C (Castagnoli), software table; crc starts at 0. */
 uint32_t q_crc32c(uint32_t crc, const void *buf, size_t n);
 
@@ -126,6 +147,15 @@ float vec_l2sq_f32(const float *a, const float *b, size_t n);
 float vec_dot_f32(const float *a, const float *b, size_t n);
 float vec_dot_f32_i8(const float *a, const int8_t *b, size_t n);
 int32_t vec_dot_i8(const int8_t *a, const int8_t *b, size_t n);
+/* Squared L2 summed 128 elements at a time, returning early (a partial sum
+ * >= bound) once a block's running sum reaches bound; otherwise the full
+ * distance. Rounding is monotone, so a partial sum >= bound means the full
+ * one is too. */
+float vec_l2sq_f32_bounded(const float *a, const float *b, size_t n, float bound);
+/* out[r] = |q - base[rows[r] * d ..]|² for r < n. */
+void vec_l2sq_f32_rows(const float *q, const float *base, size_t d, const uint32_t *rows, size_t n, float *out);
+float vec_l2sq_f32_bounded_scalar(const float *a, const float *b, size_t n, float bound);
+void vec_l2sq_f32_rows_scalar(const float *q, const float *base, size_t d, const uint32_t *rows, size_t n, float *out);
 float vec_l2sq_f32_scalar(const float *a, const float *b, size_t n);
 float vec_dot_f32_scalar(const float *a, const float *b, size_t n);
 float vec_dot_f32_i8_scalar(const float *a, const int8_t *b, size_t n);
@@ -164,9 +194,13 @@ bool jsonl_next_line(const char *buf, size_t len, size_t *pos, const char **line
  * possessive removal, lower-casing, Lucene's English stop words, Porter
  * stemming (libstemmer "porter"). Not thread-safe: one per thread. */
 typedef struct analyzer analyzer;
+/* Bumped whenever the terms produced change (persisted BM25 postings record
+ * it): 1 Snowball's porter, 2 Lucene's Porter variant. */
+#define ANALYZER_VERSION 2u
 typedef struct analyzer_opts {
     bool keep_stopwords;
     bool no_stem;
+    bool snowball_porter; /* Snowball's "porter" (the published algorithm) instead of Lucene's variant */
 } analyzer_opts;
 int analyzer_new(analyzer **out, const analyzer_opts *o, qerr *e); /* o may be NULL */
 void analyzer_free(analyzer *a);
@@ -174,6 +208,9 @@ void analyzer_free(analyzer *a);
 typedef void (*analyzer_emit_fn)(const char *term, size_t len, void *ctx);
 void analyzer_run(analyzer *a, const char *text, size_t len, analyzer_emit_fn emit, void *ctx);
 bool analyzer_is_stopword(const char *w, size_t len);
+/* Porter stemmer in Lucene's variant (rag/porter.c): stems the n code
+ * points of w (lower case) in place, returns the new length. */
+size_t porter_stem(int32_t *w, size_t n);
 
 /* ======================================================================== */
 /* BM25 (rag/bm25.c): in-memory inverted index with Lucene's BM25
@@ -218,6 +255,15 @@ uint32_t bm25_count(const bm25 *x); /* ids handed out (including deleted) */
  * posting (reference for tests). stats may be NULL. */
 int bm25_search(const bm25 *x, analyzer *a, const char *query, size_t qlen, int k, bm25_filter_fn filter, void *fctx,
                 bool exhaustive, bm25_hit *out, int *n_out, bm25_stats *stats, qerr *e);
+/* Persistence: the index without its deleted documents (the others
+ * renumbered densely in id order), CRC32C-checked ("QBM25" format, see
+ * bm25.c). Identical bytes for an index and a rebuild from the same live
+ * documents. Load checks the checksum and the structure (sorted postings,
+ * term frequencies adding up to each document's length, norms, field
+ * statistics) and names what is wrong. */
+int bm25_save_buf(const bm25 *x, uint8_t **out, size_t *len, qerr *e);
+int bm25_load_memory(bm25 **out, const void *buf, size_t len, qerr *e);
+bool bm25_params_equal(const bm25 *x, const bm25_params *p);
 /* Lucene's SmallFloat.intToByte4 / byte4ToInt. */
 uint8_t bm25_int_to_byte4(uint32_t i);
 uint32_t bm25_byte4_to_int(uint8_t b);
@@ -285,13 +331,17 @@ bool filter_eval(const filter *f, const meta *m, const char *doc_id);
  *                  before an add/rm returns; payload starts with a u64 LSN
  *   docs-G.dat     snapshot of live documents and chunks (CRC32C trailer)
  *   hnsw-G.bin     snapshot of the vector index (when embedding)
+ *   bm25-G.bin     snapshot of the BM25 postings of docs-G.dat's chunks
  *   LOCK           flock: writers exclusive, readers shared
  * A checkpoint writes new snapshots, then the MANIFEST (which records the
  * last LSN they contain), then truncates the log; opening loads the
  * snapshots and replays log records with a larger LSN. A torn final record
  * (incomplete, or failing its CRC at the very end of the log) is dropped;
- * any other damage is an error naming the file. The BM25 index is rebuilt
- * from the stored chunks at open.
+ * any other damage is an error naming the file. The BM25 postings are
+ * loaded from their snapshot (checksum and structure checked) and only the
+ * log's records are analyzed at open; an index without that snapshot, or
+ * one written by an older analyzer version, is rebuilt from the stored
+ * chunks. index_verify also compares the loaded postings with a rebuild.
  *
  * Threads: a handle is used by one thread at a time (searches share its
  * analyzer and lazily load the embedding model); open one handle per thread

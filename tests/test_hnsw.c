@@ -104,7 +104,7 @@ static double recall(hnsw *h, hnsw_metric m, const float *base, const float *qs,
     for (int qi = 0; qi < NQ; qi++) {
         uint64_t got[K], want[K];
         int n;
-        hnsw_search_opts o = {ef, NULL, NULL, 0, HNSW_PLAN_GRAPH};
+        hnsw_search_opts o = {ef, NULL, NULL, 0, HNSW_PLAN_GRAPH, NULL};
         assert_int_equal(hnsw_search(h, qs + (size_t)qi * D, K, &o, got, NULL, &n, NULL, &e), 0);
         assert_int_equal(n, K);
         int nw = brute_topk(m, base, N, qs + (size_t)qi * D, K, NULL, NULL, NULL, want);
@@ -235,6 +235,12 @@ static bool allow_mod(uint64_t id, void *ctx) {
     return id % f->m == 0;
 }
 
+static void allow_mod_many(const uint64_t *ids, size_t n, bool *allow, void *ctx) {
+    modfilt *f = ctx;
+    f->calls++;
+    for (size_t i = 0; i < n; i++) allow[i] = ids[i] % f->m == 0;
+}
+
 static void test_filter(void **state) {
     (void)state;
     float *base = malloc(sizeof(float) * N * D), *qs = malloc(sizeof(float) * NQ * D);
@@ -253,7 +259,7 @@ static void test_filter(void **state) {
                 int n_brute = 0;
                 for (int qi = 0; qi < NQ; qi++) {
                     modfilt f = {mods[mi], 0};
-                    hnsw_search_opts o = {64, allow_mod, &f, given ? 1.0 / (double)mods[mi] : 0, plans[pi]};
+                    hnsw_search_opts o = {64, allow_mod, &f, given ? 1.0 / (double)mods[mi] : 0, plans[pi], NULL};
                     uint64_t got[K], want[K];
                     float d[K];
                     hnsw_search_stats st;
@@ -281,7 +287,7 @@ static void test_filter(void **state) {
     }
     /* k larger than the allowed set: all allowed items, nothing else */
     modfilt f = {500, 0};
-    hnsw_search_opts o = {16, allow_mod, &f, 0, HNSW_PLAN_GRAPH};
+    hnsw_search_opts o = {16, allow_mod, &f, 0, HNSW_PLAN_GRAPH, NULL};
     uint64_t got[K];
     int n;
     assert_int_equal(hnsw_search(h, qs, K, &o, got, NULL, &n, NULL, &e), 0);
@@ -406,6 +412,7 @@ static void *writer(void *arg) {
         __atomic_store_n(&c->started, (uint64_t)i + 1, __ATOMIC_SEQ_CST);
         if (hnsw_add(c->h, (uint64_t)i, c->base + (size_t)i * D, &e)) abort();
         if (i % 400 == 399) hnsw_delete(c->h, (uint64_t)(i - 5), &e); /* exclusive ops mixed in */
+        if (i == 300 && hnsw_fit_projection(c->h, 8, &e)) abort(); /* later inserts are projected while readers scan */
     }
     __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
     return NULL;
@@ -418,11 +425,13 @@ static void *reader(void *arg) {
     while (!__atomic_load_n(&c->done, __ATOMIC_SEQ_CST)) {
         uint64_t got[K];
         int n;
-        hnsw_search_opts o = {32, NULL, NULL, 0, q % 5 == 4 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO};
+        hnsw_search_opts o = {32, NULL, NULL, 0, q % 5 == 4 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO, NULL};
+        modfilt f = {3, 0};
+        if (q % 5 == 3) { o.plan = HNSW_PLAN_BRUTE; o.filter_many = allow_mod_many; o.filter_ctx = &f; }
         if (hnsw_search(c->h, c->qs + (size_t)(q % NQ) * D, K, &o, got, NULL, &n, NULL, &e)) abort();
         uint64_t started = __atomic_load_n(&c->started, __ATOMIC_SEQ_CST);
         for (int j = 0; j < n; j++)
-            if (got[j] >= started) abort();
+            if (got[j] >= started || (q % 5 == 3 && got[j] % 3)) abort();
         q++;
         if (q % 4 == 0) { struct timespec ts = {0, 100000}; nanosleep(&ts, NULL); } /* let the writer run */
     }
@@ -479,6 +488,30 @@ static void test_simd_scalar(void **state) {
         assert_true(fabsf(ds - dv) <= 1e-5f * (1 + fabsf(ds)) * sqrtf((float)n));
         assert_true(fabsf(qs_ - qv) <= 1e-4f * (1 + fabsf(qs_)) * sqrtf((float)n));
         assert_int_equal(vec_dot_i8_scalar(ia, ib, n), vec_dot_i8(ia, ib, n));
+        /* bounded: the full distance under a large bound; >= bound whenever the full one is */
+        float big = vec_l2sq_f32_bounded(pa, pb, n, INFINITY);
+        assert_true(fabsf(big - l2s) <= 1e-5f * (1 + fabsf(l2s)));
+        assert_true(fabsf(vec_l2sq_f32_bounded_scalar(pa, pb, n, INFINITY) - l2s) <= 1e-5f * (1 + fabsf(l2s)));
+        float bound = l2s * 0.3f, part = vec_l2sq_f32_bounded(pa, pb, n, bound);
+        assert_true(part <= l2s * (1 + 1e-5f) + 1e-6f);
+        assert_true(vec_l2sq_f32_bounded_scalar(pa, pb, n, bound) >= bound);
+        assert_true(part >= bound);
+    }
+    /* rows kernel (the 16 and 32 fast paths and the generic one) */
+    {
+        float q[40], tab[10 * 40], o1[10], o2[10];
+        uint32_t rows[6] = {9, 0, 3, 3, 7, 1};
+        fill(q, 40, 83);
+        fill(tab, 400, 84);
+        size_t dims[4] = {16, 32, 5, 40};
+        for (int di = 0; di < 4; di++) {
+            vec_l2sq_f32_rows(q, tab, dims[di], rows, 6, o1);
+            vec_l2sq_f32_rows_scalar(q, tab, dims[di], rows, 6, o2);
+            for (int r = 0; r < 6; r++) {
+                assert_true(fabsf(o1[r] - o2[r]) <= 1e-5f * (1 + o2[r]));
+                assert_true(fabsf(o2[r] - vec_l2sq_f32_scalar(q, tab + rows[r] * dims[di], dims[di])) <= 1e-6f * (1 + o2[r]));
+            }
+        }
     }
     /* forcing scalar works and the index gives the same answers both ways */
     assert_false(vec_use_simd(false));
@@ -510,6 +543,125 @@ static void test_errors(void **state) {
     hnsw_free(h);
 }
 
+/* Structured data (a few strong directions plus noise) so that the
+ * projected scan's bounds actually prune. */
+static void fill_structured(float *x, size_t n, uint64_t seed) {
+    float dirs[4][D];
+    fill(&dirs[0][0], 4 * D, seed);
+    for (size_t i = 0; i < n; i++) {
+        float c[4] = {3 * frand(), 2 * frand(), frand(), 0.5f * frand()};
+        for (int t = 0; t < D; t++)
+            x[i * D + (size_t)t] = c[0] * dirs[0][t] + c[1] * dirs[1][t] + c[2] * dirs[2][t] + c[3] * dirs[3][t] + 0.1f * frand();
+    }
+}
+
+
+/* The exact scan with projection bounds returns the exact top k (compared
+ * with brute_topk, a second implementation) for l2 and cos, f32 and int8 +
+ * f32 storage, several projection sizes and filters (per-id and batch),
+ * after later inserts and deletes, and after a save/load round trip; and
+ * it computes fewer full distances than there are allowed vectors. */
+static void test_projection(void **state) {
+    (void)state;
+    const int n0 = 1500;
+    float *base = malloc(sizeof(float) * N * D), *qs = malloc(sizeof(float) * NQ * D);
+    fill_structured(base, N * D / D, 91);
+    fill_structured(qs, NQ, 92);
+    hnsw_metric metrics[2] = {HNSW_L2, HNSW_COS};
+    int prs[3] = {4, 24, D};
+    qerr e;
+    for (int mi = 0; mi < 2; mi++)
+        for (int si = 0; si < 2; si++)
+            for (int pi = 0; pi < 3; pi++) {
+                hnsw *h = build(metrics[mi], si ? HNSW_I8 : HNSW_F32, si == 1, base, n0, NULL);
+                assert_int_equal(hnsw_fit_projection(h, prs[pi], &e), 0);
+                assert_int_equal(hnsw_projection_dim(h), prs[pi]);
+                /* later inserts are projected; deletes leave holes */
+                uint64_t id;
+                for (id = (uint64_t)n0; id < N; id++) assert_int_equal(hnsw_add(h, id, base + id * D, &e), 0);
+                bool dead[N] = {0};
+                for (int i = 7; i < N; i += 97) { assert_int_equal(hnsw_delete(h, (uint64_t)i, &e), 0); dead[i] = true; }
+                char path[256];
+                snprintf(path, sizeof path, "%s/hnsw_proj_%d.bin", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+                for (int round = 0; round < 2; round++) {
+                    if (round == 1) { /* the projection survives save/load */
+                        assert_int_equal(hnsw_save(h, path, &e), 0);
+                        hnsw_free(h);
+                        assert_int_equal(hnsw_load(&h, path, &e), 0);
+                        unlink(path);
+                        assert_int_equal(hnsw_projection_dim(h), prs[pi]);
+                    }
+                    uint64_t mods[3] = {1, 10, 3};
+                    for (int fm = 0; fm < 3; fm++)
+                        for (int qi = 0; qi < NQ; qi++) {
+                            modfilt f = {mods[fm], 0};
+                            hnsw_search_opts o = {16, fm == 2 ? NULL : allow_mod, &f, 0, HNSW_PLAN_BRUTE,
+                                                  fm == 2 ? allow_mod_many : NULL};
+                            uint64_t got[K], want[K];
+                            float d[K];
+                            hnsw_search_stats st;
+                            int n;
+                            const float *q = qs + (size_t)qi * D;
+                            assert_int_equal(hnsw_search(h, q, K, &o, got, d, &n, &st, &e), 0);
+                            assert_int_equal(st.plan, HNSW_PLAN_BRUTE);
+                            int nw = brute_topk(metrics[mi], base, N, q, K, allow_mod, &f, dead, want);
+                            assert_int_equal(n, nw);
+                            for (int j = 0; j < n; j++) {
+                                /* same distances as the reference (ids could swap on exact ties) */
+                                float dw = ref_dist(metrics[mi], base + want[j] * D, q);
+                                assert_true(fabsf(d[j] - dw) <= 1e-4f * (1 + fabsf(dw)));
+                                assert_int_equal(got[j] % mods[fm], 0);
+                            }
+                            assert_true(overlap(got, n, want, nw) == 1.0);
+                            if (fm == 0 && prs[pi] == D) /* bounds prune: few exact distances */
+                                assert_true(st.n_dist < (uint64_t)(N - N / 97) + (uint64_t)N / 2);
+                        }
+                }
+                hnsw_free(h);
+            }
+    /* errors: ip metric, int8 without f32, size out of range */
+    hnsw *h = build(HNSW_IP, HNSW_F32, false, base, 100, NULL);
+    assert_int_not_equal(hnsw_fit_projection(h, 4, &e), 0);
+    assert_non_null(strstr(e.msg, "ip"));
+    hnsw_free(h);
+    h = build(HNSW_L2, HNSW_I8, false, base, 100, NULL);
+    assert_int_not_equal(hnsw_fit_projection(h, 4, &e), 0);
+    assert_non_null(strstr(e.msg, "f32"));
+    hnsw_free(h);
+    h = build(HNSW_L2, HNSW_F32, false, base, 100, NULL);
+    assert_int_not_equal(hnsw_fit_projection(h, D + 1, &e), 0);
+    assert_int_equal(hnsw_fit_projection(h, 8, &e), 0);
+    assert_int_equal(hnsw_fit_projection(h, 0, &e), 0); /* removed again */
+    assert_int_equal(hnsw_projection_dim(h), 0);
+    hnsw_free(h);
+    free(base);
+    free(qs);
+}
+
+/* PCA: orthonormal axes; on data with one dominant direction the first
+ * axis is that direction. */
+static void test_pca(void **state) {
+    (void)state;
+    const int n = 500, d = 12, r = 4;
+    float *x = malloc(sizeof(float) * (size_t)n * (size_t)d), mean[12], basis[4 * 12];
+    rs = 5;
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < d; t++) x[i * d + t] = (t == 3 ? 10.0f * frand() : frand()) + 7.0f;
+    qerr e;
+    assert_int_equal(pca_fit(x, (size_t)n, d, r, mean, basis, &e), 0);
+    for (int a = 0; a < r; a++)
+        for (int b = 0; b < r; b++) {
+            double s = 0;
+            for (int t = 0; t < d; t++) s += (double)basis[a * d + t] * basis[b * d + t];
+            assert_true(fabs(s - (a == b ? 1.0 : 0.0)) < 1e-5);
+        }
+    assert_true(fabsf(fabsf(basis[3]) - 1.0f) < 0.01f);
+    for (int t = 0; t < d; t++) assert_true(fabsf(mean[t] - 7.0f) < 1.0f);
+    assert_int_not_equal(pca_fit(x, (size_t)n, d, d + 1, mean, basis, &e), 0);
+    assert_int_not_equal(pca_fit(x, 1, d, r, mean, basis, &e), 0);
+    free(x);
+}
+
 static double now_s(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return (double)ts.tv_sec + ts.tv_nsec * 1e-9; }
 static double t_start;
 static int setup_t(void **state) { (void)state; t_start = now_s(); return 0; }
@@ -523,7 +675,8 @@ int main(void) {
         cmocka_unit_test(test_recall_metrics), cmocka_unit_test(test_int8),
         cmocka_unit_test(test_delete_reuse), cmocka_unit_test(test_filter),
         cmocka_unit_test(test_save_load), cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_concurrent), cmocka_unit_test(test_projection),
+        cmocka_unit_test(test_pca),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

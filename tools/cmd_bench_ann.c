@@ -30,6 +30,9 @@ void help_bench_ann(FILE *out) {
             "                           filtered search: allow base items whose label (IDX labels\n"
             "                           file) equals query_index mod 10; G must be the matching truth\n"
             "  --plan auto|graph|brute  filtered-search plan (default auto)\n"
+            "  --filter-per-id          pass the filter as a per-id callback (default: the batch form)\n"
+            "  --proj R                 fit R principal axes after the build: the exact scan then\n"
+            "                           prunes with lower bounds from R coordinates (0: plain scan)\n"
             "  --index PATH             load the index from PATH if it exists (build_s is then the\n"
             "                           load time), else build it and save it there\n"
             "  --json                   one JSON object: build_s, runs [{ef, recall@10, queries_per_s}], ...\n");
@@ -141,6 +144,11 @@ static bool label_eq(uint64_t id, void *ctx) {
     return id < f->n && f->labels[id] == f->want;
 }
 
+static void label_eq_many(const uint64_t *ids, size_t n, bool *allow, void *ctx) {
+    const qfilter *f = ctx;
+    for (size_t i = 0; i < n; i++) allow[i] = ids[i] < f->n && f->labels[ids[i]] == f->want;
+}
+
 static double vdist(const hnsw_params *p, const float *a, const float *b, size_t d) {
     double s = 0, na = 0, nb = 0;
     for (size_t i = 0; i < d; i++) {
@@ -160,15 +168,16 @@ int cmd_bench_ann(int argc, char **argv) {
     const char *ef_list = "16,32,64,128", *index_path = NULL;
     hnsw_params p;
     hnsw_params_default(&p);
-    long long k = 10, threads = q_default_threads(), nq_max = -1;
+    long long k = 10, threads = q_default_threads(), nq_max = -1, proj = -1;
     int plan = HNSW_PLAN_AUTO;
-    bool json = false;
+    bool json = false, batch_filter = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long long iv;
         if (strcmp(a, "--json") == 0) { json = true; continue; }
         if (strcmp(a, "--rerank") == 0) { p.rerank_f32 = true; continue; }
         if (strcmp(a, "--keep-pruned") == 0) { p.keep_pruned = true; continue; }
+        if (strcmp(a, "--filter-per-id") == 0) { batch_filter = false; continue; }
         if (a[0] != '-') return cli_fail(cmd, "unexpected argument %s", a);
         if (!(v = cli_value(cmd, argc, argv, &i))) return EXIT_USAGE;
         if (strcmp(a, "--base") == 0) base = v;
@@ -194,13 +203,14 @@ int cmd_bench_ann(int argc, char **argv) {
             else return cli_fail(cmd, "--plan must be auto, graph or brute (got '%s')", v);
         } else if (strcmp(a, "--M") == 0 || strcmp(a, "--ef-construction") == 0 || strcmp(a, "-k") == 0 ||
                    strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0 || strcmp(a, "--seed") == 0 ||
-                   strcmp(a, "--nq") == 0) {
+                   strcmp(a, "--nq") == 0 || strcmp(a, "--proj") == 0) {
             if (!cli_parse_int(v, &iv) || iv < 0) return cli_fail(cmd, "%s needs a non-negative integer (got '%s')", a, v);
             if (strcmp(a, "--M") == 0) { if (iv < 2 || iv > 512) return cli_fail(cmd, "--M must be 2..512"); p.M = (int)iv; }
             else if (strcmp(a, "--ef-construction") == 0) { if (iv < 1 || iv > 100000) return cli_fail(cmd, "--ef-construction must be 1..100000"); p.ef_construction = (int)iv; }
             else if (strcmp(a, "-k") == 0) { if (iv < 1 || iv > 10000) return cli_fail(cmd, "-k must be 1..10000"); k = iv; }
             else if (strcmp(a, "--seed") == 0) p.seed = (uint64_t)iv;
             else if (strcmp(a, "--nq") == 0) nq_max = iv;
+            else if (strcmp(a, "--proj") == 0) proj = iv;
             else { if (iv < 1 || iv > 1024) return cli_fail(cmd, "-t must be 1..1024"); threads = iv; }
         } else return cli_fail(cmd, "unknown option %s", a);
     }
@@ -258,6 +268,12 @@ int cmd_bench_ann(int argc, char **argv) {
     if (!loaded && hnsw_add_batch(h, ids, B.f, B.n, pool, &e)) FAIL("%s", e.msg);
     double build_s = q_now() - t0;
     if (!loaded && index_path && hnsw_save(h, index_path, &e)) FAIL("%s", e.msg);
+    double proj_s = 0;
+    if (proj >= 0 && proj != hnsw_projection_dim(h)) {
+        double tp = q_now();
+        if (hnsw_fit_projection(h, (int)proj, &e)) FAIL("%s", e.msg);
+        proj_s = q_now() - tp;
+    }
 
     jw w;
     jw_init(&w, stdout);
@@ -277,17 +293,21 @@ int cmd_bench_ann(int argc, char **argv) {
         jw_key(&w, "build_threads"); jw_int(&w, threads);
         jw_key(&w, "query_threads"); jw_int(&w, 1);
         jw_key(&w, "index_bytes"); jw_int(&w, (long long)hnsw_memory_bytes(h));
+        jw_key(&w, "proj_dim"); jw_int(&w, hnsw_projection_dim(h));
+        jw_key(&w, "proj_fit_s"); jw_num(&w, proj_s);
         jw_key(&w, "filter"); if (filter) jw_str(&w, "label-eq-qmod10"); else jw_null(&w);
+        jw_key(&w, "filter_form"); jw_str(&w, batch_filter ? "batch" : "per-id");
         jw_key(&w, "simd"); jw_bool(&w, vec_use_simd(true));
         jw_key(&w, "runs");
         jw_arr_begin(&w);
     } else {
-        printf("built %zu × %zu in %.2f s (%lld threads), index %.1f MB\n", B.n, B.d, build_s, threads,
-               (double)hnsw_memory_bytes(h) / 1e6);
+        printf("built %zu × %zu in %.2f s (%lld threads), index %.1f MB, projection %d axes (fit %.2f s)\n", B.n,
+               B.d, build_s, threads, (double)hnsw_memory_bytes(h) / 1e6, hnsw_projection_dim(h), proj_s);
     }
     for (int r = 0; r < n_ef; r++) {
         qfilter qf = {labels, n_labels, 0};
-        hnsw_search_opts so = {efs[r], labels ? label_eq : NULL, &qf, labels ? 0.1 : 0, plan};
+        hnsw_search_opts so = {efs[r], labels ? label_eq : NULL, &qf, labels ? 0.1 : 0, plan, NULL};
+        if (labels && batch_filter) { so.filter = NULL; so.filter_many = label_eq_many; }
         if (labels) so.selectivity = 0; /* let the planner sample */
         double hits = 0, hits_d = 0, nd = 0;
         size_t n_brute = 0, n_fallback = 0;
