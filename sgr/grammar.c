@@ -109,7 +109,7 @@ static uint32_t eps_state(comp *c, const uint32_t *t, uint32_t n) {
     if (c->failed) return 0;
     sgr_grammar *g = c->g;
     if (!grow((void **)&g->eps, &c->cap_eps, g->n_eps + n, sizeof *g->eps)) return cfail(c, "out of memory compiling a grammar");
-    memcpy(g->eps + g->n_eps, t, (size_t)n * sizeof *t);
+    if (n) memcpy(g->eps + g->n_eps, t, (size_t)n * sizeof *t);
     uint32_t s = new_state(c, (pstate){.kind = PS_EPS, .a = g->n_eps, .b = n});
     if (!c->failed) g->n_eps += n;
     return s;
