@@ -26,6 +26,8 @@ typedef struct comp {
     uint8_t *rstate;         /* user rule: 0 new, 1 in progress, 2 done */
     uint8_t *rrec;           /* user rule closes a reference cycle: never inlined */
     uint32_t *rsize;         /* user rule body estimate */
+    uint8_t *indeg;          /* IR node: parents, saturating at 2 (shared nodes are memoized) */
+    uint64_t *mk; uint32_t *mv; uint32_t m_cap, m_n; /* (node, next) -> start state */
     uint32_t *rule_node;     /* rule -> body node */
     uint8_t *rule_done;      /* compiled */
     uint32_t *work; uint32_t n_work, cap_work;
@@ -107,7 +109,7 @@ static uint32_t eps_state(comp *c, const uint32_t *t, uint32_t n) {
     if (c->failed) return 0;
     sgr_grammar *g = c->g;
     if (!grow((void **)&g->eps, &c->cap_eps, g->n_eps + n, sizeof *g->eps)) return cfail(c, "out of memory compiling a grammar");
-    memcpy(g->eps + g->n_eps, t, (size_t)n * sizeof *t);
+    if (n) memcpy(g->eps + g->n_eps, t, (size_t)n * sizeof *t);
     uint32_t s = new_state(c, (pstate){.kind = PS_EPS, .a = g->n_eps, .b = n});
     if (!c->failed) g->n_eps += n;
     return s;
@@ -198,7 +200,58 @@ static uint32_t unit(comp *c, sgr_expr kid, int32_t rule, uint32_t next, uint32_
     return new_state(c, (pstate){.kind = PS_CALL, .a = (uint32_t)rule, .b = next});
 }
 
+/* A shared IR node compiled before with the same continuation is the same
+ * automaton fragment: reuse it (keeps suffix-sharing DAGs linear). */
+static uint64_t memo_key(sgr_expr x, uint32_t next) { return ((uint64_t)(uint32_t)x << 32 | next) + 1; }
+
+static uint32_t memo_slot(const comp *c, uint64_t k) {
+    uint32_t j = (uint32_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & (c->m_cap - 1);
+    while (c->mk[j] && c->mk[j] != k) j = (j + 1) & (c->m_cap - 1);
+    return j;
+}
+
+static void memo_put(comp *c, uint64_t k, uint32_t v) {
+    if ((c->m_n + 1) * 2 > c->m_cap) {
+        uint32_t nc = c->m_cap ? c->m_cap * 2 : 1024;
+        uint64_t *nk = calloc(nc, sizeof *nk);
+        uint32_t *nv = malloc((size_t)nc * sizeof *nv);
+        if (!nk || !nv) { free(nk); free(nv); return; } /* the memo is an optimization */
+        uint64_t *ok = c->mk;
+        uint32_t *ov = c->mv, oc = c->m_cap;
+        c->mk = nk;
+        c->mv = nv;
+        c->m_cap = nc;
+        for (uint32_t i = 0; i < oc; i++)
+            if (ok[i]) {
+                uint32_t j = memo_slot(c, ok[i]);
+                c->mk[j] = ok[i];
+                c->mv[j] = ov[i];
+            }
+        free(ok);
+        free(ov);
+    }
+    uint32_t j = memo_slot(c, k);
+    if (!c->mk[j]) c->m_n++;
+    c->mk[j] = k;
+    c->mv[j] = v;
+}
+
+static uint32_t compile_node(comp *c, sgr_expr x, uint32_t next, uint32_t owner);
+
 static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner) {
+    if (c->failed) return 0;
+    if (c->indeg[x] < 2 || gx_at(c->b, x)->kind == GX_EMPTY) return compile_node(c, x, next, owner);
+    uint64_t k = memo_key(x, next);
+    if (c->m_cap) {
+        uint32_t j = memo_slot(c, k);
+        if (c->mk[j]) return c->mv[j];
+    }
+    uint32_t s = compile_node(c, x, next, owner);
+    if (!c->failed) memo_put(c, k, s);
+    return s;
+}
+
+static uint32_t compile_node(comp *c, sgr_expr x, uint32_t next, uint32_t owner) {
     if (c->failed) return 0;
     if (++c->depth > MAX_DEPTH) { c->depth--; return cfail(c, "grammar too deeply nested (more than 20000 levels)"); }
     const sgr_gb *b = c->b;
@@ -508,7 +561,6 @@ void sgr_grammar_free(sgr_grammar *g) {
     free(g->rule_start);
     free(g->dist);
     free(g->via);
-    free(g->text);
     free(g);
 }
 
@@ -529,7 +581,19 @@ int sgr_grammar_build(sgr_gb *b, int32_t start_rule, sgr_grammar **out, qerr *e)
     c.rstate = calloc(b->n_rules ? b->n_rules : 1, 1);
     c.rrec = calloc(b->n_rules ? b->n_rules : 1, 1);
     c.rsize = calloc(b->n_rules ? b->n_rules : 1, sizeof *c.rsize);
-    if (!c.est || !c.rstate || !c.rrec || !c.rsize) { cfail(&c, "out of memory compiling a grammar"); goto fail; }
+    c.indeg = calloc(b->n_nodes ? b->n_nodes : 1, 1);
+    if (!c.est || !c.rstate || !c.rrec || !c.rsize || !c.indeg) { cfail(&c, "out of memory compiling a grammar"); goto fail; }
+    for (size_t i = 0; i < b->n_nodes; i++) {
+        const gx_node *nd = &b->nodes[i];
+        if (nd->kind == GX_SEQ || nd->kind == GX_ALT)
+            for (uint32_t k = 0; k < nd->n; k++) {
+                uint8_t *d = &c.indeg[b->kids[nd->off + k]];
+                if (*d < 2) (*d)++;
+            }
+        else if (nd->kind == GX_REPEAT && c.indeg[nd->a] < 2) c.indeg[nd->a]++;
+    }
+    for (size_t r = 0; r < b->n_rules; r++)
+        if (b->rules[r].body != SGR_EXPR_ERR) c.indeg[b->rules[r].body] = 2;
     for (size_t r = 0; r < b->n_rules && !c.failed; r++) new_rule(&c, (uint32_t)b->rules[r].body, b->rules[r].name);
     c.n_user = (uint32_t)b->n_rules;
     g->start_rule = (uint32_t)start_rule;
@@ -559,7 +623,6 @@ int sgr_grammar_build(sgr_gb *b, int32_t start_rule, sgr_grammar **out, qerr *e)
     for (uint32_t s = 0; s < g->n_st; s++)
         if (g->st[s].kind == PS_CALL) g->st[s].tail = only_final(g, g->st[s].b, memo, 0);
     free(memo);
-    if (sgr_gb_print(b, &g->text, &g->text_len, e) < 0) { c.failed = true; goto fail; }
 fail:
     free(c.cls_hash);
     free(c.node_rule);
@@ -567,6 +630,9 @@ fail:
     free(c.rstate);
     free(c.rrec);
     free(c.rsize);
+    free(c.indeg);
+    free(c.mk);
+    free(c.mv);
     free(c.rule_node);
     free(c.rule_done);
     free(c.work);
@@ -578,12 +644,3 @@ fail:
 }
 
 size_t sgr_grammar_n_states(const sgr_grammar *g) { return g->n_st; }
-
-int sgr_grammar_print(const sgr_grammar *g, char **out, size_t *len, qerr *e) {
-    char *s = malloc(g->text_len + 1);
-    if (!s) return qerr_set(e, "out of memory");
-    memcpy(s, g->text, g->text_len + 1);
-    *out = s;
-    if (len) *len = g->text_len;
-    return 0;
-}

@@ -10,7 +10,7 @@ static int cp_cmp(const void *a, const void *b) {
 }
 
 sgr_expr gb_cp_set(sgr_gb *b, cprange *r, size_t nr, bool negate) {
-    qsort(r, nr, sizeof *r, cp_cmp);
+    if (nr > 1) qsort(r, nr, sizeof *r, cp_cmp);
     size_t m = 0;
     for (size_t i = 0; i < nr; i++) {
         if (m && r[i].lo <= r[m - 1].hi + 1) { if (r[i].hi > r[m - 1].hi) r[m - 1].hi = r[i].hi; }

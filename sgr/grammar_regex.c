@@ -178,7 +178,10 @@ static int read_escape(rxp *p, bool in_class, uint32_t *cp, cpset *set) {
 static sgr_expr cp_lit(rxp *p, uint32_t c) {
     char o[4];
     size_t n;
-    if (c >= 0xD800 && c <= 0xDFFF) return sgr_gb_alt(p->b, NULL, 0); /* never produced as UTF-8 */
+    if (c >= 0xD800 && c <= 0xDFFF) { /* never produced as UTF-8: matches nothing */
+        sgr_expr none = SGR_EXPR_ERR;
+        return sgr_gb_alt(p->b, &none, 0);
+    }
     if (c < 0x80) o[0] = (char)c, n = 1;
     else if (c < 0x800) o[0] = (char)(0xC0 | c >> 6), o[1] = (char)(0x80 | (c & 0x3F)), n = 2;
     else if (c < 0x10000) o[0] = (char)(0xE0 | c >> 12), o[1] = (char)(0x80 | ((c >> 6) & 0x3F)), o[2] = (char)(0x80 | (c & 0x3F)), n = 3;

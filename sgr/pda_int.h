@@ -44,8 +44,6 @@ struct sgr_grammar {
     uint32_t start_rule;
     uint32_t *dist;      /* shortest bytes from a state to its rule's FINAL; PDA_INF dead */
     uint32_t *via;       /* EPS: the target on a shortest path */
-    char *text;          /* the builder's rules printed */
-    size_t text_len;
     pthread_mutex_t mu;  /* guards caches */
     tm_cache *caches;
 };

@@ -374,8 +374,6 @@ sgr_expr sgr_gb_regex(sgr_gb *b, const char *pat, size_t n, qerr *e);
 int  sgr_grammar_from_choice(const char *const *s, const size_t *len, size_t n, sgr_grammar **out, qerr *e);
 /* Sizes of the compiled automaton (for tools and tests). */
 size_t sgr_grammar_n_states(const sgr_grammar *g);
-/* The rules as text (sgr_gb_print's format) of the builder it came from. */
-int  sgr_grammar_print(const sgr_grammar *g, char **out, size_t *len, qerr *e);
 
 typedef struct sgr_vocab sgr_vocab;       /* token bytes + trie for one tokenizer; immutable */
 /* t must outlive the vocabulary (it is kept to tokenize budget plans). */

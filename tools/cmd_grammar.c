@@ -11,7 +11,7 @@
 void help_grammar(FILE *out) {
     fprintf(out,
             "usage: quire grammar check FILE [--json]\n"
-            "       quire grammar print FILE\n"
+            "       quire grammar print FILE | --regex RE\n"
             "       quire grammar check --regex RE\n\n"
             "Checks that a GBNF-like grammar (rules `name ::= ...`, start rule root) parses and\n"
             "compiles to the constrained-decoding automaton; exit 0, or 2 with the problem\n"
@@ -37,20 +37,26 @@ int cmd_grammar(int argc, char **argv) {
     if (!src) return cli_fail("grammar", "missing FILE");
     qerr e;
     sgr_grammar *g = NULL;
+    sgr_gb *b = sgr_gb_new(NULL);
+    if (!b) return cli_fail("grammar", "out of memory");
+    int32_t root = -1;
     if (is_regex) {
-        if (sgr_grammar_from_regex(src, strlen(src), &g, &e) < 0) return cli_fail("grammar", "%s", e.msg);
+        root = sgr_gb_rule(b, "root");
+        sgr_expr x = sgr_gb_regex(b, src, strlen(src), &e);
+        if (x == SGR_EXPR_ERR || sgr_gb_define(b, root, x) < 0) { sgr_gb_free(b); return cli_fail("grammar", "%s", e.msg); }
     } else {
         char *text;
         size_t n;
-        if (q_read_file(src, &text, &n, &e) < 0) return cli_fail("grammar", "%s", e.msg);
-        int rc = sgr_grammar_parse(text, n, &g, &e);
+        if (q_read_file(src, &text, &n, &e) < 0) { sgr_gb_free(b); return cli_fail("grammar", "%s", e.msg); }
+        int rc = sgr_gb_parse_text(b, text, n, &root, &e);
         free(text);
-        if (rc < 0) return cli_fail("grammar", "%s: %s", src, e.msg);
+        if (rc < 0) { sgr_gb_free(b); return cli_fail("grammar", "%s: %s", src, e.msg); }
     }
+    if (sgr_grammar_build(b, root, &g, &e) < 0) { sgr_gb_free(b); return cli_fail("grammar", "%s", e.msg); }
     if (strcmp(sub, "print") == 0) {
         char *out;
         size_t n;
-        if (sgr_grammar_print(g, &out, &n, &e) < 0) { sgr_grammar_free(g); return cli_fail("grammar", "%s", e.msg); }
+        if (sgr_gb_print(b, &out, &n, &e) < 0) { sgr_gb_free(b); sgr_grammar_free(g); return cli_fail("grammar", "%s", e.msg); }
         fwrite(out, 1, n, stdout);
         free(out);
     } else if (json) {
@@ -67,5 +73,6 @@ int cmd_grammar(int argc, char **argv) {
         printf("ok: %zu automaton states\n", sgr_grammar_n_states(g));
     }
     sgr_grammar_free(g);
+    sgr_gb_free(b);
     return EXIT_OK;
 }

@@ -55,9 +55,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sgr_grammar *g;
     qerr e;
     if (sgr_grammar_parse((const char *)data, size, &g, &e)) return 0;
-    char *txt;
-    size_t tl;
-    if (sgr_grammar_print(g, &txt, &tl, &e) == 0) free(txt);
     run(g, data, size);
     sgr_grammar_free(g);
     return 0;
