@@ -638,6 +638,9 @@ static const char *format_regex(const char *f) {
 #undef OCT
 }
 
+/* Longest bounded free string generated (see gen_string_body). */
+#define STR_GEN_MAX 96
+
 static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex *extra_re) {
     int64_t mn = c->min_len, mx = c->max_len;
     if (mx >= 0 && mn > mx) return vd(g);
@@ -692,6 +695,11 @@ static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex
         }
     } else {
         if (mn > 100000000 || mx > 100000000) return unsup(g, at, "minLength", "string length bound too large") ? vd(g) : SGR_EXPR_ERR;
+        /* A long bounded string ({0,255}) is a repeat the engine cannot keep
+         * in its per-state mask cache (each position is its own state, past
+         * its inline limit a frame per character): generating at most
+         * STR_GEN_MAX code points keeps masks cached — a subset, still valid. */
+        if (mx > STR_GEN_MAX && mn <= STR_GEN_MAX) mx = STR_GEN_MAX;
         r = sgr_gb_repeat(g->b, g->jchar, (uint32_t)mn, mx < 0 ? SGR_INF : (uint32_t)mx);
     }
     regex_free(own);
