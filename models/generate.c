@@ -4,6 +4,9 @@
 
 #include <stdlib.h>
 
+/* At most this many forced tokens join one decode step. */
+#define GEN_MAX_FORCED 64
+
 /* Length of the longest prefix of s[0..n) that ends on a UTF-8 boundary
  * (an incomplete trailing sequence is held back for the next token). */
 static size_t utf8_complete(const char *s, size_t n) {
@@ -114,6 +117,9 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     float *logits = malloc((size_t)nv * sizeof(float));
     int32_t *pos = malloc(n_ids * sizeof(int32_t)), *sq = malloc(n_ids * sizeof(int32_t));
     bool *want = calloc(n_ids, sizeof(bool));
+    float *lp_logits = NULL;
+    int32_t step[GEN_MAX_FORCED + 1], spos[GEN_MAX_FORCED + 1], sseq[GEN_MAX_FORCED + 1];
+    bool swant[GEN_MAX_FORCED + 1];
     sampler *smp = sampler_new(&p->sp, nv);
     gen_text text;
     gen_text_init(&text, p->stop, p->n_stop);
@@ -133,42 +139,66 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
     st->stop_reason = "length";
     for (int g = 0; g < p->n_predict; g++) {
         t0 = q_now();
-        int32_t tok_id = sampler_sample(smp, logits, hist, n_hist);
+        int32_t tok_id;
+        if (p->pick) {
+            /* logprobs report the model's distribution, not the constrained one */
+            if (p->lp_out && !lp_logits) lp_logits = malloc((size_t)nv * sizeof(float));
+            if (p->lp_out) {
+                if (!lp_logits) { rc = qerr_set(e, "out of memory"); goto done; }
+                memcpy(lp_logits, logits, (size_t)nv * sizeof(float));
+            }
+            tok_id = p->pick(p->pick_ud, smp, logits, hist, n_hist, p->n_predict - g, e);
+            if (tok_id < 0) { rc = -1; goto done; }
+        } else {
+            tok_id = sampler_sample(smp, logits, hist, n_hist);
+        }
         double t1 = q_now();
         st->t_sample += t1 - t0;
         if (c->trace) qtrace_span(c->trace, "sample", "stage", t0, t1, -1);
         if (p->lp_out) {
-            float lp = sampler_logprobs(smp, logits, tok_id, p->n_logprobs,
+            float lp = sampler_logprobs(smp, lp_logits ? lp_logits : logits, tok_id, p->n_logprobs,
                                         p->top_out ? p->top_out + (size_t)g * (size_t)p->n_logprobs : NULL);
             p->lp_out[g] = (token_logprob){tok_id, lp};
         }
         if (tokenizer_is_eog(tok, tok_id)) { st->stop_reason = "eog"; break; }
-        hist[n_hist++] = tok_id;
-        st->n_gen++;
-
-        t0 = q_now();
-        size_t plen, olen;
-        const char *piece = tokenizer_piece(tok, tok_id, &plen), *out;
-        if (gen_text_feed(&text, piece ? piece : "", piece ? plen : 0, &out, &olen, e)) { rc = -1; goto done; }
-        bool go_on = true;
-        if (olen) {
-            go_on = emit ? emit(ud, out, olen) : true;
-            st->bytes_out += olen;
+        /* the step: the picked token, then any forced ones */
+        step[0] = tok_id;
+        int n_step = 1;
+        if (p->pick && p->forced && !p->lp_out && g + 1 < p->n_predict) {
+            int max = p->n_predict - g - 1;
+            if (max > GEN_MAX_FORCED) max = GEN_MAX_FORCED;
+            int nf = p->forced(p->pick_ud, step + 1, max, e);
+            if (nf < 0) { rc = -1; goto done; }
+            n_step += nf;
         }
-        t1 = q_now();
-        st->t_detokenize += t1 - t0;
-        if (c->trace) qtrace_span(c->trace, "detokenize", "stage", t0, t1, -1);
+        bool go_on = true;
+        t0 = q_now();
+        for (int k = 0; k < n_step && go_on && !text.stopped; k++) {
+            hist[n_hist++] = step[k];
+            st->n_gen++;
+            size_t plen, olen;
+            const char *piece = tokenizer_piece(tok, step[k], &plen), *out;
+            if (gen_text_feed(&text, piece ? piece : "", piece ? plen : 0, &out, &olen, e)) { rc = -1; goto done; }
+            if (olen) {
+                go_on = emit ? emit(ud, out, olen) : true;
+                st->bytes_out += olen;
+            }
+        }
+        double t1d = q_now();
+        st->t_detokenize += t1d - t0;
+        if (c->trace) qtrace_span(c->trace, "detokenize", "stage", t0, t1d, -1);
         if (!go_on) { st->stop_reason = "cancelled"; break; }
         if (text.stopped) { st->stop_reason = "stop"; break; }
-        if (g + 1 == p->n_predict) break;
+        g += n_step - 1;
+        if (g + 1 >= p->n_predict) break;
 
         t0 = q_now();
-        int32_t ppos = n_hist - 1, pseq = seq;
-        model_batch one = {1, &tok_id, &ppos, &pseq, NULL};
+        for (int k = 0; k < n_step; k++) spos[k] = n_hist - n_step + k, sseq[k] = seq, swant[k] = k == n_step - 1;
+        model_batch one = {n_step, step, spos, sseq, n_step > 1 ? swant : NULL};
         if (model_forward(c, &one, logits, e)) { rc = -1; goto done; }
-        t1 = q_now();
-        st->t_decode += t1 - t0;
-        if (c->trace) qtrace_span(c->trace, "decode", "stage", t0, t1, 1);
+        t1d = q_now();
+        st->t_decode += t1d - t0;
+        if (c->trace) qtrace_span(c->trace, "decode", "stage", t0, t1d, n_step);
     }
     /* What was held back (an incomplete UTF-8 tail, a partial stop string)
      * is output at the end: the text is what the model produced. */
@@ -189,6 +219,6 @@ int gen_run(model_ctx *c, const struct tokenizer *tok, int seq, const char *prom
 done:
     gen_text_free(&text);
     sampler_free(smp);
-    free(want); free(pos); free(sq); free(logits); free(hist); free(ids);
+    free(want); free(pos); free(sq); free(logits); free(hist); free(ids); free(lp_logits);
     return rc;
 }

@@ -175,6 +175,18 @@ typedef struct gen_params {
      * [n_predict][n_logprobs] */
     int n_logprobs;
     token_logprob *lp_out, *top_out;
+    /* optional: picks the next token instead of sampler_sample — how a
+     * constrained decoder (sgr/) joins the sampling chain without models/
+     * knowing about grammars. budget = tokens the loop may still generate,
+     * this one included. Returns the token, or -1 with e set. */
+    int32_t (*pick)(void *ud, sampler *s, float *logits, const int32_t *hist, int n_hist, int budget, qerr *e);
+    void *pick_ud;
+    /* optional, with pick: tokens that must follow the one just picked
+     * (a grammar's forced text) — appended without sampling and evaluated
+     * in the same forward pass. Writes at most max ids (max <= the budget
+     * left) and returns how many, or -1 with e set. Not called when
+     * logprobs are requested (forced tokens have no sampled distribution). */
+    int (*forced)(void *ud, int32_t *out, int max, qerr *e);
 } gen_params;
 
 typedef struct gen_stats {

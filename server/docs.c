@@ -32,7 +32,7 @@
 #define MAX_BATCH_DOCS 1024
 #define MAX_K 100
 
-enum { OP_ADD, OP_GET, OP_DELETE, OP_SEARCH, OP_ANSWER };
+enum { OP_ADD, OP_GET, OP_DELETE, OP_SEARCH, OP_ANSWER, OP_EXTRACT };
 
 typedef struct doc_op {
     int kind;
@@ -56,6 +56,8 @@ typedef struct doc_op {
     int max_tokens;
     double temperature, seed;
     bool has_seed, stream, include_usage;
+    /* extract */
+    job *xj;                  /* prepared on the worker, submitted after */
 } doc_op;
 
 static void op_free(doc_op *o) {
@@ -70,6 +72,7 @@ static void op_free(doc_op *o) {
     free(o->question);
     for (int i = 0; i < o->n_ps; i++) { free(o->ps[i].doc_id); free(o->ps[i].text); }
     free(o->ps);
+    if (o->xj) job_release(o->xj);
     free(o);
 }
 
@@ -426,10 +429,113 @@ static int do_answer_retrieve(srv *s, doc_op *o) {
     return rc;
 }
 
+/* The text of a document the caller may read, stitched from its chunks
+ * (overlaps skipped; bytes no chunk covers become spaces, so offsets stay
+ * those of the original text). */
+static int doc_text(srv *s, doc_op *o, const char *id, char **out, size_t *len) {
+    index_doc_info d;
+    if (!index_get_doc(s->idx, id, &d) || !may_read(o, &d)) return op_fail(o, 404, "document_id", "no document '%s'", id);
+    op_touch(o, id);
+    sbuf t = {0};
+    for (size_t k = 0; k < d.n_chunks; k++) {
+        search_hit h;
+        index_doc_chunk(s->idx, &d, k, &h);
+        if (h.end <= t.n) continue;
+        while (t.n < h.start) sb_put(&t, " ", 1);
+        size_t from = t.n - h.start;
+        if (from < h.chunk_len) sb_put(&t, h.chunk + from, h.chunk_len - from);
+    }
+    if (t.oom) { sb_free(&t); return op_fail(o, 500, NULL, "out of memory"); }
+    if (!t.p) sb_put(&t, "", 0);
+    *out = t.p;
+    *len = t.n;
+    return 0;
+}
+
+/* /v1/extract: a document (by id, ACL-checked, or inline text) and a JSON
+ * Schema → the extraction job with its compiled grammar. */
+static int do_extract(srv *s, doc_op *o) {
+    json *b;
+    if (parse_body(o, &b)) return -1;
+    const char *id, *text, *system;
+    double mt = 512, temp = 0, seed = 0;
+    int rc = opt_str(o, b, "document_id", "", &id);
+    if (rc == 0) rc = opt_str(o, b, "text", "", &text);
+    if (rc == 0) rc = opt_str(o, b, "system", "", &system);
+    if (rc == 0 && !!id == !!text) rc = op_fail(o, 400, "text", "give one of 'document_id' or 'text'");
+    if (rc == 0 && id && !s->idx) rc = op_fail(o, 400, "document_id", "no document index (start the server with --db DIR)");
+    const json *sch = json_get(b, "schema"), *strict = json_get(b, "strict");
+    if (rc == 0 && (!sch || (!json_is_object(sch) && !json_is_bool(sch)))) rc = op_fail(o, 400, "schema", "'schema' must be a JSON Schema (an object)");
+    if (rc == 0 && strict && !json_is_bool(strict) && json_typeof(strict) != JSON_NULL) rc = op_fail(o, 400, "strict", "'strict' must be a boolean");
+    if (rc == 0) rc = opt_num(o, b, "max_tokens", 1, 1 << 20, true, &mt, NULL);
+    if (rc == 0) rc = opt_num(o, b, "temperature", 0, 100, false, &temp, NULL);
+    if (rc == 0) rc = opt_num(o, b, "seed", -9.2e18, 9.2e18, true, &seed, &o->has_seed);
+    const json *st = json_get(b, "stream");
+    if (rc == 0 && st && json_typeof(st) == JSON_TRUE) rc = op_fail(o, 400, "stream", "/v1/extract does not stream");
+    job *j = NULL;
+    if (rc == 0 && !(j = calloc(1, sizeof *j))) rc = op_fail(o, 500, NULL, "out of memory");
+    if (rc == 0) {
+        atomic_store(&j->refs, 1);
+        j->kind = JOB_EXTRACT;
+        j->slot = -1;
+        j->n_logprobs = -1;
+        j->rf_kind = RF_JSON_SCHEMA;
+        j->rf_strict = !strict || json_typeof(strict) != JSON_FALSE; /* strict unless asked otherwise */
+        j->max_tokens = (int)mt;
+        j->sp = (sampler_params){.temp = (float)temp, .top_p = 1.0f, .repeat_penalty = 1.0f, .penalty_last_n = 64,
+                                 .seed = o->has_seed ? (uint64_t)(int64_t)seed : ((uint64_t)time(NULL) << 20) ^ s->req_seq};
+        if (!(j->rf_schema = json_clone(sch))) rc = op_fail(o, 500, NULL, "out of memory");
+    }
+    if (rc == 0 && id) {
+        j->doc_id = strdup(id);
+        pthread_mutex_lock(&s->idx_mu);
+        rc = doc_text(s, o, id, &j->doc_text, &j->doc_len);
+        pthread_mutex_unlock(&s->idx_mu);
+        if (rc == 0 && !j->doc_id) rc = op_fail(o, 500, NULL, "out of memory");
+    } else if (rc == 0) {
+        j->doc_len = strlen(text);
+        if (!(j->doc_text = strdup(text))) rc = op_fail(o, 500, NULL, "out of memory");
+    }
+    qerr e;
+    if (rc == 0) {
+        int status;
+        const char *param;
+        if (structured_prepare(s, j, &status, &param, &e)) rc = op_fail(o, status, param, "%s", e.msg);
+    }
+    if (rc == 0) {
+        char *stext, *prompt;
+        size_t sl, pl;
+        if (json_serialize(j->rf_schema, NULL, &stext, &sl, &e)) rc = op_fail(o, 500, NULL, "%s", e.msg);
+        else {
+            if (sgr_extract_prompt(s->tok, s->chat_template, system, stext, sl, j->doc_text, j->doc_len, &prompt, &pl, &e))
+                rc = op_fail(o, 400, "text", "%s", e.msg);
+            else {
+                j->prompt = prompt;
+                j->prompt_len = pl;
+            }
+            free(stext);
+        }
+    }
+    if (rc == 0) {
+        j->add_special = true;
+        int32_t bos = tokenizer_bos(s->tok);
+        size_t bl;
+        const char *bt = bos >= 0 ? tokenizer_token_text(s->tok, bos, &bl) : NULL;
+        if (bt && bl && j->prompt_len >= bl && memcmp(j->prompt, bt, bl) == 0) j->add_special = false;
+        o->xj = j;
+        o->status = 200;
+    } else if (j) {
+        job_release(j);
+    }
+    json_free(b);
+    return rc;
+}
+
 static void docs_work(uv_work_t *w) {
     conn *c = w->data;
     srv *s = c->s;
     doc_op *o = c->op;
+    if (o->kind == OP_EXTRACT) { do_extract(s, o); return; } /* takes the index lock only to read the document */
     pthread_mutex_lock(&s->idx_mu);
     switch (o->kind) {
     case OP_ADD: do_add(s, o); break;
@@ -504,6 +610,15 @@ static void docs_after(uv_work_t *w, int status) {
                                          : o->status == 404 ? "not_found_error" : "invalid_request_error",
                            o->param[0] ? o->param : NULL, o->msg);
         else if (o->kind == OP_ANSWER) start_answer(c, o);
+        else if (o->kind == OP_EXTRACT) {
+            job *j = o->xj;
+            o->xj = NULL;
+            j->t_arrive = c->t_start;
+            snprintf(j->id, sizeof j->id, "extract-%s", c->req_id);
+            if (c->s->cfg.request_timeout > 0) j->deadline = j->t_arrive + c->s->cfg.request_timeout;
+            j->conn = c;
+            srv_submit_job(c, j);
+        }
         else srv_send_json(c, 200, &o->out);
     }
     op_free(o);
@@ -545,8 +660,9 @@ void docs_handle(conn *c, const http_request *r) {
     else if (c->route == R_DOCUMENTS && post) kind = OP_ADD;
     else if (c->route == R_SEARCH && post) kind = OP_SEARCH;
     else if (c->route == R_ANSWER && post) kind = OP_ANSWER;
+    else if (c->route == R_EXTRACT && post) kind = OP_EXTRACT;
     else { srv_send_error(c, 405, "invalid_request_error", NULL, "method not allowed"); return; }
-    if (!s->idx) { srv_send_error(c, 400, "invalid_request_error", NULL, "no document index (start the server with --db DIR)"); return; }
+    if (!s->idx && kind != OP_EXTRACT) { srv_send_error(c, 400, "invalid_request_error", NULL, "no document index (start the server with --db DIR)"); return; }
     if (post) {
         const char *ct = http_header_get(r, "content-type");
         if (!ct || strncasecmp(ct, "application/json", 16) != 0) {

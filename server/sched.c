@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void job_release(job *j) {
     if (!j || atomic_fetch_sub(&j->refs, 1) != 1) return;
@@ -24,6 +25,9 @@ void job_release(job *j) {
     sb_free(&j->cite_hold);
     free(j->lp_pending);
     free(j->lp);
+    structured_release(j);
+    free(j->doc_text);
+    free(j->doc_id);
     for (int i = 0; i < j->n_passages; i++) { free(j->passages[i].doc_id); free(j->passages[i].text); }
     free(j->passages);
     free(j);
@@ -278,10 +282,26 @@ static void *sched_main(void *arg) {
             if (!want[k]) continue;
             float *lg = logits + (size_t)row++ * nv;
             if (j->n_gen >= j->max_tokens) { finish(s, j, "length"); continue; }
-            int32_t t = sampler_sample(j->smp, lg, j->ids, j->n_ids);
+            int32_t t;
+            float *lp_src = lg;
+            if (j->gm) {
+                /* structured output: the grammar and the budget (max_tokens
+                 * left) choose among the allowed tokens; logprobs report the
+                 * model's own distribution */
+                if (j->n_logprobs >= 0) {
+                    if (!j->lp_logits && !(j->lp_logits = malloc((size_t)nv * sizeof(float)))) { fail_job(s, j, 500, "out of memory"); continue; }
+                    memcpy(j->lp_logits, lg, (size_t)nv * sizeof(float));
+                    lp_src = j->lp_logits;
+                }
+                sgr_sample_stats gst;
+                t = sgr_sample(j->gm, j->smp, lg, j->ids, j->n_ids, j->max_tokens - j->n_gen, &gst, &e);
+                if (t < 0) { fail_job(s, j, 500, e.msg); continue; }
+            } else {
+                t = sampler_sample(j->smp, lg, j->ids, j->n_ids);
+            }
             if (!j->t_first) j->t_first = q_now();
             if (tokenizer_is_eog(s->tok, t)) { finish(s, j, "stop"); continue; }
-            if (j->n_logprobs >= 0 && push_logprob(j, t, lg)) { fail_job(s, j, 500, "out of memory"); continue; }
+            if (j->n_logprobs >= 0 && push_logprob(j, t, lp_src)) { fail_job(s, j, 500, "out of memory"); continue; }
             if (push_id(j, t)) { fail_job(s, j, 500, "out of memory"); continue; }
             j->n_gen++;
             atomic_fetch_add(&s->n_tokens_out, 1);
@@ -290,10 +310,14 @@ static void *sched_main(void *arg) {
             if (gen_text_feed(&j->text, piece ? piece : "", piece ? plen : 0, &out, &olen, &e)) { fail_job(s, j, 500, e.msg); continue; }
             if (olen) emit(s, j, out, olen, false);
             if (j->text.stopped) { finish(s, j, "stop"); continue; }
-            if (j->n_gen >= j->max_tokens) {
+            /* a document nothing can follow ends here (saves the step that
+             * would only sample the end token); one that is complete when
+             * the budget runs out ended well too */
+            bool complete = j->gm && sgr_matcher_done(j->gm);
+            if (complete || j->n_gen >= j->max_tokens) {
                 gen_text_flush(&j->text, &out, &olen);
                 if (olen) emit(s, j, out, olen, false);
-                finish(s, j, "length");
+                finish(s, j, complete || (j->gm && sgr_matcher_can_end(j->gm)) ? "stop" : "length");
             }
         }
     }

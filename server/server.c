@@ -17,7 +17,7 @@
 /* metrics (updated on the loop thread only, except the scheduler's atomics) */
 static const char *route_names[N_ROUTES] = {"/health", "/ready", "/metrics", "/v1/models", "/v1/completions",
                                             "/v1/chat/completions", "/v1/embeddings", "/v1/documents",
-                                            "/v1/documents/{id}", "/v1/search", "/v1/answer", "other"};
+                                            "/v1/documents/{id}", "/v1/search", "/v1/answer", "/v1/extract", "other"};
 static const double buckets[N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
 static void histo_add(histo *h, double v) {
@@ -260,6 +260,10 @@ static void job_finished(conn *c, job *j) {
         }
         return;
     }
+    if (j->kind == JOB_EXTRACT) {
+        extract_finish(c, j);
+        return;
+    }
     if (j->kind == JOB_ANSWER) {
         if (j->stream) {
             count_request(s, c->route, 200);
@@ -297,6 +301,7 @@ static void job_finished(conn *c, job *j) {
         sb_puts(&b, "},\"logprobs\":");
         logprobs_json(&b, s, j, j->lp, j->n_lp);
         sb_printf(&b, ",\"finish_reason\":\"%s\"}],", finish_reason(j));
+        structured_annotate(&b, j, text, j->out.n);
     } else {
         sb_printf(&b, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", j->id, (long)time(NULL));
         sb_json_str(&b, s->model_id, strlen(s->model_id));
@@ -305,6 +310,7 @@ static void job_finished(conn *c, job *j) {
         sb_puts(&b, ",\"logprobs\":");
         logprobs_json(&b, s, j, j->lp, j->n_lp);
         sb_printf(&b, ",\"finish_reason\":\"%s\"}],", finish_reason(j));
+        structured_annotate(&b, j, text, j->out.n);
     }
     srv_usage_json(&b, j);
     sb_puts(&b, "}");
@@ -460,12 +466,13 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
         }
     }
     if (ok) {
-        const json *rf = json_get(body, "response_format");
-        const json *t = rf ? json_get(rf, "type") : NULL;
-        if (rf && (!json_is_string(t) || strcmp(json_string(t), "text") != 0)) {
-            /* never a silent fallback: constrained decoding is not in this build yet */
-            srv_send_error(c, 400, "invalid_request_error", "response_format",
-                       "response_format json_object / json_schema is not supported by this build yet");
+        const json *sch;
+        const char *param;
+        if (rf_parse(json_get(body, "response_format"), &j->rf_kind, &sch, &j->rf_strict, &param, &e)) {
+            srv_send_error(c, 400, "invalid_request_error", param, e.msg);
+            ok = false;
+        } else if (sch && !(j->rf_schema = json_clone(sch))) {
+            srv_send_error(c, 500, "server_error", NULL, "out of memory");
             ok = false;
         }
     }
@@ -489,6 +496,11 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
                 }
             }
         }
+        if (ok && j->n_stop && j->rf_kind) {
+            /* a stop string would cut the document short of valid JSON */
+            srv_send_error(c, 400, "invalid_request_error", "stop", "'stop' cannot be combined with a JSON response_format");
+            ok = false;
+        }
         const json *stream = json_get(body, "stream");
         j->stream = stream && json_typeof(stream) == JSON_TRUE;
         const json *so = json_get(body, "stream_options");
@@ -509,12 +521,56 @@ static void handle_generate(conn *c, const http_request *r, int kind) {
     }
     if (s->cfg.request_timeout > 0) j->deadline = j->t_arrive + s->cfg.request_timeout;
     j->conn = c;
+    if (j->rf_kind) { structured_start(c, j); return; }
+    srv_submit_job(c, j);
+}
+
+void srv_submit_job(conn *c, job *j) {
+    srv *s = c->s;
     if (!sched_submit(&s->sch, j)) {
         job_release(j);
         srv_send_error(c, 503, "server_error", NULL, "the server is at capacity; retry shortly");
         return;
     }
     c->job = j; /* the loop's reference is released when the job's done event arrives */
+}
+
+/* Structured output: the grammar is compiled (or found in the cache) on a
+ * worker thread, then the job goes to the scheduler like any other. */
+static void rf_work(uv_work_t *w) {
+    conn *c = w->data;
+    job *j = c->rf_job;
+    qerr e;
+    int status;
+    const char *param;
+    if (structured_prepare(c->s, j, &status, &param, &e)) {
+        j->err_status = status;
+        snprintf(j->err_msg, sizeof j->err_msg, "%s", e.msg);
+        j->rf_param = param;
+    }
+}
+
+static void rf_after(uv_work_t *w, int status) {
+    conn *c = w->data;
+    job *j = c->rf_job;
+    (void)status;
+    c->rf_job = NULL;
+    c->pending_work--;
+    if (c->closing) job_release(j);
+    else if (j->err_status) {
+        srv_send_error(c, j->err_status, j->err_status >= 500 ? "server_error" : "invalid_request_error", j->rf_param, j->err_msg);
+        job_release(j);
+    } else {
+        srv_submit_job(c, j);
+    }
+    srv_conn_maybe_free(c);
+}
+
+void structured_start(conn *c, job *j) {
+    c->rf_job = j;
+    c->work.data = c;
+    c->pending_work++;
+    uv_queue_work(c->s->loop, &c->work, rf_work, rf_after);
 }
 
 /* base64 (RFC 4648) of little-endian float32s: encoding_format "base64". */
@@ -758,7 +814,8 @@ static void handle_request(conn *c, const http_request *r) {
         sb_free(&b);
         return;
     }
-    if (c->route == R_DOCUMENTS || c->route == R_DOCUMENT || c->route == R_SEARCH || c->route == R_ANSWER) {
+    if (c->route == R_DOCUMENTS || c->route == R_DOCUMENT || c->route == R_SEARCH || c->route == R_ANSWER ||
+        c->route == R_EXTRACT) {
         if (s->draining) { srv_send_error(c, 503, "server_error", NULL, "shutting down"); return; }
         docs_handle(c, r);
         return;
@@ -990,6 +1047,7 @@ int server_run(const server_config *cfg, qerr *e) {
     srand((unsigned)(time(NULL) ^ getpid()));
     if (model_load(&s->m, cfg->model_path, e)) goto out;
     if (tokenizer_load(&s->tok, s->m->g, e)) { qerr_wrap(e, "%s", cfg->model_path); goto out; }
+    if (gcache_init(&s->gc, s->tok, e)) { qerr_wrap(e, "%s", cfg->model_path); goto out; }
     const char *base = strrchr(cfg->model_path, '/');
     snprintf(s->model_id, sizeof s->model_id, "%s", cfg->model_name ? cfg->model_name : base ? base + 1 : cfg->model_path);
     if (cfg->embed_model) {
@@ -1075,6 +1133,7 @@ out:
     if (s->bpool) { qpool_free(s->bpool); pthread_mutex_destroy(&s->bert_mu); }
     tokenizer_free(s->btok);
     bert_free(s->bert);
+    if (s->gc.tok) gcache_free(&s->gc);
     tokenizer_free(s->tok);
     model_free(s->m);
     free(s->keys);

@@ -28,7 +28,10 @@ void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void sb_json_str(sbuf *b, const char *s, size_t n); /* quoted, escaped */
 void sb_free(sbuf *b);
 
-enum job_kind { JOB_COMPLETION = 0, JOB_CHAT = 1, JOB_ANSWER = 2 };
+enum job_kind { JOB_COMPLETION = 0, JOB_CHAT = 1, JOB_ANSWER = 2, JOB_EXTRACT = 3 };
+/* response_format kinds (structured.c) */
+enum { RF_NONE = 0, RF_JSON_OBJECT = 1, RF_JSON_SCHEMA = 2 };
+typedef struct gentry gentry;   /* a cached compiled grammar */
 
 /* A retrieved passage a /v1/answer prompt cites as [n] (n = index + 1). */
 typedef struct passage {
@@ -60,6 +63,16 @@ typedef struct job {
     bool stream, include_usage;
     bool add_special;        /* add BOS: false when the rendered template already has it */
     int n_logprobs;           /* -1: off; else alternatives per token (0..20) */
+    int rf_kind;              /* RF_*: structured output (also JOB_EXTRACT) */
+    json *rf_schema;          /* RF_JSON_SCHEMA: the schema (until compiled) */
+    bool rf_strict;           /* false: best effort, validated afterwards */
+    const char *rf_param;     /* the parameter a failed preparation names (static text) */
+    gentry *ge;               /* the compiled grammar (shared, refcounted) */
+    sgr_matcher *gm;          /* this request's grammar state */
+    float *lp_logits;         /* logits before the grammar mask, for logprobs */
+    char *doc_text;           /* JOB_EXTRACT: the document, for source spans */
+    size_t doc_len;
+    char *doc_id;             /* JOB_EXTRACT: when it came from the index */
     passage *passages;        /* JOB_ANSWER: what the prompt cites */
     int n_passages;
     double t_arrive, deadline; /* q_now() seconds; deadline 0: none */
@@ -132,7 +145,7 @@ void job_release(job *j);
 /* ------------------------------------------------------------------------ */
 /* The libuv side (server.c), shared with the document/search/answer routes. */
 enum { R_HEALTH, R_READY, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_EMBEDDINGS, R_DOCUMENTS, R_DOCUMENT,
-       R_SEARCH, R_ANSWER, R_OTHER, N_ROUTES };
+       R_SEARCH, R_ANSWER, R_EXTRACT, R_OTHER, N_ROUTES };
 #define N_BUCKETS 13
 
 typedef struct histo {
@@ -150,6 +163,16 @@ typedef struct api_key {
     uint8_t hash[32];
     char principals[256];
 } api_key;
+
+/* The grammar cache (structured.c): compiled schemas shared by requests. */
+typedef struct gcache {
+    pthread_mutex_t mu;
+    gentry **e;
+    int n, cap;
+    uint64_t tick, hits, misses;
+    sgr_vocab *v;             /* the generation model's vocabulary */
+    const tokenizer *tok;
+} gcache;
 
 typedef struct srv {
     server_config cfg;
@@ -182,6 +205,7 @@ typedef struct srv {
     rag_index *idx;
     pthread_mutex_t idx_mu;
     atomic_llong idx_docs, idx_chunks; /* for /metrics, refreshed after each index operation */
+    gcache gc;
 } srv;
 
 typedef struct conn {
@@ -206,6 +230,7 @@ typedef struct conn {
     sbuf emb_out;
     /* document/search/answer work (docs.c) */
     struct doc_op *op;
+    job *rf_job;              /* structured output: the job whose grammar a worker prepares */
     sbuf audit_docs;          /* document ids this request touched, for the audit line */
 } conn;
 
@@ -217,6 +242,10 @@ void srv_stream_event(conn *c, const char *data, size_t len, bool last);
 /* Frees a closed connection once its handles and queued work are gone. */
 void srv_conn_maybe_free(conn *c);
 void srv_audit_doc(conn *c, const char *doc_id);
+/* Hands a prepared job to the scheduler (503 when the queue is full). */
+void srv_submit_job(conn *c, job *j);
+/* Compiles the job's response grammar on a worker, then submits it. */
+void structured_start(conn *c, job *j);
 /* Generation response pieces (server.c), for answers too. */
 void srv_usage_json(sbuf *b, const job *j);
 /* Validates a numeric field; on a bad value answers 400 and returns false. */
@@ -230,6 +259,22 @@ void docs_handle(conn *c, const http_request *r);
 int answer_render(srv *s, const char *question, const passage *ps, int n, sbuf *out, qerr *e);
 void answer_stream_delta(conn *c, job *j, const char *text, size_t len);
 void answer_finish(conn *c, job *j);
+
+/* structured.c — response_format and the grammar cache */
+int gcache_init(gcache *c, const tokenizer *tok, qerr *e);
+void gcache_free(gcache *c);
+int gcache_get(gcache *c, int kind, const json *sch, bool strict, gentry **out, int *status, qerr *e);
+void gcache_release(gentry *g);
+int rf_parse(const json *rf, int *kind, const json **sch, bool *strict, const char **param, qerr *e);
+/* On a worker: compiles (or finds) the grammar, checks max_tokens against
+ * the shortest document, makes the matcher. */
+int structured_prepare(srv *s, job *j, int *status, const char **param, qerr *e);
+void structured_release(job *j);
+/* Whether the grammar enforces every keyword (false: best effort). */
+bool structured_enforced(const job *j);
+void structured_annotate(sbuf *b, const job *j, const char *text, size_t len);
+/* extract.c — /v1/extract's response: the JSON and its source spans */
+void extract_finish(conn *c, job *j);
 /* Streams text through the marker filter: "[n]" with n outside 1..n_passages
  * is dropped, all else goes to *keep; a possible marker waits in *hold. */
 void answer_filter_markers(sbuf *hold, int n_passages, const char *text, size_t len, sbuf *keep);

@@ -127,7 +127,7 @@ static sgr_expr kids_node(sgr_gb *b, uint8_t kind, const sgr_expr *kids, size_t 
         if (bad(b, kids[i])) return sgr_gb_fail(b, "bad sub-expression");
     if (n > UINT32_MAX) return sgr_gb_fail(b, "too many alternatives");
     GB_GROW(b->kids, b->n_kids, b->cap_kids, n ? n : 1);
-    memcpy(b->kids + b->n_kids, kids, n * sizeof *kids);
+    if (n) memcpy(b->kids + b->n_kids, kids, n * sizeof *kids); /* kids may be NULL when n == 0 */
     sgr_expr x = node_new(b, (gx_node){.kind = kind, .off = (uint32_t)b->n_kids, .n = (uint32_t)n});
     if (x >= 0) b->n_kids += n;
     return x;

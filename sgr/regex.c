@@ -12,35 +12,7 @@
 #define RX_MAX_PROG 40000   /* instructions; bounds {m,n} blow-up */
 #define RX_MAX_DEPTH 200    /* group nesting */
 
-typedef struct range { uint32_t lo, hi; } range;
-
-typedef struct rclass {
-    range *r;
-    size_t n, cap;
-} rclass;
-
-enum { N_EMPTY, N_CHAR, N_ANY, N_CLASS, N_CAT, N_ALT, N_REP, N_BOL, N_EOL, N_WORDB, N_NWORDB, N_NONE };
-
-typedef struct rnode {
-    int type;
-    uint32_t c;      /* N_CHAR code point, N_CLASS index */
-    int a, b;        /* children (N_CAT, N_ALT), a for N_REP */
-    int min, max;    /* N_REP; max -1 = unbounded */
-} rnode;
-
-enum { I_CHAR, I_ANY, I_CLASS, I_SPLIT, I_JMP, I_BOL, I_EOL, I_WORDB, I_NWORDB, I_MATCH, I_FAIL };
-
-typedef struct rinst {
-    uint8_t op;
-    uint32_t x, y;
-} rinst;
-
-struct regex {
-    rinst *prog;
-    size_t n;
-    rclass *classes;
-    size_t n_classes;
-};
+#include "regex_int.h"
 
 typedef struct rparse {
     const char *s;

@@ -336,4 +336,174 @@ sgr_expr sgr_gb_ref(sgr_gb *b, int32_t rule);
  * *out is malloc'd, NUL-terminated. */
 int sgr_gb_print(const sgr_gb *b, char **out, size_t *len, qerr *e);
 
+/* ======================================================================== */
+/* Grammar engine: the IR compiled to a pushdown automaton (one byte-level
+ * automaton per rule; references push a return state, a reference in tail
+ * position does not), run as a set of (state, stack) heads with hash-consed
+ * stacks, so any grammar is matched exactly. Token masks walk a trie of the
+ * vocabulary's token bytes; what a token does inside the current rule frame
+ * is cached per automaton state and shared by every matcher of the same
+ * grammar and vocabulary (thread-safe). */
+/* ======================================================================== */
+
+struct tokenizer;
+struct sampler;
+
+typedef struct sgr_grammar sgr_grammar;   /* compiled, immutable, shareable across threads */
+/* Compiles the builder's rules (start_rule is the start). Errors: undefined
+ * rules, left recursion (names the rule), a grammar that matches no string,
+ * "grammar too large ..." past the automaton limits. b is not consumed. */
+int  sgr_grammar_build(sgr_gb *b, int32_t start_rule, sgr_grammar **out, qerr *e);
+void sgr_grammar_free(sgr_grammar *g);
+/* GBNF-like text (the format sgr_gb_print writes, plus comments and `|`, `*`,
+ * `+`, `?`, `{m}`, `{m,}`, `{m,n}`, `[^...]`, "..." with \n \t \" \\ \xHH
+ * \uXXXX escapes; the rule named root is the start). Errors name line and
+ * column. In classes \xHH is a byte; other characters and \uXXXX are code
+ * points (a class with a code point above 7F, or negated without \x80-\xFF
+ * bytes, matches whole UTF-8 code points). */
+int  sgr_grammar_parse(const char *text, size_t n, sgr_grammar **out, qerr *e);
+/* Text grammar into an existing builder (rule ids are the builder's);
+ * *root gets the id of the rule named root. */
+int  sgr_gb_parse_text(sgr_gb *b, const char *text, size_t n, int32_t *root, qerr *e);
+/* Whole-text regex constraint (the output must match the pattern entirely,
+ * ECMA syntax; anchors ^ $ only at the ends, no backreferences/lookaround). */
+int  sgr_grammar_from_regex(const char *pat, size_t n, sgr_grammar **out, qerr *e);
+/* The regex as an expression inside an existing builder. */
+sgr_expr sgr_gb_regex(sgr_gb *b, const char *pat, size_t n, qerr *e);
+/* Exactly one of the given strings. */
+int  sgr_grammar_from_choice(const char *const *s, const size_t *len, size_t n, sgr_grammar **out, qerr *e);
+/* Sizes of the compiled automaton (for tools and tests). */
+size_t sgr_grammar_n_states(const sgr_grammar *g);
+
+typedef struct sgr_vocab sgr_vocab;       /* token bytes + trie for one tokenizer; immutable */
+/* t must outlive the vocabulary (it is kept to tokenize budget plans). */
+int  sgr_vocab_new(const struct tokenizer *t, sgr_vocab **out, qerr *e);
+/* For tests and the bench: a vocabulary from raw token byte strings; eog ids end generation. */
+int  sgr_vocab_from_pieces(const char *const *piece, const size_t *len, size_t n_vocab,
+                           const int32_t *eog, size_t n_eog, sgr_vocab **out, qerr *e);
+void sgr_vocab_free(sgr_vocab *v);
+size_t sgr_vocab_size(const sgr_vocab *v);
+/* Whether the vocabulary can spell every byte as one token (SPM byte fallback, byte-level BPE). */
+bool sgr_vocab_has_all_bytes(const sgr_vocab *v);
+/* Greedy longest-match tokenization of bytes over the vocabulary's trie;
+ * -1 if some byte cannot be spelled. *ids malloc'd. */
+int  sgr_vocab_greedy(const sgr_vocab *v, const char *s, size_t n, int32_t **ids, size_t *n_ids);
+
+typedef struct sgr_matcher sgr_matcher;   /* one generation's state */
+/* The grammar (and vocabulary) must outlive the matcher. */
+int  sgr_matcher_new(const sgr_grammar *g, const sgr_vocab *v /* NULL: bytes only */, sgr_matcher **out, qerr *e);
+void sgr_matcher_free(sgr_matcher *m);
+void sgr_matcher_reset(sgr_matcher *m);
+/* 0 ok; -1 rejected, state unchanged. Counts as one step for rollback. */
+int  sgr_matcher_accept_bytes(sgr_matcher *m, const char *s, size_t n);
+/* The token's bytes; EOG ok only when can_end (then done). 0 ok, -1 rejected. */
+int  sgr_matcher_accept_token(sgr_matcher *m, int32_t tok);
+/* Undoes the last n accepted tokens (or accept_bytes calls); -1 if fewer. */
+int  sgr_matcher_rollback(sgr_matcher *m, size_t n_tokens);
+size_t sgr_matcher_n_accepted(const sgr_matcher *m);
+bool sgr_matcher_can_end(const sgr_matcher *m);   /* the text so far is a complete sentence */
+bool sgr_matcher_done(const sgr_matcher *m);      /* EOG accepted, or no byte can follow */
+/* Bit i of bits (n_vocab bits, 32 per word) set iff token i may come next:
+ * its bytes keep a sentence possible; EOG tokens iff can_end; tokens with no
+ * bytes never. Needs a vocabulary. */
+int  sgr_matcher_fill_mask(sgr_matcher *m, uint32_t *bits);
+/* The same computed without the shared per-state cache (tests, bench). */
+int  sgr_matcher_fill_mask_uncached(sgr_matcher *m, uint32_t *bits);
+/* Whether the last fill_mask found every state it needed in the cache. */
+bool sgr_matcher_last_cache_hit(const sgr_matcher *m);
+size_t sgr_matcher_min_bytes(const sgr_matcher *m);            /* shortest completion, bytes */
+int  sgr_matcher_shortest(const sgr_matcher *m, char **out, size_t *n, qerr *e); /* one such completion */
+int  sgr_matcher_forced(const sgr_matcher *m, char **out, size_t *n, qerr *e);   /* bytes every continuation starts with */
+
+/* The sampling stage: masks logits (-INFINITY) by the grammar and by the
+ * budget, then draws with sampler_sample. budget = tokens the caller may
+ * still generate INCLUDING this one. If a completion fits the budget before
+ * the call, one still fits after accepting the returned token. Returns the
+ * token (already accepted into m) or -1 with e set. */
+typedef struct sgr_sample_stats { double t_mask, t_budget; int n_resample; bool cache_hit; } sgr_sample_stats;
+int32_t sgr_sample(sgr_matcher *m, struct sampler *s, float *logits, const int32_t *hist, int n_hist,
+                   int budget, sgr_sample_stats *st, qerr *e);
+
+
+/* ---- JSON Schema → grammar (sgr/schema_grammar.c) ---------------------- */
+
+typedef struct sgr_schema_opts {
+    bool best_effort;     /* skip keywords that cannot be enforced (record them) instead of failing */
+    int  ws;              /* 0 compact (default): no whitespace; N>0: up to N spaces/newlines between tokens */
+    int  max_int_digits;  /* digits allowed in an unbounded integer; 0 = default 15 */
+    int  max_frac_digits; /* 0 = default 6 */
+    size_t max_rules;     /* bound on compile size; 0 = default (100,000 rules; a pattern gets a quarter) */
+} sgr_schema_opts;
+
+typedef struct sgr_unenforced { char keyword[64]; char pointer[512]; } sgr_unenforced;
+
+/* Builds the grammar of the schema's instances into b and returns the start
+ * rule, or -1 with e naming the first keyword it cannot enforce and the JSON
+ * pointer of the schema object that holds it ("unsupported: oneOf with
+ * overlapping branches at /properties/x"). Every string the grammar accepts
+ * is an instance schema_validate accepts; the grammar may accept a subset
+ * (compact or bounded whitespace, properties in schema order, no extra
+ * properties unless needed, bounded digits). With best_effort, keywords it
+ * cannot enforce are skipped and listed in *skipped (malloc'd array, caller
+ * frees); unknown formats (annotations) are always listed there. o may be
+ * NULL; skipped/n_skipped may be NULL. */
+int32_t sgr_schema_to_grammar(const schema *s, const sgr_schema_opts *o, sgr_gb *b,
+                              sgr_unenforced **skipped, size_t *n_skipped, qerr *e);
+
+/* Any JSON object (OpenAI's response_format json_object): members with keys
+ * of strictly increasing length (so keys never repeat), nesting depth at
+ * most max_depth (0 = default 6). Returns the start rule or -1. */
+int32_t sgr_schema_any_json_object(sgr_gb *b, const sgr_schema_opts *o, int max_depth, qerr *e);
+
+/* Regex → IR. json_string: the pattern constrains the DECODED content of a
+ * JSON string and the expression produces JSON-escaped text (", \ and
+ * controls escaped); otherwise raw bytes. search: JSON Schema `pattern`
+ * semantics (unanchored: match anywhere) vs whole-text match. Word
+ * boundaries are refused ("unsupported"). */
+sgr_expr regex_to_grammar(const regex *re, sgr_gb *b, bool json_string, bool search, qerr *e);
+
+/* ======================================================================== */
+/* Extraction (sgr/extract.c): a document + a schema → one conforming JSON
+ * instance by constrained generation. Needs the grammar engine above and
+ * the schema compiler (sgr_schema_to_grammar). */
+/* ======================================================================== */
+struct tokenizer;
+struct model_ctx;
+extern const char *const sgr_extract_default_system;
+
+/* The extraction prompt through a chat template (tmpl NULL: the model's own,
+ * ChatML if it has none): the system message holds the instructions (system
+ * NULL: sgr_extract_default_system) followed by the schema text; the user
+ * message is the document. */
+int sgr_extract_prompt(const struct tokenizer *t, const char *tmpl, const char *system, const char *schema_text,
+                       size_t schema_len, const char *doc, size_t doc_len, char **out, size_t *out_len, qerr *e);
+
+typedef struct sgr_extract_opts {
+    int n_predict;            /* token budget of the JSON */
+    sampler_params sp;
+    int seq;                  /* KV sequence to use (must be empty) */
+    bool no_fast_forward;     /* sample forced text too (default: append it unsampled) */
+} sgr_extract_opts;
+
+typedef struct sgr_extract_result {
+    char *json; size_t len;   /* the generated document, exactly as generated */
+    bool valid;               /* parsed strictly and validated against the schema */
+    char verr[1400];          /* why not, when !valid */
+    int n_prompt, n_gen, n_resample, n_forced; /* n_forced of n_gen were fast-forwarded */
+    const char *stop_reason;
+    double t_tokenize, t_prefill, t_decode, t_sample, t_mask, t_budget, t_forced, t_detokenize;
+} sgr_extract_result;
+
+/* Generates under grammar g (its vocabulary v built from t) on sequence
+ * o->seq of c, then re-validates against s (may be NULL: parse only). */
+int sgr_extract_run(struct model_ctx *c, const struct tokenizer *t, const sgr_grammar *g, const sgr_vocab *v,
+                    const schema *s, const char *prompt, size_t prompt_len, const sgr_extract_opts *o,
+                    sgr_extract_result *r, qerr *e);
+void sgr_extract_result_free(sgr_extract_result *r);
+/* The shortest document the grammar allows and how many tokens it takes
+ * when spelled as extraction spells forced text (the tokenizer's spelling,
+ * else greedy over the vocabulary): the smallest useful budget. */
+int sgr_extract_shortest(const sgr_grammar *g, const sgr_vocab *v, const struct tokenizer *t, char **text, size_t *len,
+                         int *n_tokens, qerr *e);
+
 #endif

@@ -402,10 +402,25 @@ static void test_schema_cli(void **state) {
     assert_int_equal(run_quire(args, NULL), 2);
     snprintf(args, sizeof args, "schema check %s", sp);
     assert_int_equal(run_quire(args, NULL), 0);
+    /* an unknown word is an annotation: listed, not refused ... */
     snprintf(args, sizeof args, "schema check %s 2>&1", up);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "annotation"));
+    assert_non_null(strstr(out, "/properties/a/frobnicate"));
+    free(out);
+    /* ... unless asked to refuse unknown words */
+    snprintf(args, sizeof args, "schema check %s --strict-keywords 2>&1", up);
     assert_int_equal(run_quire(args, &out), 2);
     assert_non_null(strstr(out, "frobnicate"));
     assert_non_null(strstr(out, "/properties/a/frobnicate"));
+    free(out);
+    /* a keyword that asserts in an older draft is refused */
+    FILE *g = fopen(up, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"divisibleBy\":3}}}", g);
+    fclose(g);
+    snprintf(args, sizeof args, "schema check %s 2>&1", up);
+    assert_int_equal(run_quire(args, &out), 2);
+    assert_non_null(strstr(out, "divisibleBy"));
     free(out);
     assert_int_equal(run_quire("schema --help", NULL), 0);
     remove(sp); remove(ip); remove(bp); remove(up);

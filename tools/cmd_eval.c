@@ -135,5 +135,6 @@ int cmd_eval(int argc, char **argv) {
     if (argc < 2) return cli_fail("eval", "what to evaluate? (quire eval ppl ...)");
     if (!strcmp(argv[1], "ppl")) return eval_ppl(argc, argv);
     if (!strcmp(argv[1], "retrieval")) { int eval_retrieval(int, char **); return eval_retrieval(argc, argv); }
-    return cli_fail("eval", "unknown evaluation '%s' (available: ppl)", argv[1]);
+    if (!strcmp(argv[1], "extract")) { int eval_extract(int, char **); return eval_extract(argc, argv); }
+    return cli_fail("eval", "unknown evaluation '%s' (available: ppl, retrieval, extract)", argv[1]);
 }

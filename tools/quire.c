@@ -13,6 +13,7 @@ DECLARE(eval);
 DECLARE(quantize);
 DECLARE(synth);
 DECLARE(schema);
+DECLARE(extract);
 DECLARE(serve);
 DECLARE(tokenize);
 DECLARE(detokenize);
@@ -21,6 +22,7 @@ DECLARE(index);
 DECLARE(search);
 DECLARE(embed);
 DECLARE(chat);
+DECLARE(grammar);
 
 static const cli_command commands[] = {
     {"info", "print a GGUF file's architecture, sizes and tensor types", cmd_info, help_info},
@@ -34,6 +36,8 @@ static const cli_command commands[] = {
     {"quantize", "convert a GGUF model to another tensor type (Q4_K_M, Q8_0, ...)", cmd_quantize, help_quantize},
     {"synth", "write a random-weight model at a real model's shape (for benchmarks)", cmd_synth, help_synth},
     {"schema", "validate JSON against a JSON Schema, or check a schema is supported", cmd_schema, help_schema},
+    {"extract", "a document + a JSON Schema -> one conforming JSON document (constrained generation)", cmd_extract, help_extract},
+    {"grammar", "check or print a GBNF-like grammar for constrained decoding", cmd_grammar, help_grammar},
     {"serve", "run the HTTP service (OpenAI-compatible API)", cmd_serve, help_serve},
     {"eval", "evaluate a model: perplexity over a text (eval ppl)", cmd_eval, help_eval},
     {"embed", "embed a text with a BERT encoder (L2-normalized)", cmd_embed, help_embed},

@@ -44,16 +44,43 @@ await check("chat streaming with usage", async () => {
   assert(usage && usage.completion_tokens === 24, "usage chunk");
   assert(finish === "length", "finish");
 });
-await check("structured output is refused, not ignored", async () => {
+await check("structured output with a JSON Schema (strict), streamed and not", async () => {
+  const schema = { type: "object", additionalProperties: false, required: ["name", "age", "tags"],
+    properties: { name: { type: "string", maxLength: 20 }, age: { type: "integer", minimum: 0, maximum: 120 },
+                  tags: { type: "array", maxItems: 3, items: { enum: ["a", "b", "c"] } } } };
+  const response_format = { type: "json_schema", json_schema: { name: "person", strict: true, schema } };
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({ model: "stories", temperature: 1.0, seed, max_tokens: 80,
+      messages: [{ role: "user", content: "Describe a person." }], response_format });
+    const v = JSON.parse(r.choices[0].message.content);
+    assert(Object.keys(v).join(",") === "name,age,tags", `keys ${Object.keys(v)}`);
+    assert(typeof v.name === "string" && [...v.name].length <= 20, "name");
+    assert(Number.isInteger(v.age) && v.age >= 0 && v.age <= 120, "age");
+    assert(Array.isArray(v.tags) && v.tags.length <= 3 && v.tags.every(t => ["a", "b", "c"].includes(t)), "tags");
+    assert(r.choices[0].finish_reason === "stop", "finish_reason");
+  }
+  const stream = await client.chat.completions.create({ model: "stories", temperature: 1.0, seed: 4, max_tokens: 80,
+    messages: [{ role: "user", content: "Describe a person." }], response_format, stream: true });
+  let text = "";
+  for await (const ch of stream) text += ch.choices[0]?.delta?.content ?? "";
+  const v = JSON.parse(text);
+  assert(Number.isInteger(v.age), "streamed age");
+  const o = await client.chat.completions.create({ model: "stories", temperature: 1.0, max_tokens: 40,
+    messages: [{ role: "user", content: "x" }], response_format: { type: "json_object" } });
+  const obj = JSON.parse(o.choices[0].message.content);
+  assert(obj !== null && typeof obj === "object" && !Array.isArray(obj), "json_object");
+});
+await check("a schema keyword that cannot be enforced is refused under strict, never ignored", async () => {
   try {
     await client.chat.completions.create({
       model: "stories", messages: [{ role: "user", content: "x" }], max_tokens: 8,
       response_format: { type: "json_schema", json_schema: { name: "t", strict: true,
-        schema: { type: "object", properties: { a: { type: "string" } }, required: ["a"] } } } });
+        schema: { type: "array", items: { type: "object" }, uniqueItems: true, minItems: 2 } } } });
     throw new Error("accepted a json_schema the server cannot enforce");
   } catch (e) {
     assert(e instanceof OpenAI.BadRequestError, `expected 400, got ${e}`);
-    assert(e.param === "response_format", "param");
+    assert(e.param === "response_format.json_schema.schema", `param ${e.param}`);
+    assert(/uniqueItems/.test(e.message), "names the keyword");
   }
 });
 await check("completions.create", async () => {

@@ -1,0 +1,320 @@
+/* tokmask.c — token masks by walking the vocabulary trie, advancing the
+ * automaton one byte per trie edge and pruning a subtree at the first
+ * rejected byte.
+ *
+ * Cache (the "adaptive token mask" idea): for a head (state s, stack k), what
+ * a token does while it stays inside the frame s belongs to depends on s
+ * alone. Walking once from (s, SENT) — SENT marks "outside this frame" —
+ * sorts every token into accepted (some path consumes all its bytes inside
+ * the frame, or ends exactly where the frame ends), rejected (no path, and
+ * none left the frame), or uncertain (a path left the frame before the token
+ * ended, so the rest depends on k). Accepted is a bitset; uncertain is a
+ * small sub-trie (those tokens' nodes and their ancestors, in preorder) that
+ * the mask walks with the real stack. Entries are computed once per
+ * (grammar, vocabulary, state) under a mutex and published with release
+ * stores, so every matcher of the grammar shares them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sgr/matcher_int.h"
+
+/* Memory the entries of one (grammar, vocabulary) may hold; past it, new
+ * states are walked uncached (a long bounded repeat inlines one state per
+ * copy, so a long generation could otherwise grow the cache without end). */
+#define TM_MAX_BYTES ((size_t)256 << 20)
+
+typedef struct tm_entry {
+    uint32_t *acc;       /* n_words */
+    uint32_t *mini;      /* trie nodes, preorder */
+    uint32_t *mskip;     /* index of the next entry outside the node's subtree */
+    uint8_t *munc;       /* the node's tokens are uncertain (else an ancestor only) */
+    uint32_t n_mini;
+} tm_entry;
+
+struct tm_cache {
+    uint64_t uid;
+    const sgr_vocab *v;
+    _Atomic(tm_entry *) *ent;
+    uint32_t n_ent;
+    pthread_mutex_t mu;
+    prun r;
+    pmemo memo;
+    uint8_t *mark;
+    size_t *lv;
+    uint8_t *esc;
+    uint8_t (*lvc)[32];   /* per level: the bytes its heads accept */
+    uint32_t *path;
+    size_t bytes;         /* memory held by entries (under mu) */
+    tm_cache *next;
+};
+
+static void entry_free(tm_entry *e) {
+    if (!e) return;
+    free(e->acc);
+    free(e->mini);
+    free(e->mskip);
+    free(e->munc);
+    free(e);
+}
+
+void tm_caches_free(tm_cache *c) {
+    while (c) {
+        tm_cache *nx = c->next;
+        for (uint32_t i = 0; i < c->n_ent; i++) entry_free(atomic_load(&c->ent[i]));
+        free(c->ent);
+        pthread_mutex_destroy(&c->mu);
+        pmemo_free(&c->memo);
+        prun_free(&c->r);
+        free(c->mark);
+        free(c->lv);
+        free(c->esc);
+        free(c->lvc);
+        free(c->path);
+        free(c);
+        c = nx;
+    }
+}
+
+tm_cache *tm_cache_get(const sgr_grammar *cg, const sgr_vocab *v) {
+    sgr_grammar *g = (sgr_grammar *)cg; /* the cache list is the only mutable part */
+    pthread_mutex_lock(&g->mu);
+    tm_cache *c = g->caches;
+    while (c && c->uid != v->uid) c = c->next;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (c) {
+            c->uid = v->uid;
+            c->v = v;
+            c->n_ent = g->n_st;
+            c->ent = calloc(g->n_st ? g->n_st : 1, sizeof *c->ent);
+            c->mark = calloc(v->n_tn ? v->n_tn : 1, 1);
+            c->lv = malloc(((size_t)v->max_depth + 2) * 2 * sizeof *c->lv);
+            c->esc = malloc((size_t)v->max_depth + 2);
+            c->path = malloc(((size_t)v->max_depth + 2) * sizeof *c->path);
+            c->lvc = malloc(((size_t)v->max_depth + 2) * sizeof *c->lvc);
+            bool ok = c->ent && c->mark && c->lv && c->esc && c->path && c->lvc && prun_init(&c->r, g) == 0;
+            if (ok && pmemo_init(&c->memo, &c->r) < 0) { prun_free(&c->r); ok = false; }
+            if (!ok) {
+                free(c->ent); free(c->mark); free(c->lv); free(c->esc); free(c->path); free(c->lvc);
+                free(c);
+                c = NULL;
+            } else {
+                pthread_mutex_init(&c->mu, NULL);
+                c->next = g->caches;
+                g->caches = c;
+            }
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return c;
+}
+
+/* The bytes some head of hs[off..off+n) can consume. */
+static void level_bytes(const prun *r, size_t off, size_t n, uint8_t *u) {
+    const sgr_grammar *g = r->g;
+    uint64_t w[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x[4];
+        memcpy(x, g->cls[g->st[r->hs[off + i].st].a], 32);
+        w[0] |= x[0], w[1] |= x[1], w[2] |= x[2], w[3] |= x[3];
+    }
+    memcpy(u, w, 32);
+}
+
+static inline void set_toks(const sgr_vocab *v, const tnode *nd, uint32_t *bits) {
+    for (uint32_t t = 0; t < nd->tok_n; t++) {
+        uint32_t id = (uint32_t)v->toks[nd->tok_off + t];
+        bits[id >> 5] |= 1u << (id & 31);
+    }
+}
+
+static void mark_node(tm_cache *c, uint32_t i, uint8_t kind, uint32_t d) {
+    if (c->mark[i] != 1) c->mark[i] = kind;
+    for (uint32_t k = d - 1; k-- > 0;) { /* ancestors path[0..d-2] */
+        uint32_t a = c->path[k];
+        if (c->mark[a]) break;
+        c->mark[a] = 2;
+    }
+}
+
+static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
+    const sgr_vocab *v = c->v;
+    prun *r = &c->r;
+    size_t nw = (v->n_vocab + 31) / 32;
+    tm_entry *en = calloc(1, sizeof *en);
+    if (!en || !(en->acc = calloc(nw, sizeof *en->acc))) { free(en); return NULL; }
+    pmemo *mm = &c->memo;
+    if (pmemo_full(mm)) pmemo_clear(mm);
+    r->n_hs = 0;
+    r->oom = false;
+    bool oom = false;
+    prun_begin(r);
+    prun_closure(r, st, FR_SENT);
+    size_t *cid = c->lv;
+    cid[0] = pmemo_intern(mm, 0, r->n_hs, &oom);
+    c->esc[0] = 0;
+    size_t n_marked = 0;
+    for (uint32_t i = 0; i < v->n_tn && !oom && !r->oom;) {
+        const tnode *nd = &v->tn[i];
+        uint32_t d = nd->depth;
+        c->path[d - 1] = i;
+        unsigned fl;
+        uint32_t nid = pmemo_step(mm, (uint32_t)cid[d - 1], nd->byte, &fl, &oom);
+        cid[d] = nid;
+        c->esc[d] = c->esc[d - 1] | ((fl & PR_ESC) != 0);
+        bool alive = nid || (fl & (PR_ESC | PR_END));
+        if (nd->tok_n) {
+            if (alive) set_toks(v, nd, en->acc);
+            else if (c->esc[d - 1]) { mark_node(c, i, 1, d); n_marked++; }
+        }
+        if (nid == 0) {
+            if (c->esc[d]) {
+                for (uint32_t j = i + 1; j < nd->skip; j++) c->mark[j] = v->tn[j].tok_n ? 1 : 2;
+                n_marked += nd->skip - i - 1;
+                if (nd->skip > i + 1) mark_node(c, i, 2, d);
+            }
+            i = nd->skip;
+        } else i++;
+    }
+    if (oom || r->oom) {
+        memset(c->mark, 0, v->n_tn);
+        pmemo_clear(mm);
+        r->oom = false;
+        entry_free(en);
+        return NULL;
+    }
+    if (n_marked) {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < v->n_tn; i++) n += c->mark[i] != 0;
+        en->mini = malloc(n * sizeof *en->mini);
+        en->mskip = malloc(n * sizeof *en->mskip);
+        en->munc = malloc(n);
+        if (!en->mini || !en->mskip || !en->munc) { entry_free(en); return NULL; }
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < v->n_tn; i++)
+            if (c->mark[i]) {
+                en->mini[k] = i;
+                en->munc[k] = c->mark[i] == 1;
+                c->mark[i] = 0;
+                k++;
+            }
+        en->n_mini = n;
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t end = v->tn[en->mini[j]].skip, a = j + 1, b = n;
+            while (a < b) {
+                uint32_t mid = a + (b - a) / 2;
+                if (en->mini[mid] < end) a = mid + 1;
+                else b = mid;
+            }
+            en->mskip[j] = a;
+        }
+    }
+    return en;
+}
+
+static tm_entry *entry_get(sgr_matcher *m, uint32_t st, bool *hit) {
+    tm_cache *c = m->cache;
+    tm_entry *en = atomic_load_explicit(&c->ent[st], memory_order_acquire);
+    if (en) return en;
+    *hit = false;
+    pthread_mutex_lock(&c->mu);
+    en = atomic_load_explicit(&c->ent[st], memory_order_acquire);
+    if (!en && c->bytes < TM_MAX_BYTES) {
+        en = entry_compute(c, m->g, st);
+        if (en) {
+            c->bytes += ((c->v->n_vocab + 31) / 32) * 4 + (size_t)en->n_mini * 9 + sizeof *en;
+            atomic_store_explicit(&c->ent[st], en, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return en;
+}
+
+static bool lv_reserve(sgr_matcher *m) {
+    size_t need = ((size_t)m->v->max_depth + 2) * 2;
+    if (m->cap_lv >= need) return true;
+    size_t *q = realloc(m->lv, need * sizeof *q);
+    if (!q) return false;
+    m->lv = q;
+    uint8_t (*c)[32] = realloc(m->lvc, need / 2 * sizeof *c);
+    if (!c) return false;
+    m->lvc = c;
+    m->cap_lv = need;
+    return true;
+}
+
+/* Walks trie nodes (all of them, or a cache entry's sub-trie) from the heads
+ * [off, off+n) with real stacks, setting the bits of surviving tokens. */
+static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint32_t *bits) {
+    const sgr_vocab *v = m->v;
+    prun *r = &m->r;
+    size_t base = r->n_hs;
+    size_t *lo = m->lv, *ln = m->lv + v->max_depth + 2;
+    uint8_t (*lvc)[32] = m->lvc;
+    lo[0] = off;
+    ln[0] = n;
+    level_bytes(r, off, n, lvc[0]);
+    uint32_t total = en ? en->n_mini : v->n_tn;
+    for (uint32_t j = 0; j < total && !r->oom;) {
+        uint32_t i = en ? en->mini[j] : j;
+        const tnode *nd = &v->tn[i];
+        uint32_t d = nd->depth;
+        size_t top = d == 1 ? base : lo[d - 1] + ln[d - 1];
+        r->n_hs = top;
+        size_t nn = 0;
+        unsigned fl = 0;
+        if (cls_has(lvc[d - 1], nd->byte)) {
+            fl = prun_step(r, lo[d - 1], ln[d - 1], nd->byte, &nn);
+            if (nn && nd->skip > i + 1) level_bytes(r, top, nn, lvc[d]);
+        }
+        lo[d] = top;
+        ln[d] = nn;
+        if (nd->tok_n && (nn || (fl & PR_END)) && (!en || en->munc[j])) set_toks(v, nd, bits);
+        if (nn == 0) j = en ? en->mskip[j] : nd->skip;
+        else j++;
+    }
+    r->n_hs = base;
+}
+
+static int mask_begin(sgr_matcher *m, uint32_t *bits, const mstep **t) {
+    if (!m->v || !lv_reserve(m)) return -1;
+    memset(bits, 0, ((m->v->n_vocab + 31) / 32) * sizeof *bits);
+    *t = matcher_top(m);
+    if ((*t)->flags & MS_EOG) return 1;
+    if ((*t)->flags & PR_END)
+        for (uint32_t i = 0; i < m->v->n_eog; i++) {
+            uint32_t id = (uint32_t)m->v->eog_ids[i];
+            bits[id >> 5] |= 1u << (id & 31);
+        }
+    return 0;
+}
+
+int sgr_matcher_fill_mask(sgr_matcher *m, uint32_t *bits) {
+    const mstep *t;
+    int rc = mask_begin(m, bits, &t);
+    if (rc) return rc < 0 ? -1 : 0;
+    size_t nw = (m->v->n_vocab + 31) / 32;
+    bool hit = true;
+    for (uint32_t h = 0; h < t->n; h++) {
+        phead hd = m->r.hs[t->off + h];
+        tm_entry *en = entry_get(m, hd.st, &hit);
+        if (!en) { /* cache full (or out of memory): walk this head uncached */
+            walk(m, t->off + h, 1, NULL, bits);
+            continue;
+        }
+        for (size_t w = 0; w < nw; w++) bits[w] |= en->acc[w];
+        if (en->n_mini) walk(m, t->off + h, 1, en, bits);
+    }
+    m->last_hit = hit;
+    return m->r.oom ? -1 : 0;
+}
+
+int sgr_matcher_fill_mask_uncached(sgr_matcher *m, uint32_t *bits) {
+    const mstep *t;
+    int rc = mask_begin(m, bits, &t);
+    if (rc) return rc < 0 ? -1 : 0;
+    walk(m, t->off, t->n, NULL, bits);
+    return m->r.oom ? -1 : 0;
+}
+
+bool sgr_matcher_last_cache_hit(const sgr_matcher *m) { return m->last_hit; }

@@ -1,0 +1,850 @@
+/* test_schema_grammar.c — the JSON Schema → grammar compiler. Two
+ * independent checks of soundness (everything the grammar accepts is valid):
+ * a random walk over the grammar whose strings must parse strictly and
+ * validate, and a memoized backtracking recognizer (the oracle) that must
+ * reject every invalid labelled instance of JSONSchemaBench and of
+ * JSON-Schema-Test-Suite. Hand-written cases pin down each keyword. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sgr/grammar_int.h"
+#include "sgr/sgr.h"
+#include "testutil.h"
+
+/* ======================================================================== */
+/* Oracle: which end positions can expression x reach from position p?      */
+/* ======================================================================== */
+
+typedef struct oracle {
+    const sgr_gb *b;
+    const uint8_t *s;
+    size_t n, W;            /* input, words per bitset */
+    /* memo for rule references: open addressing on (rule, pos) */
+    uint64_t *keys; uint64_t **vals; size_t cap, used;
+    uint64_t steps;
+} oracle;
+
+static uint64_t *bs_new(oracle *o) { uint64_t *v = calloc(o->W, 8); assert_non_null(v); return v; }
+static void bs_set(uint64_t *v, size_t i) { v[i >> 6] |= 1ull << (i & 63); }
+static bool bs_get(const uint64_t *v, size_t i) { return v[i >> 6] >> (i & 63) & 1; }
+static bool bs_or(oracle *o, uint64_t *d, const uint64_t *s) {
+    bool ch = false;
+    for (size_t i = 0; i < o->W; i++) { uint64_t x = d[i] | s[i]; if (x != d[i]) ch = true; d[i] = x; }
+    return ch;
+}
+static bool bs_empty(oracle *o, const uint64_t *v) {
+    for (size_t i = 0; i < o->W; i++) if (v[i]) return false;
+    return true;
+}
+
+static void o_match(oracle *o, sgr_expr x, size_t p, uint64_t *out);
+
+/* out |= ends of x from every position in `from` */
+static void o_from(oracle *o, sgr_expr x, const uint64_t *from, uint64_t *out) {
+    for (size_t p = 0; p <= o->n; p++) if (bs_get(from, p)) o_match(o, x, p, out);
+}
+
+static uint64_t *memo_slot(oracle *o, uint64_t key, bool *found) {
+    if (o->used * 2 >= o->cap) {
+        size_t nc = o->cap ? o->cap * 2 : 1024;
+        uint64_t *nk = malloc(nc * 8);
+        uint64_t **nv = calloc(nc, sizeof *nv);
+        assert_non_null(nk); assert_non_null(nv);
+        memset(nk, 0xFF, nc * 8);
+        for (size_t i = 0; i < o->cap; i++) {
+            if (o->keys[i] == UINT64_MAX) continue;
+            size_t h = (size_t)(o->keys[i] * 0x9E3779B97F4A7C15ull >> 20) & (nc - 1);
+            while (nk[h] != UINT64_MAX) h = (h + 1) & (nc - 1);
+            nk[h] = o->keys[i];
+            nv[h] = o->vals[i];
+        }
+        free(o->keys); free(o->vals);
+        o->keys = nk; o->vals = nv; o->cap = nc;
+    }
+    size_t h = (size_t)(key * 0x9E3779B97F4A7C15ull >> 20) & (o->cap - 1);
+    while (o->keys[h] != UINT64_MAX && o->keys[h] != key) h = (h + 1) & (o->cap - 1);
+    *found = o->keys[h] == key;
+    if (!*found) { o->keys[h] = key; o->vals[h] = bs_new(o); o->used++; }
+    return o->vals[h];
+}
+
+static void o_match_raw(oracle *o, sgr_expr x, size_t p, uint64_t *out);
+
+/* Every composite node is memoized on (node, position): grammars are DAGs
+ * with shared tails, so without it optional members cost 2^n. */
+static void o_match(oracle *o, sgr_expr x, size_t p, uint64_t *out) {
+    const gx_node *nd = gx_at(o->b, x);
+    if (nd->kind == GX_EMPTY || nd->kind == GX_LIT || nd->kind == GX_CLASS || nd->kind == GX_REF) {
+        o_match_raw(o, x, p, out);
+        return;
+    }
+    bool found;
+    uint64_t key = ((uint64_t)o->b->n_rules + (uint64_t)x) * (o->n + 1) + p;
+    uint64_t *v = memo_slot(o, key, &found);
+    if (!found) {
+        uint64_t *tmp = bs_new(o);
+        o_match_raw(o, x, p, tmp);
+        bool f2;
+        v = memo_slot(o, key, &f2);
+        bs_or(o, v, tmp);
+        free(tmp);
+    }
+    bs_or(o, out, v);
+}
+
+static void o_match_raw(oracle *o, sgr_expr x, size_t p, uint64_t *out) {
+    const gx_node *nd = gx_at(o->b, x);
+    o->steps++;
+    switch (nd->kind) {
+    case GX_EMPTY: bs_set(out, p); break;
+    case GX_LIT:
+        if (p + nd->n <= o->n && !memcmp(o->s + p, o->b->bytes + nd->off, nd->n)) bs_set(out, p + nd->n);
+        break;
+    case GX_CLASS:
+        if (p < o->n && (o->b->classes[nd->off][o->s[p] >> 3] >> (o->s[p] & 7) & 1)) bs_set(out, p + 1);
+        break;
+    case GX_ALT:
+        for (uint32_t i = 0; i < nd->n; i++) o_match(o, o->b->kids[nd->off + i], p, out);
+        break;
+    case GX_SEQ: {
+        uint64_t *cur = bs_new(o);
+        bs_set(cur, p);
+        for (uint32_t i = 0; i < nd->n && !bs_empty(o, cur); i++) {
+            uint64_t *nx = bs_new(o);
+            o_from(o, o->b->kids[nd->off + i], cur, nx);
+            free(cur);
+            cur = nx;
+        }
+        bs_or(o, out, cur);
+        free(cur);
+        break;
+    }
+    case GX_REPEAT: {
+        uint64_t *cur = bs_new(o), *seen = bs_new(o);
+        bs_set(cur, p);
+        if (nd->min == 0) bs_or(o, out, cur);
+        for (uint32_t k = 1; k <= nd->max && !bs_empty(o, cur); k++) {
+            uint64_t *nx = bs_new(o);
+            o_from(o, nd->a, cur, nx);
+            free(cur);
+            cur = nx;
+            if (k >= nd->min) {
+                bs_or(o, out, cur);
+                /* past min, positions already expanded need no second pass */
+                if (!bs_or(o, seen, cur)) break;
+            }
+            if (k == UINT32_MAX - 1) break;
+        }
+        free(cur);
+        free(seen);
+        break;
+    }
+    case GX_REF: {
+        bool found;
+        uint64_t key = (uint64_t)nd->a * (o->n + 1) + p;
+        uint64_t *v = memo_slot(o, key, &found);
+        if (!found) {
+            /* computed once; a left-recursive re-entry would see it empty */
+            uint64_t *tmp = bs_new(o);
+            o_match(o, o->b->rules[nd->a].body, p, tmp);
+            bool f2;
+            v = memo_slot(o, key, &f2);
+            bs_or(o, v, tmp);
+            free(tmp);
+        }
+        bs_or(o, out, v);
+        break;
+    }
+    }
+}
+
+static bool oracle_accepts(const sgr_gb *b, int32_t start, const char *s, size_t n) {
+    oracle o = {0};
+    o.b = b;
+    o.s = (const uint8_t *)s;
+    o.n = n;
+    o.W = (n + 1 + 63) / 64;
+    uint64_t *out = bs_new(&o);
+    o_match(&o, b->rules[start].body, 0, out);
+    bool ok = bs_get(out, n);
+    free(out);
+    for (size_t i = 0; i < o.cap; i++) free(o.vals[i]);
+    free(o.keys);
+    free(o.vals);
+    return ok;
+}
+
+/* ======================================================================== */
+/* Random walk                                                              */
+/* ======================================================================== */
+
+#define INF_COST 1e18
+
+typedef struct walker {
+    const sgr_gb *b;
+    double *rule_cost;
+    uint64_t rng;
+    char *out; size_t n, cap;
+    size_t budget;          /* bytes before it heads for the shortest completion */
+} walker;
+
+static uint64_t rnd(walker *w) {
+    w->rng ^= w->rng << 13; w->rng ^= w->rng >> 7; w->rng ^= w->rng << 17;
+    return w->rng;
+}
+
+static double cost_raw(const sgr_gb *b, sgr_expr x, const double *rc);
+static double *g_memo; /* per node, NAN unknown (reset per fixpoint pass) */
+
+static double cost(const sgr_gb *b, sgr_expr x, const double *rc) {
+    if (!isnan(g_memo[x])) return g_memo[x];
+    double c = cost_raw(b, x, rc);
+    g_memo[x] = c;
+    return c;
+}
+
+static double cost_raw(const sgr_gb *b, sgr_expr x, const double *rc) {
+    const gx_node *nd = gx_at(b, x);
+    switch (nd->kind) {
+    case GX_EMPTY: return 0;
+    case GX_LIT: return nd->n;
+    case GX_CLASS: {
+        for (int i = 0; i < 32; i++) if (b->classes[nd->off][i]) return 1;
+        return INF_COST;
+    }
+    case GX_SEQ: {
+        double s = 0;
+        for (uint32_t i = 0; i < nd->n; i++) { s += cost(b, b->kids[nd->off + i], rc); if (s >= INF_COST) return INF_COST; }
+        return s;
+    }
+    case GX_ALT: {
+        double m = INF_COST;
+        for (uint32_t i = 0; i < nd->n; i++) { double c = cost(b, b->kids[nd->off + i], rc); if (c < m) m = c; }
+        return m;
+    }
+    case GX_REPEAT: {
+        if (nd->min == 0) return 0;
+        double c = cost(b, nd->a, rc);
+        return c >= INF_COST ? INF_COST : c * nd->min;
+    }
+    case GX_REF: return rc[nd->a];
+    }
+    return INF_COST;
+}
+
+static double *rule_costs(const sgr_gb *b) {
+    double *rc = malloc((b->n_rules + 1) * sizeof *rc);
+    assert_non_null(rc);
+    for (size_t i = 0; i < b->n_rules; i++) rc[i] = INF_COST;
+    free(g_memo);
+    g_memo = malloc((b->n_nodes + 1) * sizeof *g_memo);
+    assert_non_null(g_memo);
+    for (bool ch = true; ch;) {
+        ch = false;
+        for (size_t i = 0; i < b->n_nodes; i++) g_memo[i] = NAN;
+        for (size_t r = b->n_rules; r-- > 0;) {
+            if (b->rules[r].body < 0) continue;
+            double c = cost(b, b->rules[r].body, rc);
+            if (c < rc[r]) { rc[r] = c; ch = true; }
+        }
+    }
+    for (size_t i = 0; i < b->n_nodes; i++) g_memo[i] = NAN; /* final costs for the walk */
+    return rc;
+}
+
+static void put(walker *w, const void *p, size_t n) {
+    if (w->n + n + 1 > w->cap) {
+        w->cap = (w->n + n + 1) * 2;
+        w->out = realloc(w->out, w->cap);
+        assert_non_null(w->out);
+    }
+    memcpy(w->out + w->n, p, n);
+    w->n += n;
+    w->out[w->n] = 0;
+}
+
+static void walk(walker *w, sgr_expr x) {
+    const sgr_gb *b = w->b;
+    const gx_node *nd = gx_at(b, x);
+    bool tight = w->n > w->budget;
+    switch (nd->kind) {
+    case GX_EMPTY: break;
+    case GX_LIT: put(w, b->bytes + nd->off, nd->n); break;
+    case GX_CLASS: {
+        const uint8_t *set = b->classes[nd->off];
+        int cnt = 0;
+        for (int c = 0; c < 256; c++) cnt += set[c >> 3] >> (c & 7) & 1;
+        assert_true(cnt > 0);
+        int k = (int)(rnd(w) % (uint64_t)cnt);
+        for (int c = 0; c < 256; c++)
+            if (set[c >> 3] >> (c & 7) & 1) { if (k-- == 0) { uint8_t ch = (uint8_t)c; put(w, &ch, 1); break; } }
+        break;
+    }
+    case GX_SEQ:
+        for (uint32_t i = 0; i < nd->n; i++) walk(w, b->kids[nd->off + i]);
+        break;
+    case GX_ALT: {
+        sgr_expr best = -1;
+        double bc = INF_COST;
+        size_t nok = 0;
+        for (uint32_t i = 0; i < nd->n; i++) {
+            double c = cost(b, b->kids[nd->off + i], w->rule_cost);
+            if (c < INF_COST) nok++;
+            if (c < bc) { bc = c; best = b->kids[nd->off + i]; }
+        }
+        assert_true(best >= 0);
+        if (tight) { walk(w, best); break; }
+        size_t k = rnd(w) % nok;
+        for (uint32_t i = 0; i < nd->n; i++) {
+            if (cost(b, b->kids[nd->off + i], w->rule_cost) >= INF_COST) continue;
+            if (k-- == 0) { walk(w, b->kids[nd->off + i]); break; }
+        }
+        break;
+    }
+    case GX_REPEAT: {
+        uint32_t k = nd->min;
+        if (!tight && cost(b, nd->a, w->rule_cost) < INF_COST) {
+            uint32_t extra = (uint32_t)(rnd(w) % 4);
+            uint64_t t = (uint64_t)k + extra;
+            k = t > nd->max ? nd->max : (uint32_t)t;
+        }
+        for (uint32_t i = 0; i < k; i++) walk(w, nd->a);
+        break;
+    }
+    case GX_REF: walk(w, b->rules[nd->a].body); break;
+    }
+}
+
+/* ======================================================================== */
+/* Helpers                                                                  */
+/* ======================================================================== */
+
+static json *load_json(const char *path) {
+    char *buf;
+    size_t len;
+    qerr e;
+    if (q_read_file(path, &buf, &len, &e)) return NULL;
+    json *v = NULL;
+    json_parse_opts o = {0, JSON_DUP_LAST};
+    int rc = json_parse(buf, len, &o, &v, &e);
+    free(buf);
+    return rc ? NULL : v;
+}
+
+typedef struct compiled { schema *s; sgr_gb *b; int32_t start; char err[512]; } compiled;
+
+static bool compile_text_or_doc(const json *doc, const sgr_schema_opts *go, compiled *c) {
+    memset(c, 0, sizeof *c);
+    schema_opts so = {0};
+    qerr e;
+    if (schema_compile(doc, &so, &c->s, &e)) { snprintf(c->err, sizeof c->err, "schema: %.400s", e.msg); return false; }
+    c->b = sgr_gb_new(NULL);
+    sgr_unenforced *sk = NULL;
+    size_t nsk = 0;
+    c->start = sgr_schema_to_grammar(c->s, go, c->b, &sk, &nsk, &e);
+    free(sk);
+    if (c->start < 0) { snprintf(c->err, sizeof c->err, "%s", e.msg); return false; }
+    return true;
+}
+
+static void compiled_free(compiled *c) {
+    schema_free(c->s);
+    if (c->b) sgr_gb_free(c->b);
+}
+
+static compiled compile_str_opts(const char *txt, const sgr_schema_opts *go) {
+    json *doc = NULL;
+    qerr e;
+    if (json_parse(txt, strlen(txt), NULL, &doc, &e)) { fprintf(stderr, "bad test schema %s: %s\n", txt, e.msg); fail(); }
+    compiled c;
+    bool ok = compile_text_or_doc(doc, go, &c);
+    json_free(doc);
+    if (!ok) { fprintf(stderr, "schema %s does not compile: %s\n", txt, c.err); fail(); }
+    return c;
+}
+
+static compiled compile_str(const char *txt) { return compile_str_opts(txt, NULL); }
+
+/* n random strings; each must parse strictly and validate. Returns failures. */
+static int random_check(const compiled *c, int n, uint64_t seed, const char *what, bool verbose) {
+    walker w = {0};
+    w.b = c->b;
+    w.rule_cost = rule_costs(c->b);
+    w.rng = seed * 2654435761u + 12345;
+    w.budget = 2000;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        w.n = 0;
+        put(&w, "", 0);
+        walk(&w, c->b->rules[c->start].body);
+        json *v = NULL;
+        qerr e;
+        json_parse_opts po = {0, JSON_DUP_REJECT};
+        int ok = 0;
+        if (json_parse(w.out, w.n, &po, &v, &e) == 0) {
+            schema_error err;
+            ok = schema_validate(c->s, v, &err) == 1;
+            if (!ok && verbose) fprintf(stderr, "INVALID %s: %.300s (%s at %s: %s)\n", what, w.out, err.keyword, err.instance_ptr, err.msg);
+        } else if (verbose) fprintf(stderr, "UNPARSABLE %s: %.300s (%s)\n", what, w.out, e.msg);
+        json_free(v);
+        if (!ok) bad++;
+        /* the oracle agrees with the walker */
+        if (w.n < 3000 && !oracle_accepts(c->b, c->start, w.out, w.n)) {
+            if (verbose) fprintf(stderr, "ORACLE REJECTS WALK %s: %.300s\n", what, w.out);
+            bad++;
+        }
+    }
+    free(w.out);
+    free(w.rule_cost);
+    free(g_memo);
+    g_memo = NULL;
+    return bad;
+}
+
+static bool accepts(const compiled *c, const char *s) { return oracle_accepts(c->b, c->start, s, strlen(s)); }
+
+/* ======================================================================== */
+/* Hand-written cases                                                       */
+/* ======================================================================== */
+
+typedef struct hcase { const char *schema; const char *yes[12]; const char *no[16]; } hcase;
+
+static const hcase cases[] = {
+    {"{\"type\":\"integer\",\"minimum\":-15,\"maximum\":27}",
+     {"-15", "-9", "0", "9", "10", "27", "-10", "19"},
+     {"-16", "28", "100", "-0", "01", "1.5", "\"1\"", "-100"}},
+    {"{\"type\":\"integer\",\"exclusiveMinimum\":-1,\"exclusiveMaximum\":100}",
+     {"0", "99", "50"}, {"-1", "100", "101", "-2"}},
+    {"{\"type\":\"integer\",\"minimum\":1.5,\"maximum\":3.7}", {"2", "3"}, {"1", "4", "2.5"}},
+    {"{\"type\":\"integer\",\"minimum\":-1000}", {"-1000", "0", "123456789012345"}, {"-1001", "1234567890123456"}},
+    {"{\"type\":\"number\",\"minimum\":0,\"maximum\":1}", {"0", "1", "0.5", "0.999999", "0.25"}, {"1.5", "-0.5", "2", "1.1", "0.50"}},
+    {"{\"type\":\"number\",\"exclusiveMinimum\":0,\"exclusiveMaximum\":1}", {"0.5", "0.000001"}, {"0", "1", "1.5"}},
+    {"{\"type\":\"number\",\"minimum\":-2.5,\"maximum\":-1}", {"-2", "-1", "-1.5"}, {"0", "-3", "-0.5", "1"}},
+    {"{\"type\":\"number\",\"maximum\":0,\"exclusiveMaximum\":0}", {"-1", "-0.5"}, {"0", "0.5"}},
+    {"{\"type\":\"number\",\"multipleOf\":0.01,\"minimum\":0}", {"1.25", "3", "0.01"}, {"1.255", "-1"}},
+    {"{\"type\":\"integer\",\"multipleOf\":5,\"minimum\":0,\"maximum\":20}", {"0", "5", "20"}, {"3", "25", "-5"}},
+    {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}",
+     {"\"ab\"", "\"abc\"", "\"\\n\\\"\"", "\"\\u0001x\"", "\"\xc3\xa9\xc3\xa9\""},
+     {"\"a\"", "\"abcd\"", "\"\\n\"", "\"\xc3\xa9\""}},
+    {"{\"type\":\"string\",\"pattern\":\"^[a-z]+-[0-9]{2}$\"}", {"\"ab-12\"", "\"z-00\""}, {"\"ab-1\"", "\"AB-12\"", "\"ab-123\"", "\"x ab-12\""}},
+    {"{\"type\":\"string\",\"pattern\":\"ab\"}", {"\"ab\"", "\"xaby\"", "\"\\\"ab\\\\\""}, {"\"a\"", "\"ba\""}},
+    {"{\"type\":\"string\",\"pattern\":\"^a\",\"maxLength\":3}", {"\"a\"", "\"abc\""}, {"\"ba\"", "\"abcd\""}},
+    {"{\"type\":\"string\",\"pattern\":\"^[\\\"\\\\\\\\]$\"}", {"\"\\\"\"", "\"\\\\\""}, {"\"a\""}},
+    {"{\"type\":\"string\",\"pattern\":\"x$\",\"minLength\":3}", {"\"abx\"", "\"aaax\""}, {"\"ax\"", "\"xa\""}},
+    {"{\"type\":\"string\",\"format\":\"date\"}", {"\"2024-02-28\"", "\"1999-12-31\""}, {"\"2024-13-01\"", "\"x\""}},
+    {"{\"type\":\"string\",\"format\":\"ipv4\"}", {"\"1.2.3.4\"", "\"255.0.0.1\""}, {"\"256.1.1.1\""}},
+    {"{\"enum\":[\"a\",1,null,{\"k\":[1,2]}]}", {"\"a\"", "1", "null", "{\"k\":[1,2]}"}, {"\"b\"", "2", "{\"k\":[2,1]}"}},
+    {"{\"type\":\"string\",\"enum\":[\"a\",1,\"bb\"],\"maxLength\":1}", {"\"a\""}, {"\"bb\"", "1"}},
+    {"{\"const\":{\"a\":true}}", {"{\"a\":true}"}, {"{\"a\":false}", "{}"}},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"string\"}},\"required\":[\"b\"],\"additionalProperties\":false}",
+     {"{\"b\":\"x\"}", "{\"a\":1,\"b\":\"\"}"}, {"{}", "{\"a\":1}", "{\"b\":1}", "{\"b\":\"x\",\"c\":1}", "{\"b\":\"x\",\"a\":1}"}},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{},\"b\":{},\"c\":{}},\"minProperties\":2,\"maxProperties\":2}",
+     {"{\"a\":1,\"b\":null}"}, {"{\"a\":1}", "{\"a\":1,\"b\":2,\"c\":3}"}},
+    {"{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"},\"minProperties\":1}",
+     {"{\"k\":1}"}, {"{}", "{\"k\":\"x\"}"}},
+    {"{\"type\":\"object\",\"patternProperties\":{\"^x-\":{\"type\":\"boolean\"}},\"additionalProperties\":false}",
+     {"{}", "{\"x-a\":true}"}, {"{\"y\":true}", "{\"x-a\":1}"}},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"dependentRequired\":{\"a\":[\"b\"]}}",
+     {"{}", "{\"b\":1}"}, {"{\"a\":1}"}},
+    {"{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}",
+     {"[1,2]", "[1,2,3]"}, {"[]", "[1]", "[1,2,3,4]", "[1,\"a\"]"}},
+    {"{\"type\":\"array\",\"prefixItems\":[{\"const\":\"a\"},{\"type\":\"integer\"}],\"items\":false}",
+     {"[]", "[\"a\"]", "[\"a\",3]"}, {"[\"a\",3,4]", "[3]"}},
+    {"{\"type\":\"array\",\"contains\":{\"const\":7},\"items\":{\"type\":\"integer\"}}", {"[7]", "[7,1]"}, {"[]", "[1]"}},
+    {"{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"uniqueItems\":true,\"maxItems\":1}", {"[]", "[1]"}, {"[1,1]"}},
+    {"{\"anyOf\":[{\"type\":\"string\",\"maxLength\":1},{\"type\":\"integer\",\"minimum\":5}]}", {"\"a\"", "5"}, {"\"ab\"", "4"}},
+    {"{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}", {"\"a\"", "5"}, {"null", "1.5"}},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"oneOf\":[{\"required\":[\"a\"]},{\"required\":[\"b\"]}]}",
+     {"{\"a\":1}", "{\"b\":2}"}, {"{}", "{\"a\":1,\"b\":2}"}},
+    /* the second branch is dead (its instances also match the first); the first leaves r out */
+    {"{\"type\":\"object\",\"properties\":{\"l\":{\"type\":\"number\"},\"r\":{\"type\":\"number\"}},\"required\":[\"l\"],\"oneOf\":[{\"required\":[\"l\"]},{\"required\":[\"r\"]}]}",
+     {"{\"l\":1}"}, {"{\"l\":1,\"r\":2}", "{\"r\":2}"}},
+    /* branches told apart by an optional enum member, written in both */
+    {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"t\":{\"enum\":[\"a\"]},\"v\":{\"type\":\"string\"}}},{\"properties\":{\"t\":{\"enum\":[\"b\",\"c\"]},\"v\":{\"type\":\"number\"}}}]}",
+     {"{\"t\":\"a\"}", "{\"t\":\"b\",\"v\":1}", "{\"t\":\"a\",\"v\":\"x\"}"}, {"{}", "{\"v\":\"x\"}", "{\"t\":\"a\",\"v\":1}"}},
+    /* each branch writes the key the other forbids */
+    {"{\"type\":\"object\",\"oneOf\":[{\"properties\":{\"k\":{\"type\":\"string\"}},\"additionalProperties\":false},{\"properties\":{\"ks\":{\"type\":\"array\"}},\"additionalProperties\":false}]}",
+     {"{\"k\":\"x\"}", "{\"ks\":[]}"}, {"{}", "{\"k\":\"x\",\"ks\":[]}"}},
+    /* told apart by an enum one level down */
+    {"{\"type\":\"object\",\"required\":[\"e\"],\"oneOf\":[{\"properties\":{\"a\":{\"type\":\"object\",\"required\":[\"s\"],\"properties\":{\"s\":{\"enum\":[\"rpm\"]}}}}},{\"properties\":{\"a\":{\"type\":\"object\",\"required\":[\"s\"],\"properties\":{\"s\":{\"enum\":[\"deb\"]}}}}}]}",
+     {"{\"a\":{\"s\":\"rpm\"},\"e\":1}", "{\"a\":{\"s\":\"deb\"},\"e\":null}"}, {"{\"e\":1}", "{\"a\":{\"s\":\"rpm\"}}"}},
+    {"{\"allOf\":[{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}},\"required\":[\"a\"]},{\"properties\":{\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}]}",
+     {"{\"a\":1,\"b\":\"x\"}"}, {"{\"a\":1}", "{\"b\":\"x\"}"}},
+    {"{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\"},\"next\":{\"$ref\":\"#/$defs/node\"}},\"required\":[\"v\"],\"additionalProperties\":false}},\"$ref\":\"#/$defs/node\"}",
+     {"{\"v\":1}", "{\"v\":1,\"next\":{\"v\":2}}"}, {"{}", "{\"v\":1,\"next\":{}}"}},
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"integer\"}},\"not\":{\"required\":[\"a\"]}}",
+     {"{}", "{\"b\":1}"}, {"{\"a\":1}"}},
+    {"{\"type\":[\"string\",\"null\"],\"not\":{\"type\":\"null\"}}", {"\"a\""}, {"null"}},
+    {"{\"not\":{\"required\":[\"a\"]}}", {"{}"}, {"1", "\"x\"", "null", "{\"a\":1}"}},
+    {"{}", {"null", "true", "1", "\"x\"", "[]", "{}"}, {"", "nul", "{\"a\":1,\"a\":2}"}},
+    {"{\"type\":\"object\",\"propertyNames\":{\"maxLength\":3},\"properties\":{\"abcd\":{},\"ab\":{}},\"required\":[\"ab\"]}",
+     {"{\"ab\":1}"}, {"{\"abcd\":1,\"ab\":1}"}},
+};
+
+static void test_hand_cases(void **state) {
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const hcase *h = &cases[i];
+        compiled c = compile_str(h->schema);
+        for (int k = 0; k < 12 && h->yes[k]; k++)
+            if (!accepts(&c, h->yes[k])) { fprintf(stderr, "schema %s should accept %s\n", h->schema, h->yes[k]); bad++; }
+        for (int k = 0; k < 16 && h->no[k]; k++)
+            if (accepts(&c, h->no[k])) { fprintf(stderr, "schema %s should reject %s\n", h->schema, h->no[k]); bad++; }
+        bad += random_check(&c, 200, i + 1, h->schema, true);
+        compiled_free(&c);
+        /* with whitespace between tokens, and narrow digit limits */
+        sgr_schema_opts go = {.ws = 2, .max_int_digits = 3, .max_frac_digits = 2};
+        c = compile_str_opts(h->schema, &go);
+        bad += random_check(&c, 100, i + 101, h->schema, true);
+        compiled_free(&c);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* Formats asserted: every string the grammar writes passes sgr/format.c. */
+static void test_formats_asserted(void **state) {
+    (void)state;
+    static const char *const fmts[] = {"date", "time", "date-time", "duration", "email", "hostname", "ipv4",
+                                       "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "json-pointer"};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
+        char t[200];
+        snprintf(t, sizeof t, "{\"type\":\"string\",\"format\":\"%s\",\"maxLength\":60}", fmts[i]);
+        json *doc = NULL;
+        qerr e;
+        assert_int_equal(json_parse(t, strlen(t), NULL, &doc, &e), 0);
+        compiled c = {0};
+        schema_opts so = {.assert_format = true};
+        assert_int_equal(schema_compile(doc, &so, &c.s, &e), 0);
+        c.b = sgr_gb_new(NULL);
+        c.start = sgr_schema_to_grammar(c.s, NULL, c.b, NULL, NULL, &e);
+        if (c.start < 0) { fprintf(stderr, "format %s: %s\n", fmts[i], e.msg); fail(); }
+        bad += random_check(&c, 300, i + 11, t, true);
+        compiled_free(&c);
+        json_free(doc);
+    }
+    /* a format the compiler cannot write, asserted: refused */
+    const char *t = "{\"type\":\"string\",\"format\":\"uri-template\"}";
+    json *doc = NULL;
+    qerr e;
+    assert_int_equal(json_parse(t, strlen(t), NULL, &doc, &e), 0);
+    schema *s;
+    schema_opts so = {.assert_format = true};
+    assert_int_equal(schema_compile(doc, &so, &s, &e), 0);
+    sgr_gb *b = sgr_gb_new(NULL);
+    assert_true(sgr_schema_to_grammar(s, NULL, b, NULL, NULL, &e) < 0);
+    assert_non_null(strstr(e.msg, "format"));
+    sgr_gb_free(b);
+    schema_free(s);
+    json_free(doc);
+    assert_int_equal(bad, 0);
+}
+
+/* What must be refused in strict mode, and what best effort records. */
+static void test_unsupported(void **state) {
+    (void)state;
+    static const char *const refused[][2] = {
+        {"{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":3}]}", "oneOf"},
+        {"{\"type\":\"array\",\"uniqueItems\":true}", "uniqueItems"},
+        {"{\"type\":\"number\",\"multipleOf\":0.3}", "multipleOf"},
+        {"{\"type\":\"string\",\"pattern\":\"\\\\bword\\\\b\"}", "word boundary"},
+        {"{\"if\":{\"type\":\"string\"},\"then\":{\"minLength\":2}}", "if"},
+        {"{\"properties\":{\"x\":{\"not\":{\"minimum\":3}}}}", "/properties/x"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        json *doc = NULL;
+        qerr e;
+        assert_int_equal(json_parse(refused[i][0], strlen(refused[i][0]), NULL, &doc, &e), 0);
+        compiled c;
+        bool ok = compile_text_or_doc(doc, NULL, &c);
+        if (ok || !strstr(c.err, refused[i][1]) || !strstr(c.err, "unsupported")) {
+            fprintf(stderr, "%s: expected an error naming %s, got %s\n", refused[i][0], refused[i][1], ok ? "success" : c.err);
+            fail();
+        }
+        compiled_free(&c);
+        sgr_schema_opts o = {.best_effort = true};
+        schema *s;
+        assert_int_equal(schema_compile(doc, NULL, &s, &e), 0);
+        sgr_gb *b = sgr_gb_new(NULL);
+        sgr_unenforced *sk = NULL;
+        size_t nsk = 0;
+        int32_t st = sgr_schema_to_grammar(s, &o, b, &sk, &nsk, &e);
+        assert_true(st >= 0);
+        assert_true(nsk >= 1);
+        free(sk);
+        sgr_gb_free(b);
+        schema_free(s);
+        json_free(doc);
+    }
+    /* a schema with no instance at all */
+    json *doc = NULL;
+    qerr e;
+    static const char *const none[] = {
+        "{\"type\":\"object\",\"properties\":{\"a\":false},\"required\":[\"a\"]}",
+        /* additionalProperties of one allOf member forbids what the other requires */
+        "{\"allOf\":[{\"properties\":{\"a\":{}},\"additionalProperties\":false},{\"properties\":{\"b\":{}},\"required\":[\"b\"]}],\"type\":\"object\"}",
+        "{\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"n\":{\"$ref\":\"#/$defs/n\"}},\"required\":[\"n\"]}},\"$ref\":\"#/$defs/n\"}",
+    };
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        assert_int_equal(json_parse(none[i], strlen(none[i]), NULL, &doc, &e), 0);
+        compiled c;
+        assert_false(compile_text_or_doc(doc, NULL, &c));
+        assert_non_null(strstr(c.err, "no finite instance"));
+        compiled_free(&c);
+        json_free(doc);
+    }
+}
+
+static void test_regex_grammar(void **state) {
+    (void)state;
+    static const struct { const char *re; bool json, search; const char *yes[6]; const char *no[6]; } rc[] = {
+        {"^ab*c$", false, true, {"ac", "abbc"}, {"abd", "xac", "acx"}},
+        {"b", false, true, {"b", "abc", "bbb"}, {"", "a"}},
+        {"a|^b", false, true, {"xa", "b", "ba"}, {"xb", ""}},
+        {"x$|^y", false, false, {"x", "y"}, {"xy", ""}},
+        {"[^a]", false, false, {"b", "\xc3\xa9"}, {"a", "bb"}},
+        {".", true, false, {"a", "\\\""}, {"\n", "\\n", "\""}},
+        {"\\d{2,3}", false, false, {"12", "123"}, {"1", "1234"}},
+    };
+    for (size_t i = 0; i < sizeof rc / sizeof *rc; i++) {
+        regex *re;
+        qerr e;
+        assert_int_equal(regex_compile(rc[i].re, strlen(rc[i].re), &re, &e), 0);
+        sgr_gb *b = sgr_gb_new(NULL);
+        sgr_expr x = regex_to_grammar(re, b, rc[i].json, rc[i].search, &e);
+        assert_true(x >= 0);
+        int32_t r = sgr_gb_rule(b, "start");
+        sgr_gb_define(b, r, x);
+        assert_null(sgr_gb_error(b));
+        for (int k = 0; k < 6 && rc[i].yes[k]; k++)
+            if (!oracle_accepts(b, r, rc[i].yes[k], strlen(rc[i].yes[k]))) { fprintf(stderr, "/%s/ should accept %s\n", rc[i].re, rc[i].yes[k]); fail(); }
+        for (int k = 0; k < 6 && rc[i].no[k]; k++)
+            if (oracle_accepts(b, r, rc[i].no[k], strlen(rc[i].no[k]))) { fprintf(stderr, "/%s/ should reject %s\n", rc[i].re, rc[i].no[k]); fail(); }
+        sgr_gb_free(b);
+        regex_free(re);
+    }
+}
+
+static void test_any_json_object(void **state) {
+    (void)state;
+    sgr_gb *b = sgr_gb_new(NULL);
+    qerr e;
+    int32_t st = sgr_schema_any_json_object(b, NULL, 4, &e);
+    assert_true(st >= 0);
+    compiled c = {.b = b, .start = st};
+    assert_true(accepts(&c, "{}"));
+    assert_true(accepts(&c, "{\"a\":1,\"bb\":[true,{\"x\":null}]}"));
+    assert_false(accepts(&c, "[]"));
+    assert_false(accepts(&c, "{\"a\":1,\"a\":2}"));
+    /* random objects parse strictly (no duplicate keys) */
+    const char *t = "{\"type\":\"object\"}";
+    json *doc = NULL;
+    assert_int_equal(json_parse(t, strlen(t), NULL, &doc, &e), 0);
+    assert_int_equal(schema_compile(doc, NULL, &c.s, &e), 0);
+    json_free(doc);
+    assert_int_equal(random_check(&c, 300, 7, "any object", true), 0);
+    schema_free(c.s);
+    sgr_gb_free(b);
+}
+
+/* ======================================================================== */
+/* Corpora                                                                  */
+/* ======================================================================== */
+
+static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static char **list_json(const char *dir, size_t *n) {
+    DIR *d = opendir(dir);
+    if (!d) { fprintf(stderr, "cannot open %s\n", dir); fail(); }
+    char **v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) continue;
+        if (cnt == cap) { cap = cap ? cap * 2 : 64; v = realloc(v, cap * sizeof *v); }
+        v[cnt++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(v, cnt, sizeof *v, name_cmp);
+    *n = cnt;
+    return v;
+}
+
+typedef struct stats {
+    int schemas, supported, walks_bad;
+    int valid, valid_accepted, invalid, invalid_accepted;
+} stats;
+
+/* Labelled instance: invalid ones must be rejected; count accepted valid ones. */
+static void check_instance(const compiled *c, const json *data, bool valid, stats *st, const char *what) {
+    char *txt;
+    size_t n;
+    qerr e;
+    if (json_serialize(data, NULL, &txt, &n, &e)) return;
+    if (n <= 4000) {
+        bool acc = oracle_accepts(c->b, c->start, txt, n);
+        if (valid) { st->valid++; if (acc) st->valid_accepted++; }
+        else {
+            st->invalid++;
+            if (acc) {
+                /* the validator is the definition: make sure it says invalid */
+                schema_error err;
+                if (schema_validate(c->s, data, &err) != 1) {
+                    st->invalid_accepted++;
+                    fprintf(stderr, "ACCEPTS INVALID %s: %.300s\n", what, txt);
+                }
+            }
+        }
+    }
+    free(txt);
+}
+
+static void run_bench_split(const char *split, stats *st) {
+    char rel[256], dir[1024];
+    snprintf(rel, sizeof rel, "jsonschemabench/%s", split);
+    snprintf(dir, sizeof dir, "%s", shared_path(rel));
+    size_t n;
+    char **names = list_json(dir, &n);
+    for (size_t i = 0; i < n; i++) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        json *doc = load_json(path);
+        if (!doc) { free(names[i]); continue; }
+        st->schemas++;
+        compiled c;
+        if (compile_text_or_doc(json_get(doc, "schema"), NULL, &c)) {
+            st->supported++;
+            char what[2100];
+            snprintf(what, sizeof what, "%s/%s", split, names[i]);
+            st->walks_bad += random_check(&c, 20, i + 1, what, true);
+            const json *tests = json_get(doc, "tests");
+            for (size_t k = 0; k < json_size(tests); k++) {
+                const json *tc = json_at(tests, k);
+                check_instance(&c, json_get(tc, "data"), json_get(tc, "valid") && json_get(tc, "valid")->type == JSON_TRUE, st, what);
+            }
+        }
+        compiled_free(&c);
+        json_free(doc);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void test_jsonschemabench(void **state) {
+    (void)state;
+    static const char *splits[] = {"Glaiveai2K", "Github_easy", "Github_trivial", "Snowplow"};
+    stats tot = {0};
+    for (size_t i = 0; i < 4; i++) {
+        stats st = {0};
+        run_bench_split(splits[i], &st);
+        fprintf(stderr, "%-15s supported %d/%d (%.1f%%); random walks invalid %d; valid instances accepted %d/%d; invalid accepted %d/%d\n",
+                splits[i], st.supported, st.schemas, 100.0 * st.supported / (st.schemas ? st.schemas : 1), st.walks_bad,
+                st.valid_accepted, st.valid, st.invalid_accepted, st.invalid);
+        if (i < 2) assert_true(st.supported * 100 >= st.schemas * 95);
+        tot.walks_bad += st.walks_bad;
+        tot.invalid_accepted += st.invalid_accepted;
+    }
+    assert_int_equal(tot.walks_bad, 0);
+    assert_int_equal(tot.invalid_accepted, 0);
+}
+
+/* JSON-Schema-Test-Suite: every group whose schema compiles and is
+ * supported; its invalid instances must be rejected, walks must validate. */
+static void test_suite_soundness(void **state) {
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", shared_path("jsonschema/JSON-Schema-Test-Suite/tests/draft2020-12"));
+    size_t n;
+    char **names = list_json(dir, &n);
+    stats st = {0};
+    for (size_t i = 0; i < n; i++) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        json *doc = load_json(path);
+        for (size_t g = 0; doc && g < json_size(doc); g++) {
+            const json *grp = json_at(doc, g);
+            st.schemas++;
+            compiled c;
+            char what[2200];
+            snprintf(what, sizeof what, "%s / %s", names[i], json_string(json_get(grp, "description")));
+            if (compile_text_or_doc(json_get(grp, "schema"), NULL, &c)) {
+                st.supported++;
+                st.walks_bad += random_check(&c, 30, g + 1, what, true);
+                const json *tests = json_get(grp, "tests");
+                for (size_t k = 0; k < json_size(tests); k++) {
+                    const json *tc = json_at(tests, k);
+                    /* only where the validator agrees with the suite's label */
+                    schema_error err;
+                    int v = schema_validate(c.s, json_get(tc, "data"), &err);
+                    bool label = json_get(tc, "valid")->type == JSON_TRUE;
+                    if (v < 0 || (v == 1) != label) continue;
+                    check_instance(&c, json_get(tc, "data"), label, &st, what);
+                }
+            }
+            compiled_free(&c);
+        }
+        json_free(doc);
+        free(names[i]);
+    }
+    free(names);
+    fprintf(stderr, "draft2020-12 groups supported %d/%d; random walks invalid %d; valid accepted %d/%d; invalid accepted %d/%d\n",
+            st.supported, st.schemas, st.walks_bad, st.valid_accepted, st.valid, st.invalid_accepted, st.invalid);
+    assert_int_equal(st.walks_bad, 0);
+    assert_int_equal(st.invalid_accepted, 0);
+}
+
+static void test_cli(void **state) {
+    (void)state;
+    char tmpl[] = "/tmp/quire-sg-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    char sp[256], args[1024];
+    snprintf(sp, sizeof sp, "%s/s.json", dir);
+    FILE *f = fopen(sp, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":3}]}}}", f);
+    fclose(f);
+    char *out;
+    snprintf(args, sizeof args, "schema check %s 2>&1", sp);
+    assert_int_equal(run_quire(args, &out), 2);
+    assert_non_null(strstr(out, "oneOf"));
+    assert_non_null(strstr(out, "/properties/x"));
+    free(out);
+    snprintf(args, sizeof args, "schema check %s --best-effort 2>&1", sp);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "not enforced: oneOf at /properties/x"));
+    free(out);
+    f = fopen(sp, "w");
+    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"boolean\"}},\"required\":[\"x\"]}", f);
+    fclose(f);
+    snprintf(args, sizeof args, "schema check %s --grammar", sp);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "root ::="));
+    assert_non_null(strstr(out, "\"true\""));
+    free(out);
+    snprintf(args, sizeof args, "schema check --stats %s", dir);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "\"supported\":1"));
+    free(out);
+    remove(sp);
+    rmdir(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_regex_grammar),
+        cmocka_unit_test(test_hand_cases),
+        cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_formats_asserted),
+        cmocka_unit_test(test_any_json_object),
+        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_suite_soundness),
+        cmocka_unit_test(test_jsonschemabench),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
