@@ -28,6 +28,13 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
 bool cli_parse_int(const char *s, long long *out);
 bool cli_parse_float(const char *s, double *out);
 
+/* JSON files for the sgr commands (tools/schema_file.c): a whole file
+ * parsed strictly (errors name the file), and the $ref loader schema
+ * commands use — file: URIs only, nothing is fetched. */
+struct json;
+int cli_load_json(const char *path, struct json **out, qerr *e);
+int cli_schema_file_loader(void *ud, const char *uri, struct json **out, qerr *e);
+
 /* JSON writer to a FILE, with comma bookkeeping. */
 typedef struct jw {
     FILE *f;

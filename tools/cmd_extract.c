@@ -46,22 +46,6 @@ void help_extract(FILE *out) {
             "  share of valid outputs and latency percentiles per stage.\n");
 }
 
-static int load_json_file(const char *path, json **out, qerr *e) {
-    char *buf;
-    size_t len;
-    if (q_read_file(path, &buf, &len, e)) return -1;
-    int rc = json_parse(buf, len, NULL, out, e);
-    free(buf);
-    if (rc) qerr_wrap(e, "%s", path);
-    return rc;
-}
-
-static int file_loader(void *ud, const char *uri, json **out, qerr *e) {
-    (void)ud;
-    if (strncmp(uri, "file://", 7) != 0) return qerr_set(e, "remote $ref not available offline: %s", uri);
-    return load_json_file(uri + 7, out, e);
-}
-
 /* Everything an extraction needs that does not depend on the document. */
 typedef struct xsetup {
     json *doc;
@@ -91,12 +75,12 @@ static int xsetup_init(xsetup *x, const char *cmd, const char *mpath, const char
     qerr e;
     memset(x, 0, sizeof *x);
     double t0 = q_now();
-    if (load_json_file(spath, &x->doc, &e)) return cli_fail(cmd, "%s", e.msg);
+    if (cli_load_json(spath, &x->doc, &e)) return cli_fail(cmd, "%s", e.msg);
     char base[4200];
     char *abs = realpath(spath, NULL);
     snprintf(base, sizeof base, "file://%s", abs ? abs : spath);
     free(abs);
-    schema_opts sco = {.load = file_loader, .base_uri = base};
+    schema_opts sco = {.load = cli_schema_file_loader, .base_uri = base};
     if (schema_compile(x->doc, &sco, &x->s, &e)) return cli_fail(cmd, "%s: %s", spath, e.msg);
     if (json_serialize(x->doc, NULL, &x->schema_text, &x->schema_len, &e)) return cli_fail(cmd, "%s", e.msg);
     sgr_gb *b = sgr_gb_new(NULL);

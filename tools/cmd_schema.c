@@ -34,23 +34,6 @@ void help_schema(FILE *out) {
                  "  disk relative to the schema file.\n");
 }
 
-static int load(const char *path, json **out, qerr *e) {
-    char *buf;
-    size_t len;
-    if (q_read_file(path, &buf, &len, e)) return -1;
-    int rc = json_parse(buf, len, NULL, out, e);
-    free(buf);
-    if (rc) qerr_wrap(e, "%s", path);
-    return rc;
-}
-
-/* Remote $ref loader: file: URIs only (no network). */
-static int file_loader(void *ud, const char *uri, json **out, qerr *e) {
-    (void)ud;
-    if (strncmp(uri, "file://", 7) != 0) return qerr_set(e, "remote $ref not available offline: %s", uri);
-    return load(uri + 7, out, e);
-}
-
 typedef struct reason { char text[96]; int count; } reason;
 
 static int reason_cmp(const void *a, const void *b) {
@@ -110,7 +93,7 @@ static int schema_stats(char **dirs, int nd, const sgr_schema_opts *go) {
             snprintf(path, sizeof path, "%s/%s", dirs[d], names[i]);
             json *doc = NULL;
             qerr e;
-            if (load(path, &doc, &e)) { bad_schema++; total++; continue; }
+            if (cli_load_json(path, &doc, &e)) { bad_schema++; total++; continue; }
             const json *sch = json_get(doc, "schema");
             if (!sch || !json_is_object(doc) || !json_get(doc, "tests")) sch = doc;
             char why[512];
@@ -205,14 +188,14 @@ int cmd_schema(int argc, char **argv) {
     }
     qerr e;
     json *doc = NULL, *inst = NULL;
-    if (load(files[0], &doc, &e)) { free(files); return cli_fail("schema", "%s", e.msg); }
+    if (cli_load_json(files[0], &doc, &e)) { free(files); return cli_fail("schema", "%s", e.msg); }
     char base[4200];
     char *abs = realpath(files[0], NULL);
     snprintf(base, sizeof base, "file://%s", abs ? abs : files[0]);
     free(abs);
     schema_opts so = {0};
     so.assert_format = assert_format;
-    so.load = file_loader;
+    so.load = cli_schema_file_loader;
     so.base_uri = base;
     schema *s;
     if (schema_compile(doc, &so, &s, &e)) { json_free(doc); int rc = cli_fail("schema", "%s: %s", files[0], e.msg); free(files); return rc; }
@@ -262,7 +245,7 @@ int cmd_schema(int argc, char **argv) {
             free(sk);
             sgr_gb_free(b);
         }
-    } else if (load(files[1], &inst, &e)) {
+    } else if (cli_load_json(files[1], &inst, &e)) {
         rc = cli_fail("schema", "%s", e.msg);
     } else {
         schema_error err;
