@@ -619,7 +619,9 @@ static const char *format_regex(const char *f) {
         {"time", "^" TIME "$"},
         {"date-time", "^" DATE "T" TIME "$"},
         {"duration", "^P([0-9]{1,4}D|[0-9]{1,4}W|T[0-9]{1,4}H([0-9]{1,4}M)?|[0-9]{1,4}DT[0-9]{1,4}H)$"},
-        {"email", "^[a-z0-9]{1,20}(\\.[a-z0-9]{1,20}){0,2}@" HOST "$"},
+        /* a dotted domain with a letters-only TLD: dotless domains are legal
+         * in RFC 5321 but most validators (Ajv's, browsers') refuse them */
+        {"email", "^[a-z0-9]{1,20}(\\.[a-z0-9]{1,20}){0,2}@[a-z0-9]{1,20}(-[a-z0-9]{1,20})?(\\.[a-z0-9]{1,20}(-[a-z0-9]{1,20})?){0,2}\\.[a-z]{2,10}$"},
         {"hostname", "^" HOST "$"},
         {"ipv4", "^" OCT "(\\." OCT "){3}$"},
         {"ipv6", "^([0-9a-f]{1,4}(:[0-9a-f]{1,4}){7}|::([0-9a-f]{1,4}(:[0-9a-f]{1,4}){0,5})?)$"},
