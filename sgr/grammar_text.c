@@ -320,6 +320,19 @@ static sgr_expr parse_postfix(tparse *p) {
     }
 }
 
+/* Appends x to a growing list of sub-expressions; frees the list and
+ * records the error when out of memory. */
+static int push_kid(tparse *p, sgr_expr **k, size_t *n, size_t *cap, sgr_expr x) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        sgr_expr *q = realloc(*k, *cap * sizeof *q);
+        if (!q) { free(*k); *k = NULL; tfail(p, "out of memory"); return -1; }
+        *k = q;
+    }
+    (*k)[(*n)++] = x;
+    return 0;
+}
+
 static sgr_expr parse_seq(tparse *p) {
     sgr_expr *k = NULL;
     size_t n = 0, cap = 0;
@@ -330,13 +343,7 @@ static sgr_expr parse_seq(tparse *p) {
         if (c == '|' || c == ')' || at_rule_head(p)) break;
         sgr_expr x = parse_postfix(p);
         if (x == SGR_EXPR_ERR) { free(k); return SGR_EXPR_ERR; }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            sgr_expr *q = realloc(k, cap * sizeof *q);
-            if (!q) { free(k); tfail(p, "out of memory"); return SGR_EXPR_ERR; }
-            k = q;
-        }
-        k[n++] = x;
+        if (push_kid(p, &k, &n, &cap, x)) return SGR_EXPR_ERR;
     }
     sgr_expr x = sgr_gb_seq(p->b, k, n);
     free(k);
@@ -349,13 +356,7 @@ static sgr_expr parse_alt(tparse *p) {
     for (;;) {
         sgr_expr x = parse_seq(p);
         if (x == SGR_EXPR_ERR) { free(k); return SGR_EXPR_ERR; }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            sgr_expr *q = realloc(k, cap * sizeof *q);
-            if (!q) { free(k); tfail(p, "out of memory"); return SGR_EXPR_ERR; }
-            k = q;
-        }
-        k[n++] = x;
+        if (push_kid(p, &k, &n, &cap, x)) return SGR_EXPR_ERR;
         skip_ws(p);
         if (p->pos < p->n && p->s[p->pos] == '|') { p->pos++; continue; }
         break;

@@ -36,27 +36,6 @@ static int remote_loader(void *ud, const char *uri, json **out, qerr *e) {
     return 0;
 }
 
-static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Sorted *.json names in a directory. */
-static char **list_json(const char *dir, size_t *n) {
-    DIR *d = opendir(dir);
-    if (!d) { fprintf(stderr, "cannot open %s\n", dir); fail(); }
-    char **v = NULL;
-    size_t cnt = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) continue;
-        if (cnt == cap) { cap = cap ? cap * 2 : 64; v = realloc(v, cap * sizeof *v); }
-        v[cnt++] = strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(v, cnt, sizeof *v, name_cmp);
-    *n = cnt;
-    return v;
-}
-
 typedef struct tally {
     int pass, total;
     char **failed;
@@ -106,7 +85,7 @@ static void run_dir(const char *rel, bool assert_format, tally *t) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", shared_path(rel)); /* shared_path's buffers rotate */
     size_t n;
-    char **names = list_json(dir, &n);
+    char **names = test_list_json(dir, &n);
     for (size_t i = 0; i < n; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
@@ -173,7 +152,7 @@ static void test_jsonschemabench(void **state) {
         char dir[1024];
         snprintf(dir, sizeof dir, "%s", shared_path(rel));
         size_t n;
-        char **names = list_json(dir, &n);
+        char **names = test_list_json(dir, &n);
         int compiled = 0, ok = 0, total = 0, unsupported = 0;
         for (size_t i = 0; i < n; i++) {
             char path[2048];

@@ -656,26 +656,6 @@ static void test_any_json_object(void **state) {
 /* Corpora                                                                  */
 /* ======================================================================== */
 
-static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static char **list_json(const char *dir, size_t *n) {
-    DIR *d = opendir(dir);
-    if (!d) { fprintf(stderr, "cannot open %s\n", dir); fail(); }
-    char **v = NULL;
-    size_t cnt = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) continue;
-        if (cnt == cap) { cap = cap ? cap * 2 : 64; v = realloc(v, cap * sizeof *v); }
-        v[cnt++] = strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(v, cnt, sizeof *v, name_cmp);
-    *n = cnt;
-    return v;
-}
-
 typedef struct stats {
     int schemas, supported, walks_bad;
     int valid, valid_accepted, invalid, invalid_accepted;
@@ -710,7 +690,7 @@ static void run_bench_split(const char *split, stats *st) {
     snprintf(rel, sizeof rel, "jsonschemabench/%s", split);
     snprintf(dir, sizeof dir, "%s", shared_path(rel));
     size_t n;
-    char **names = list_json(dir, &n);
+    char **names = test_list_json(dir, &n);
     for (size_t i = 0; i < n; i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
@@ -761,7 +741,7 @@ static void test_suite_soundness(void **state) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", shared_path("jsonschema/JSON-Schema-Test-Suite/tests/draft2020-12"));
     size_t n;
-    char **names = list_json(dir, &n);
+    char **names = test_list_json(dir, &n);
     stats st = {0};
     for (size_t i = 0; i < n; i++) {
         char path[2048];

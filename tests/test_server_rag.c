@@ -25,35 +25,11 @@
 #define KEY_B "Authorization: Bearer key-bob-0123456789ab\r\n"
 #define KEY_ADMIN "Authorization: Bearer key-admin-0123456789\r\n"
 
-static json *parse(const char *text) {
-    json *v = NULL;
-    qerr e;
-    if (json_parse(text, strlen(text), NULL, &v, &e)) {
-        fprintf(stderr, "bad JSON (%s): %.300s\n", e.msg, text);
-        fail();
-    }
-    return v;
-}
-
-/* Sends a request and returns its parsed JSON body; *status gets the code. */
-static json *call(int port, const char *method, const char *path, const char *body, const char *key, int *status) {
-    char *r = srv_request(port, method, path, body, key);
-    *status = srv_status(r);
-    json *v = parse(srv_body(r));
-    free(r);
-    return v;
-}
-
-static const char *str_at(const json *o, const char *ptr) {
-    const json *v = json_pointer_get(o, ptr, strlen(ptr));
-    return json_is_string(v) ? json_string(v) : "";
-}
-
 static void expect_400(int port, const char *path, const char *body, const char *key, const char *param) {
     int st;
-    json *v = call(port, "POST", path, body, key, &st);
-    if (st != 400 || strcmp(str_at(v, "/error/param"), param) != 0) {
-        fprintf(stderr, "%s %s: status %d, param '%s' (want 400, '%s')\n", path, body, st, str_at(v, "/error/param"), param);
+    json *v = srv_call_json(port, "POST", path, body, key, &st);
+    if (st != 400 || strcmp(test_json_str(v, "/error/param"), param) != 0) {
+        fprintf(stderr, "%s %s: status %d, param '%s' (want 400, '%s')\n", path, body, st, test_json_str(v, "/error/param"), param);
         fail();
     }
     json_free(v);
@@ -94,14 +70,14 @@ static void test_documents_roundtrip(void **state) {
         if (*p == '\n') *p = ' '; /* JSON strings cannot hold raw newlines: spaces keep offsets equal */
     for (size_t i = 0; i < n; i++)
         if (text[i] == '\n') text[i] = ' ';
-    json *v = call(s.port, "POST", "/v1/documents", body, NULL, &st);
+    json *v = srv_call_json(s.port, "POST", "/v1/documents", body, NULL, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(str_at(v, "/ids/0"), "long");
+    assert_string_equal(test_json_str(v, "/ids/0"), "long");
     double chunks = json_number(json_get(v, "chunks"));
     assert_true(chunks >= 2);
     json_free(v);
     free(body);
-    v = call(s.port, "POST", "/v1/documents",
+    v = srv_call_json(s.port, "POST", "/v1/documents",
              "{\"documents\":[{\"id\":\"de\",\"text\":\"Der Fluss und der Stein am Hafen.\",\"metadata\":{\"lang\":\"de\"}},"
              "{\"id\":\"en\",\"text\":\"The river and the stone at the harbor.\",\"metadata\":{\"lang\":\"en\"}}]}",
              NULL, &st);
@@ -110,10 +86,10 @@ static void test_documents_roundtrip(void **state) {
     json_free(v);
 
     /* GET: metadata, acl, chunks whose [start, end) is their text */
-    v = call(s.port, "GET", "/v1/documents/long", NULL, NULL, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/long", NULL, NULL, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(str_at(v, "/title"), "Long one");
-    assert_string_equal(str_at(v, "/metadata/lang"), "en");
+    assert_string_equal(test_json_str(v, "/title"), "Long one");
+    assert_string_equal(test_json_str(v, "/metadata/lang"), "en");
     assert_int_equal(json_size(json_get(v, "acl")), 0);
     const json *ch = json_get(v, "chunks");
     assert_int_equal((double)json_size(ch), chunks);
@@ -133,13 +109,13 @@ static void test_documents_roundtrip(void **state) {
     for (int m = 0; m < 3; m++) {
         char q[256];
         snprintf(q, sizeof q, "{\"query\":\"river stone harbor\",\"mode\":\"%s\",\"k\":3}", modes[m]);
-        v = call(s.port, "POST", "/v1/search", q, NULL, &st);
+        v = srv_call_json(s.port, "POST", "/v1/search", q, NULL, &st);
         assert_int_equal(st, 200);
         const json *res = json_get(v, "results");
         assert_int_equal(json_size(res), 3);
         for (size_t i = 0; i < json_size(res); i++) {
             const json *h = json_at(res, i);
-            if (strcmp(str_at(h, "/id"), "long") == 0) {
+            if (strcmp(test_json_str(h, "/id"), "long") == 0) {
                 size_t a = (size_t)json_number(json_get(h, "start")), b = (size_t)json_number(json_get(h, "end"));
                 assert_memory_equal(json_string(json_get(h, "text")), text + a, b - a);
             }
@@ -147,10 +123,10 @@ static void test_documents_roundtrip(void **state) {
         json_free(v);
         /* a metadata filter inside the index */
         snprintf(q, sizeof q, "{\"query\":\"river stone Fluss Stein\",\"mode\":\"%s\",\"k\":3,\"filter\":\"lang = \\\"de\\\"\"}", modes[m]);
-        v = call(s.port, "POST", "/v1/search", q, NULL, &st);
+        v = srv_call_json(s.port, "POST", "/v1/search", q, NULL, &st);
         assert_int_equal(st, 200);
         assert_int_equal(json_size(json_get(v, "results")), 1);
-        assert_string_equal(str_at(v, "/results/0/id"), "de");
+        assert_string_equal(test_json_str(v, "/results/0/id"), "de");
         json_free(v);
     }
 
@@ -178,47 +154,47 @@ static void test_documents_roundtrip(void **state) {
     free(r);
 
     /* ids are percent-decoded from the path */
-    v = call(s.port, "POST", "/v1/documents", "{\"id\":\"a b/c\",\"text\":\"odd id\"}", NULL, &st);
+    v = srv_call_json(s.port, "POST", "/v1/documents", "{\"id\":\"a b/c\",\"text\":\"odd id\"}", NULL, &st);
     assert_int_equal(st, 200);
     json_free(v);
-    v = call(s.port, "GET", "/v1/documents/a%20b%2Fc", NULL, NULL, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/a%20b%2Fc", NULL, NULL, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(str_at(v, "/id"), "a b/c");
+    assert_string_equal(test_json_str(v, "/id"), "a b/c");
     json_free(v);
-    v = call(s.port, "GET", "/v1/documents/a%zz", NULL, NULL, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/a%zz", NULL, NULL, &st);
     assert_int_equal(st, 400);
-    assert_string_equal(str_at(v, "/error/param"), "id");
+    assert_string_equal(test_json_str(v, "/error/param"), "id");
     json_free(v);
 
     /* DELETE: gone from GET and search; a second DELETE is 404 */
-    v = call(s.port, "DELETE", "/v1/documents/en", NULL, NULL, &st);
+    v = srv_call_json(s.port, "DELETE", "/v1/documents/en", NULL, NULL, &st);
     assert_int_equal(st, 200);
     json_free(v);
-    v = call(s.port, "GET", "/v1/documents/en", NULL, NULL, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/en", NULL, NULL, &st);
     assert_int_equal(st, 404);
     json_free(v);
     assert_int_equal(srv_metric(s.port, "quire_index_documents"), 3); /* long, de, "a b/c" */
-    v = call(s.port, "DELETE", "/v1/documents/en", NULL, NULL, &st);
+    v = srv_call_json(s.port, "DELETE", "/v1/documents/en", NULL, NULL, &st);
     assert_int_equal(st, 404);
     json_free(v);
-    v = call(s.port, "POST", "/v1/search", "{\"query\":\"river stone harbor\",\"k\":10}", NULL, &st);
+    v = srv_call_json(s.port, "POST", "/v1/search", "{\"query\":\"river stone harbor\",\"k\":10}", NULL, &st);
     for (size_t i = 0; i < json_size(json_get(v, "results")); i++)
-        assert_string_not_equal(str_at(json_at(json_get(v, "results"), i), "/id"), "en");
+        assert_string_not_equal(test_json_str(json_at(json_get(v, "results"), i), "/id"), "en");
     json_free(v);
 
     /* durability: an acknowledged document survives a SIGKILL (WAL replay) */
-    v = call(s.port, "POST", "/v1/documents", "{\"id\":\"late\",\"text\":\"written just before the crash\"}", NULL, &st);
+    v = srv_call_json(s.port, "POST", "/v1/documents", "{\"id\":\"late\",\"text\":\"written just before the crash\"}", NULL, &st);
     assert_int_equal(st, 200);
     json_free(v);
     kill(s.pid, SIGKILL);
     waitpid(s.pid, NULL, 0);
     srv_forget(s.pid);
     s = srv_start(extra);
-    v = call(s.port, "GET", "/v1/documents/late", NULL, NULL, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/late", NULL, NULL, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(str_at(v, "/chunks/0/text"), "written just before the crash");
+    assert_string_equal(test_json_str(v, "/chunks/0/text"), "written just before the crash");
     json_free(v);
-    v = call(s.port, "GET", "/v1/documents/en", NULL, NULL, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/en", NULL, NULL, &st);
     assert_int_equal(st, 404);
     json_free(v);
     assert_int_equal(srv_stop(&s), 0);
@@ -233,7 +209,7 @@ static void test_documents_roundtrip(void **state) {
 
 static bool has_id(const json *list, const char *prefix) {
     for (size_t i = 0; i < json_size(list); i++)
-        if (strncmp(str_at(json_at(list, i), "/id"), prefix, strlen(prefix)) == 0) return true;
+        if (strncmp(test_json_str(json_at(list, i), "/id"), prefix, strlen(prefix)) == 0) return true;
     return false;
 }
 
@@ -254,7 +230,7 @@ static void test_acl(void **state) {
     /* alice: 5 private documents (default ACL: her principals) */
     for (int i = 0; i < 5; i++) {
         snprintf(body, sizeof body, "{\"id\":\"alice-%d\",\"text\":\"quick notes from alice number %d\",\"metadata\":{\"tag\":\"x\"}}", i, i);
-        json *v = call(s.port, "POST", "/v1/documents", body, KEY_A, &st);
+        json *v = srv_call_json(s.port, "POST", "/v1/documents", body, KEY_A, &st);
         assert_int_equal(st, 200);
         json_free(v);
     }
@@ -265,26 +241,26 @@ static void test_acl(void **state) {
         n += (size_t)snprintf(batch + n, 65536 - n, "%s{\"id\":\"bob-%d\",\"text\":\"quick quick notes notes secret %d\",\"metadata\":{\"tag\":\"x\"}}",
                               i ? "," : "", i, i);
     snprintf(batch + n, 65536 - n, "]}");
-    json *v = call(s.port, "POST", "/v1/documents", batch, KEY_B, &st);
+    json *v = srv_call_json(s.port, "POST", "/v1/documents", batch, KEY_B, &st);
     assert_int_equal(st, 200);
     json_free(v);
     free(batch);
     /* a public one, and one alice shares with bob */
-    v = call(s.port, "POST", "/v1/documents", "{\"id\":\"pub\",\"text\":\"quick public notes\",\"acl\":[],\"metadata\":{\"tag\":\"x\"}}", KEY_B, &st);
+    v = srv_call_json(s.port, "POST", "/v1/documents", "{\"id\":\"pub\",\"text\":\"quick public notes\",\"acl\":[],\"metadata\":{\"tag\":\"x\"}}", KEY_B, &st);
     assert_int_equal(st, 200);
     json_free(v);
-    v = call(s.port, "POST", "/v1/documents", "{\"id\":\"shared\",\"text\":\"quick shared notes\",\"acl\":[\"alice\",\"bob\"],\"metadata\":{\"tag\":\"x\"}}", KEY_A, &st);
+    v = srv_call_json(s.port, "POST", "/v1/documents", "{\"id\":\"shared\",\"text\":\"quick shared notes\",\"acl\":[\"alice\",\"bob\"],\"metadata\":{\"tag\":\"x\"}}", KEY_A, &st);
     assert_int_equal(st, 200);
     json_free(v);
     /* alice may not write a document only bob can read, nor replace bob's */
-    v = call(s.port, "POST", "/v1/documents", "{\"id\":\"sneaky\",\"text\":\"quick\",\"acl\":[\"bob\"]}", KEY_A, &st);
+    v = srv_call_json(s.port, "POST", "/v1/documents", "{\"id\":\"sneaky\",\"text\":\"quick\",\"acl\":[\"bob\"]}", KEY_A, &st);
     assert_int_equal(st, 403);
-    assert_string_equal(str_at(v, "/error/param"), "acl");
+    assert_string_equal(test_json_str(v, "/error/param"), "acl");
     json_free(v);
-    v = call(s.port, "POST", "/v1/documents", "{\"id\":\"bob-0\",\"text\":\"overwritten\"}", KEY_A, &st);
+    v = srv_call_json(s.port, "POST", "/v1/documents", "{\"id\":\"bob-0\",\"text\":\"overwritten\"}", KEY_A, &st);
     assert_int_equal(st, 403);
     json_free(v);
-    v = call(s.port, "POST", "/v1/search", "{\"query\":\"quick\"}", NULL, &st); /* no key */
+    v = srv_call_json(s.port, "POST", "/v1/search", "{\"query\":\"quick\"}", NULL, &st); /* no key */
     assert_int_equal(st, 401);
     json_free(v);
 
@@ -296,49 +272,49 @@ static void test_acl(void **state) {
             for (int k = 5; k <= 8; k += 3) {
                 if (filters[fi]) snprintf(body, sizeof body, "{\"query\":\"quick notes secret\",\"mode\":\"%s\",\"k\":%d,\"filter\":\"%s\"}", modes[m], k, filters[fi]);
                 else snprintf(body, sizeof body, "{\"query\":\"quick notes secret\",\"mode\":\"%s\",\"k\":%d}", modes[m], k);
-                v = call(s.port, "POST", "/v1/search", body, KEY_A, &st);
+                v = srv_call_json(s.port, "POST", "/v1/search", body, KEY_A, &st);
                 assert_int_equal(st, 200);
                 const json *res = json_get(v, "results");
                 if (has_id(res, "bob-")) { fprintf(stderr, "leak: %s\n", body); fail(); }
                 assert_int_equal(json_size(res), k == 5 ? 5 : 7);
                 json_free(v);
                 /* bob sees his own and the shared/public ones, never alice's private ones */
-                v = call(s.port, "POST", "/v1/search", body, KEY_B, &st);
+                v = srv_call_json(s.port, "POST", "/v1/search", body, KEY_B, &st);
                 assert_int_equal(st, 200);
                 assert_false(has_id(json_get(v, "results"), "alice-"));
                 assert_int_equal(json_size(json_get(v, "results")), k);
                 json_free(v);
             }
     /* the admin principal reads everything */
-    v = call(s.port, "POST", "/v1/search", "{\"query\":\"quick\",\"k\":40}", KEY_ADMIN, &st);
+    v = srv_call_json(s.port, "POST", "/v1/search", "{\"query\":\"quick\",\"k\":40}", KEY_ADMIN, &st);
     assert_int_equal(st, 200);
     assert_int_equal(json_size(json_get(v, "results")), 27);
     json_free(v);
 
     /* GET and DELETE of bob's document by alice: not found (never 403) */
-    v = call(s.port, "GET", "/v1/documents/bob-3", NULL, KEY_A, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/bob-3", NULL, KEY_A, &st);
     assert_int_equal(st, 404);
     json_free(v);
-    v = call(s.port, "DELETE", "/v1/documents/bob-3", NULL, KEY_A, &st);
+    v = srv_call_json(s.port, "DELETE", "/v1/documents/bob-3", NULL, KEY_A, &st);
     assert_int_equal(st, 404);
     json_free(v);
-    v = call(s.port, "GET", "/v1/documents/bob-3", NULL, KEY_B, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/bob-3", NULL, KEY_B, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(str_at(v, "/acl/0"), "bob");
+    assert_string_equal(test_json_str(v, "/acl/0"), "bob");
     json_free(v);
-    v = call(s.port, "GET", "/v1/documents/shared", NULL, KEY_B, &st);
+    v = srv_call_json(s.port, "GET", "/v1/documents/shared", NULL, KEY_B, &st);
     assert_int_equal(st, 200);
     json_free(v);
 
     /* answers: citations come only from what alice may read */
     for (int m = 0; m < 3; m++) {
         snprintf(body, sizeof body, "{\"question\":\"quick notes secret?\",\"mode\":\"%s\",\"k\":6,\"max_tokens\":8,\"temperature\":0}", modes[m]);
-        v = call(s.port, "POST", "/v1/answer", body, KEY_A, &st);
+        v = srv_call_json(s.port, "POST", "/v1/answer", body, KEY_A, &st);
         assert_int_equal(st, 200);
         const json *cit = json_get(v, "citations");
         assert_true(json_size(cit) >= 1);
         assert_false(has_id(cit, "bob-"));
-        if (strcmp(str_at(v, "/citations_mode"), "retrieved") == 0) assert_int_equal(json_size(cit), 6);
+        if (strcmp(test_json_str(v, "/citations_mode"), "retrieved") == 0) assert_int_equal(json_size(cit), 6);
         json_free(v);
     }
     assert_int_equal(srv_stop(&s), 0);
@@ -359,11 +335,11 @@ static void test_logprobs_match_run(void **state) {
     snprintf(args, sizeof args, "run -m %s -p 'Once upon a time' -n 12 --temp 0 --json --logprobs 3 -t 1 2>/dev/null",
              shared_path("models/stories260K.gguf"));
     assert_int_equal(run_quire(args, &out), 0);
-    json *ref = parse(out);
+    json *ref = test_json_parse(out);
     free(out);
     test_server s = srv_start("");
     int st;
-    json *v = call(s.port, "POST", "/v1/completions",
+    json *v = srv_call_json(s.port, "POST", "/v1/completions",
                    "{\"prompt\":\"Once upon a time\",\"max_tokens\":12,\"temperature\":0,\"logprobs\":3}", NULL, &st);
     assert_int_equal(st, 200);
     const json *lp = json_pointer_get(v, "/choices/0/logprobs", strlen("/choices/0/logprobs"));
@@ -373,16 +349,16 @@ static void test_logprobs_match_run(void **state) {
     size_t off = 0;
     for (size_t i = 0; i < json_size(rl); i++) {
         const json *r = json_at(rl, i);
-        assert_string_equal(json_string(json_at(json_get(lp, "tokens"), i)), str_at(r, "/piece"));
+        assert_string_equal(json_string(json_at(json_get(lp, "tokens"), i)), test_json_str(r, "/piece"));
         double a = json_number(json_at(json_get(lp, "token_logprobs"), i)), b = json_number(json_get(r, "logprob"));
         assert_true(a - b < 1e-4 && b - a < 1e-4);
         assert_int_equal((size_t)json_number(json_at(json_get(lp, "text_offset"), i)), off);
-        off += strlen(str_at(r, "/piece"));
+        off += strlen(test_json_str(r, "/piece"));
         /* the alternatives: the reference's top ids as pieces, same values */
         const json *top = json_at(json_get(lp, "top_logprobs"), i);
         assert_true(json_size(top) >= 1 && json_size(top) <= 3);
         const json *rt = json_get(r, "top");
-        const json *best = top_find(top, str_at(r, "/piece"));
+        const json *best = top_find(top, test_json_str(r, "/piece"));
         assert_non_null(best); /* greedy: the chosen token is the best one */
         double t0 = json_number(json_get(json_at(rt, 0), "logprob"));
         assert_true(json_number(best) - t0 < 1e-4 && t0 - json_number(best) < 1e-4);
@@ -395,7 +371,7 @@ static void test_logprobs_match_run(void **state) {
                       "\"logprobs\":true,\"top_logprobs\":2%s}";
     char body[512];
     snprintf(body, sizeof body, req, "");
-    v = call(s.port, "POST", "/v1/chat/completions", body, NULL, &st);
+    v = srv_call_json(s.port, "POST", "/v1/chat/completions", body, NULL, &st);
     assert_int_equal(st, 200);
     const json *content = json_pointer_get(v, "/choices/0/logprobs/content", strlen("/choices/0/logprobs/content"));
     assert_int_equal(json_size(content), 10);
@@ -414,13 +390,13 @@ static void test_logprobs_match_run(void **state) {
         const char *e = strstr(p, "\n\n");
         assert_non_null(e);
         char *one = strndup(p, (size_t)(e - p));
-        json *ev = parse(one);
+        json *ev = test_json_parse(one);
         free(one);
         const json *c = json_pointer_get(ev, "/choices/0/logprobs/content", strlen("/choices/0/logprobs/content"));
         for (size_t i = 0; i < json_size(c); i++, k++) {
             const json *a = json_at(c, i), *b = json_at(content, k);
             assert_non_null(b);
-            assert_string_equal(str_at(a, "/token"), str_at(b, "/token"));
+            assert_string_equal(test_json_str(a, "/token"), test_json_str(b, "/token"));
             assert_true(json_number(json_get(a, "logprob")) == json_number(json_get(b, "logprob")));
         }
         json_free(ev);
@@ -459,7 +435,7 @@ static void *req_main(void *arg) {
 
 /* The response body without the fields that differ per request (id, created). */
 static char *stable_body(const char *resp) {
-    json *v = parse(srv_body(resp));
+    json *v = test_json_parse(srv_body(resp));
     /* usage differs by cached_tokens (the prompt cache) */
     const char *keep[] = {"answer", "citations", "choices"};
     char *out = calloc(1, 1);
@@ -489,7 +465,7 @@ static void test_batch_invariance_answer_logprobs(void **state) {
     snprintf(extra, sizeof extra, "--db %s/db --slots 10", dir);
     test_server s = srv_start(extra);
     int st;
-    json *v = call(s.port, "POST", "/v1/documents",
+    json *v = srv_call_json(s.port, "POST", "/v1/documents",
                    "{\"documents\":[{\"id\":\"d1\",\"text\":\"Lily had a red ball. She played with it in the park.\"},"
                    "{\"id\":\"d2\",\"text\":\"Tom saw a big dog in the park. The dog was happy.\"}]}", NULL, &st);
     assert_int_equal(st, 200);

@@ -13,28 +13,8 @@
 #include "sgr/sgr.h"
 #include "testutil.h"
 
-static json *parse(const char *s) {
-    json *v = NULL;
-    qerr e;
-    if (!s || json_parse(s, strlen(s), NULL, &v, &e)) fail_msg("not JSON: %s", s ? s : "(null)");
-    return v;
-}
-
-static json *call(int port, const char *path, const char *body, const char *key, int *status) {
-    char *r = srv_request(port, "POST", path, body, key);
-    *status = srv_status(r);
-    json *v = parse(srv_body(r));
-    free(r);
-    return v;
-}
-
-static const char *str_at(const json *o, const char *ptr) {
-    const json *v = json_pointer_get(o, ptr, strlen(ptr));
-    return json_is_string(v) ? json_string(v) : "";
-}
-
 static schema *compile_text(const char *txt) {
-    json *d = parse(txt);
+    json *d = test_json_parse(txt);
     schema *s;
     qerr e;
     assert_int_equal(schema_compile(d, NULL, &s, &e), 0);
@@ -75,9 +55,9 @@ static void test_response_format_schema(void **st) {
             char what[128];
             snprintf(what, sizeof what, "%s seed %d%s", schema_files[k], seed, stream ? " (stream)" : "");
             if (!stream) {
-                json *v = parse(srv_body(r));
-                assert_string_equal(str_at(v, "/choices/0/finish_reason"), "stop");
-                assert_valid(s, str_at(v, "/choices/0/message/content"), what);
+                json *v = test_json_parse(srv_body(r));
+                assert_string_equal(test_json_str(v, "/choices/0/finish_reason"), "stop");
+                assert_valid(s, test_json_str(v, "/choices/0/message/content"), what);
                 json_free(v);
             } else { /* concatenate the SSE deltas */
                 char *text = calloc(1, 1 << 16);
@@ -85,8 +65,8 @@ static void test_response_format_schema(void **st) {
                 for (const char *p = strstr(r, "data: {"); p; p = strstr(p + 1, "data: {")) {
                     const char *end = strstr(p, "\n\n");
                     char *ev = strndup(p + 6, (size_t)(end - p - 6));
-                    json *v = parse(ev);
-                    const char *d = str_at(v, "/choices/0/delta/content");
+                    json *v = test_json_parse(ev);
+                    const char *d = test_json_str(v, "/choices/0/delta/content");
                     size_t dl = strlen(d);
                     assert_true(tl + dl < (1 << 16));
                     memcpy(text + tl, d, dl);
@@ -108,18 +88,18 @@ static void test_response_format_schema(void **st) {
     char body[1024];
     snprintf(body, sizeof body, "{\"prompt\":\"x\",\"max_tokens\":20,\"temperature\":1,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"a\",\"strict\":true,\"schema\":%s}}}", sch);
     int status;
-    json *v = call(srv.port, "/v1/completions", body, NULL, &status);
+    json *v = srv_call_json(srv.port, "POST", "/v1/completions", body, NULL, &status);
     assert_int_equal(status, 200);
     schema *s = compile_text(sch);
-    assert_valid(s, str_at(v, "/choices/0/text"), "completions");
+    assert_valid(s, test_json_str(v, "/choices/0/text"), "completions");
     schema_free(s);
     json_free(v);
     /* json_object: any object */
-    v = call(srv.port, "/v1/chat/completions",
+    v = srv_call_json(srv.port, "POST", "/v1/chat/completions",
              "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":60,\"temperature\":1,\"seed\":5,"
              "\"response_format\":{\"type\":\"json_object\"}}", NULL, &status);
     assert_int_equal(status, 200);
-    json *o = parse(str_at(v, "/choices/0/message/content"));
+    json *o = test_json_parse(test_json_str(v, "/choices/0/message/content"));
     assert_true(json_is_object(o));
     json_free(o);
     json_free(v);
@@ -128,9 +108,9 @@ static void test_response_format_schema(void **st) {
 
 static void expect_error(int port, const char *body, int want, const char *param) {
     int st;
-    json *v = call(port, "/v1/chat/completions", body, NULL, &st);
-    if (st != want || strcmp(str_at(v, "/error/param"), param) != 0)
-        fail_msg("%s: status %d param '%s' (want %d '%s')", body, st, str_at(v, "/error/param"), want, param);
+    json *v = srv_call_json(port, "POST", "/v1/chat/completions", body, NULL, &st);
+    if (st != want || strcmp(test_json_str(v, "/error/param"), param) != 0)
+        fail_msg("%s: status %d param '%s' (want %d '%s')", body, st, test_json_str(v, "/error/param"), want, param);
     json_free(v);
 }
 
@@ -144,7 +124,7 @@ static void test_response_format_errors(void **st) {
     /* best effort: answered, and the answer says whether it conforms */
     snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":30,\"temperature\":1,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"u\",\"schema\":%s}}}", uniq);
     int status;
-    json *v = call(srv.port, "/v1/chat/completions", body, NULL, &status);
+    json *v = srv_call_json(srv.port, "POST", "/v1/chat/completions", body, NULL, &status);
     assert_int_equal(status, 200);
     const json *enf = json_pointer_get(v, "/quire_schema/enforced", 22);
     assert_non_null(enf);
@@ -154,7 +134,7 @@ static void test_response_format_errors(void **st) {
     schema *s = compile_text(uniq);
     json *inst;
     qerr e;
-    const char *content = str_at(v, "/choices/0/message/content");
+    const char *content = test_json_str(v, "/choices/0/message/content");
     bool ok = json_parse(content, strlen(content), NULL, &inst, &e) == 0;
     schema_error se;
     bool really = ok && schema_validate(s, inst, &se) == 1;
@@ -215,15 +195,15 @@ static void test_extract_endpoint(void **st) {
     char body[2048];
     int status;
     snprintf(body, sizeof body, "{\"id\":\"inv1\",\"text\":\"%s\"}", doc);
-    json *v = call(srv.port, "/v1/documents", body, A, &status);
+    json *v = srv_call_json(srv.port, "POST", "/v1/documents", body, A, &status);
     assert_int_equal(status, 200);
     json_free(v);
     schema *s = compile_text(sch);
     for (int seed = 1; seed <= 3; seed++) {
         snprintf(body, sizeof body, "{\"document_id\":\"inv1\",\"schema\":%s,\"temperature\":1,\"seed\":%d}", sch, seed);
-        v = call(srv.port, "/v1/extract", body, A, &status);
+        v = srv_call_json(srv.port, "POST", "/v1/extract", body, A, &status);
         assert_int_equal(status, 200);
-        assert_string_equal(str_at(v, "/document_id"), "inv1");
+        assert_string_equal(test_json_str(v, "/document_id"), "inv1");
         const json *data = json_pointer_get(v, "/data", 5);
         char *txt;
         size_t tl;
@@ -236,18 +216,18 @@ static void test_extract_endpoint(void **st) {
     }
     /* inline text, greedy */
     snprintf(body, sizeof body, "{\"text\":\"%s\",\"schema\":%s}", doc, sch);
-    v = call(srv.port, "/v1/extract", body, B, &status);
+    v = srv_call_json(srv.port, "POST", "/v1/extract", body, B, &status);
     assert_int_equal(status, 200);
     check_spans(v, doc);
     json_free(v);
     /* bob cannot read alice's document: 404, never 403 */
     snprintf(body, sizeof body, "{\"document_id\":\"inv1\",\"schema\":%s}", sch);
-    v = call(srv.port, "/v1/extract", body, B, &status);
+    v = srv_call_json(srv.port, "POST", "/v1/extract", body, B, &status);
     assert_int_equal(status, 404);
     json_free(v);
-    v = call(srv.port, "/v1/extract", "{\"schema\":{}}", A, &status);
+    v = srv_call_json(srv.port, "POST", "/v1/extract", "{\"schema\":{}}", A, &status);
     assert_int_equal(status, 400);
-    assert_string_equal(str_at(v, "/error/param"), "text");
+    assert_string_equal(test_json_str(v, "/error/param"), "text");
     json_free(v);
     schema_free(s);
     assert_int_equal(srv_stop(&srv), 0);

@@ -1,4 +1,7 @@
 #include "testutil.h"
+#include "sgr/sgr.h"
+
+#include <dirent.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -189,4 +192,47 @@ long long srv_metric(int port, const char *name) {
     long long v = p ? atoll(p + strlen(pat)) : -1;
     free(m);
     return v;
+}
+
+static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+char **test_list_json(const char *dir, size_t *n) {
+    DIR *d = opendir(dir);
+    if (!d) { fprintf(stderr, "cannot open %s\n", dir); fail(); }
+    char **v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0) continue;
+        if (cnt == cap) { cap = cap ? cap * 2 : 64; v = realloc(v, cap * sizeof *v); }
+        v[cnt++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(v, cnt, sizeof *v, name_cmp);
+    *n = cnt;
+    return v;
+}
+
+json *test_json_parse(const char *text) {
+    json *v = NULL;
+    qerr e;
+    if (!text || json_parse(text, strlen(text), NULL, &v, &e)) {
+        fprintf(stderr, "bad JSON (%s): %.300s\n", text ? e.msg : "no body", text ? text : "");
+        fail();
+    }
+    return v;
+}
+
+json *srv_call_json(int port, const char *method, const char *path, const char *body, const char *headers, int *status) {
+    char *r = srv_request(port, method, path, body, headers);
+    *status = srv_status(r);
+    json *v = test_json_parse(srv_body(r));
+    free(r);
+    return v;
+}
+
+const char *test_json_str(const json *o, const char *ptr) {
+    const json *v = json_pointer_get(o, ptr, strlen(ptr));
+    return json_is_string(v) ? json_string(v) : "";
 }

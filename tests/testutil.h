@@ -46,4 +46,19 @@ const char *srv_body(const char *resp);
 /* A counter or gauge from /metrics; -1 when absent. */
 long long srv_metric(int port, const char *name);
 
+
+/* Sorted names of the *.json files in dir (fails the test if it cannot be
+ * read). Free each name and the array. */
+char **test_list_json(const char *dir, size_t *n);
+
+/* JSON over HTTP for the server tests (sgr's parser). */
+struct json;
+/* Parses text or fails the test naming it. */
+struct json *test_json_parse(const char *text);
+/* Sends a request and returns its parsed JSON body; *status gets the code. */
+struct json *srv_call_json(int port, const char *method, const char *path, const char *body, const char *headers,
+                           int *status);
+/* The string at a JSON pointer, "" when absent or not a string. */
+const char *test_json_str(const struct json *o, const char *ptr);
+
 #endif
