@@ -203,6 +203,11 @@ int gguf_open(gguf **out, const char *path, qerr *e);
 /* Parses a buffer the caller keeps alive for the handle's lifetime. */
 int gguf_open_memory(gguf **out, const void *buf, size_t n, qerr *e);
 void gguf_close(gguf *g);
+/* Gives back the resident pages of [p, p+n) inside a file-mapped gguf (the
+ * whole pages only; nothing for gguf_open_memory). Reading them again later
+ * is correct — the file is mapped read-only and private, so the pages come
+ * back from the file. For tensors that were copied (repacked) at load. */
+void gguf_drop_pages(const gguf *g, const void *p, size_t n);
 
 const gguf_value *gguf_get(const gguf *g, const char *key);
 const gguf_tensor *gguf_find_tensor(const gguf *g, const char *name);
@@ -239,17 +244,24 @@ int gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, int type, int 
 int gguf_writer_write(gguf_writer *w, const char *path, qerr *e);
 
 /* ------------------------------------------------------------------------ */
-/* Thread pool: persistent workers; a job runs fn(arg, ith, nth) on every
- * thread (the caller is thread 0) and returns when all are done. Work is
- * split by the callee from ith/nth, so results never depend on scheduling. */
+/* Thread pool: persistent workers that claim chunks of a job.
+ * qpool_run_chunks runs fn(arg, phase, chunk, n_chunks) exactly once for
+ * every chunk of every phase, on whichever thread claims it (the caller
+ * claims too); phase k+1 starts when all of phase k's chunks are done, and
+ * the call returns when the last chunk is done. A descheduled worker delays
+ * a job only if it holds a claimed chunk. Callees split work by
+ * (chunk, n_chunks) alone, so results never depend on the thread count or on
+ * scheduling. qpool_run(fn, arg) runs fn(arg, i, n) for i < n = the pool's
+ * size, as chunks (per-chunk scratch indexed by i is safe). */
 typedef struct qpool qpool;
 typedef void (*qpool_fn)(void *arg, int ith, int nth);
+typedef void (*qpool_chunk_fn)(void *arg, int phase, int chunk, int n_chunks);
 qpool *qpool_new(int n_threads);
 void qpool_free(qpool *p);
 int qpool_size(const qpool *p);
 void qpool_run(qpool *p, qpool_fn fn, void *arg);
-/* Inside a job: waits until every thread of the pool has reached it. */
-void qpool_barrier(qpool *p);
+/* n_phases <= 8; phases with no chunks are skipped. */
+void qpool_run_chunks(qpool *p, qpool_chunk_fn fn, void *arg, int n_phases, const int *n_chunks);
 /* Grow-only scratch memory owned by the pool (valid until the next call with
  * a larger size, or qpool_free); NULL when out of memory. */
 void *qpool_scratch(qpool *p, size_t bytes);

@@ -323,6 +323,16 @@ int gguf_open_memory(gguf **out, const void *buf, size_t n, qerr *e) {
     return 0;
 }
 
+void gguf_drop_pages(const gguf *g, const void *p, size_t n) {
+    if (!g || !g->mapped || !p || n == 0) return;
+    uintptr_t base = (uintptr_t)g->base, lo = (uintptr_t)p, hi = lo + n;
+    if (lo < base || hi > base + (uintptr_t)g->size || hi < lo) return; /* not ours */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    lo = (lo + page - 1) / page * page; /* whole pages inside the range only */
+    hi = hi / page * page;
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* a hint: failure changes nothing */
+}
+
 int gguf_open(gguf **out, const char *path, qerr *e) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);

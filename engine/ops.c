@@ -58,10 +58,10 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 
 /* ------------------------------------------------------------------------ */
 /* Matmul through the dot kernels: one pool job converts the activations to
- * each vec_dot_type needed (batch rows split over threads), meets at a
- * barrier, then computes output rows (contiguous ranges of the ops' rows
- * taken together in granules of 16, one thread per row) in tiles of 8 rows
- * x 8 inputs, or through the packed kernels for ops with packed weights. */
+ * each vec_dot_type needed (phase 0, chunks of batch rows), then computes
+ * output rows (phase 1: contiguous ranges of the ops' rows taken together in
+ * granules of 16, several chunks per thread) in tiles of 8 rows x 8 inputs,
+ * or through the packed kernels for ops with packed weights. */
 #define MM_MAX_OPS 8
 #define MM_TILE_R 8  /* rows per kernel call */
 #define MM_TILE_C 8  /* inputs per kernel call */
@@ -69,10 +69,9 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Packed ops: inputs in chunks whose converted rows fit in L2 with room to
  * spare, so each weight group is reused from cache over a whole chunk. */
 #define MM_CHUNK_BYTES (640 * 1024)
-#define MM_PACKED_MIN_BATCH 2 /* inputs: below this the weights are read in place */
+#define MM_CHUNKS_PER_THREAD 4
 
 typedef struct mm_multi_job {
-    qpool *pool;
     const q_matmul_op *ops;
     int n_ops;
     bool glu;                   /* ops[0] = silu(ops[0]) * ops[1] after both */
@@ -126,27 +125,29 @@ static void mm_op_rows(const mm_multi_job *j, int o, int64_t r0, int64_t r1) {
     }
 }
 
-static void mm_multi_task(void *arg, int ith, int nth) {
+/* Phase 0: the activations, converted once per format (chunks of batch
+ * rows). Phase 1: chunks of granules of the concatenated outputs (GLU: of
+ * the gate's rows, computing the same rows of gate and up). */
+static void mm_multi_task(void *arg, int phase, int chunk, int n_chunks) {
     const mm_multi_job *j = arg;
-    /* 1. Activations, converted once per format. */
-    int64_t b0 = j->n_batch * ith / nth, b1 = j->n_batch * (ith + 1) / nth;
-    if (j->norm_w)
-        for (int64_t b = b0; b < b1; b++)
-            q_rmsnorm((float *)j->x + b * j->n_cols, j->x_raw + b * j->n_cols, j->norm_w, j->n_cols, j->norm_eps);
-    for (int v = 0; v < j->n_vdt; v++) {
-        if (!j->qx[v]) continue; /* f32: used in place */
-        int f = j->vdt[v];
-        for (int64_t b = b0; b < b1; b++) {
-            const float *xr = j->x + b * j->n_cols;
-            uint8_t *yr = j->qx[v] + (size_t)b * j->qx_row[v];
-            if (f < 0) q_act_from_float(f, xr, yr, j->n_cols);
-            else qtype_get(f)->from_float(xr, yr, j->n_cols);
+    if (phase == 0) {
+        int64_t b0 = j->n_batch * chunk / n_chunks, b1 = j->n_batch * (chunk + 1) / n_chunks;
+        if (j->norm_w)
+            for (int64_t b = b0; b < b1; b++)
+                q_rmsnorm((float *)j->x + b * j->n_cols, j->x_raw + b * j->n_cols, j->norm_w, j->n_cols, j->norm_eps);
+        for (int v = 0; v < j->n_vdt; v++) {
+            if (!j->qx[v]) continue; /* f32: used in place */
+            int f = j->vdt[v];
+            for (int64_t b = b0; b < b1; b++) {
+                const float *xr = j->x + b * j->n_cols;
+                uint8_t *yr = j->qx[v] + (size_t)b * j->qx_row[v];
+                if (f < 0) q_act_from_float(f, xr, yr, j->n_cols);
+                else qtype_get(f)->from_float(xr, yr, j->n_cols);
+            }
         }
+        return;
     }
-    if (j->n_vdt || j->norm_w) qpool_barrier(j->pool);
-    /* 2. This thread's granules of the concatenated outputs (GLU: of the
-     * gate's rows, computing the same rows of gate and up). */
-    int64_t G0 = j->total_grains * ith / nth, G1 = j->total_grains * (ith + 1) / nth;
+    int64_t G0 = j->total_grains * chunk / n_chunks, G1 = j->total_grains * (chunk + 1) / n_chunks;
     if (j->glu) {
         int64_t n_rows = j->ops[0].n_rows;
         int64_t r0 = G0 * MM_GRAIN, r1 = G1 * MM_GRAIN < n_rows ? G1 * MM_GRAIN : n_rows;
@@ -181,7 +182,6 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
         j.norm_w = norm->w;
         j.norm_eps = norm->eps;
     }
-    j.pool = pool;
     j.ops = ops;
     j.n_ops = n_ops;
     j.glu = glu;
@@ -195,10 +195,11 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
         const qtype_traits *t = qtype_get(ops[o].wtype);
         j.op_vdt[o] = -1;
         if (!t || t->vec_dot_type < 0 || !t->gemm[Q_ISA_SCALAR] || qtype_row_size(t->vec_dot_type, n_cols) == 0) continue;
-        /* Packed kernels for prompt batches; a single input (decode) reads the
-         * weights in place: with two threads the packed gemv measured slower
-         * (bench/README-kernels.md). Same bits either way. */
-        j.op_packed[o] = ops[o].P && n_batch >= MM_PACKED_MIN_BATCH && q_packed_isa(ops[o].P) == j.isa && q_packed_type(ops[o].P) == ops[o].wtype &&
+        /* Packed weights for every batch size, decode included: the packed
+         * gemv streams one sequential group per 16 rows and measured faster
+         * than the in-place kernels (bench/README-kernels.md); the model then
+         * drops the mapped originals (models/model.c). Same bits either way. */
+        j.op_packed[o] = ops[o].P && q_packed_isa(ops[o].P) == j.isa && q_packed_type(ops[o].P) == ops[o].wtype &&
                          q_packed_rows(ops[o].P) == ops[o].n_rows && q_packed_cols(ops[o].P) == n_cols;
         int vt = j.op_packed[o] ? q_packed_act(ops[o].P) : t->vec_dot_type;
         int v = 0;
@@ -224,7 +225,12 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
         j.qx[v] = mem + off;
         off += (size_t)n_batch * j.qx_row[v] + 64;
     }
-    qpool_run(pool, mm_multi_task, &j);
+    /* Several chunks per thread: a thread that is descheduled leaves its
+     * share to the others (engine/pool.c). */
+    int nth = qpool_size(pool);
+    int64_t n1 = j.total_grains < (int64_t)MM_CHUNKS_PER_THREAD * nth ? j.total_grains : (int64_t)MM_CHUNKS_PER_THREAD * nth;
+    int n_chunks[2] = {j.n_vdt || j.norm_w ? (int)(n_batch < nth ? n_batch : nth) : 0, (int)n1};
+    qpool_run_chunks(pool, mm_multi_task, &j, 2, n_chunks);
     free(own);
 }
 

@@ -1,37 +1,57 @@
-/* pool.c — persistent thread pool. Workers spin briefly on a generation
- * counter (decode steps come every few hundred microseconds) and then park
- * on a condition variable, so an idle pool costs no CPU and a busy one does
- * not pay a futex round trip per matmul. */
+/* pool.c — persistent thread pool with claimed chunks.
+ *
+ * A job is a list of phases, each a number of chunks; every thread (the
+ * caller included) claims the next unclaimed chunk of the current phase with
+ * one compare-and-swap on a single word (job sequence | phase | index) and
+ * runs it. The thread that completes a phase's last chunk opens the next
+ * phase, and the one that completes the job's last chunk marks it done.
+ *
+ * Why claims instead of "thread i does share i": on a host with more runnable
+ * threads than cores a worker can be descheduled for a whole time slice. With
+ * fixed shares every job (and every barrier inside it) waited for it, and
+ * decode ran 10-15x slower; with claims the threads that are running take
+ * its chunks, and the job waits only for a chunk that was actually claimed.
+ * Callees split work by (chunk, n_chunks) alone, so results never depend on
+ * which thread ran what, nor on timing.
+ *
+ * Waiting: workers spin briefly on the claim word (decode jobs come every
+ * few tens of microseconds) and then park on a condition variable, so an
+ * idle pool costs no CPU. */
 #include "engine/engine.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdlib.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 4000 /* pauses before a waiting worker parks */
+#define YIELD_EVERY 64  /* pauses between sched_yield while the caller waits */
+#define MAX_PHASES 8
+#define IDX_BITS 24
+#define PHASE_DONE 0xff /* the phase field of a finished job */
 
 struct qpool {
     int n;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t cv_start, cv_done;
-    atomic_uint gen;
-    atomic_int pending;
+    pthread_cond_t cv;
+    atomic_int sleepers;
     atomic_bool stop;
-    qpool_fn fn;
-    void *arg;
-    atomic_int bar_count; /* qpool_barrier: arrivals, and completed barriers */
-    atomic_uint bar_gen;
+    /* claim = seq << 32 | phase << 24 | next index */
+    atomic_uint_least64_t claim;
+    atomic_int done; /* completed chunks of the current phase */
+    uint32_t seq;    /* the caller's last job (only the caller writes it) */
+    /* the current job; written only while no job is open */
+    _Atomic(qpool_chunk_fn) fn;
+    _Atomic(void *) arg;
+    atomic_int n_phases;              /* non-empty phases only */
+    atomic_int n_chunks[MAX_PHASES];  /* of each non-empty phase */
+    atomic_int phase_id[MAX_PHASES];  /* the caller's number for it */
     void *scratch;
     size_t scratch_size;
 };
-
-typedef struct worker_arg {
-    qpool *p;
-    int ith;
-} worker_arg;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -41,30 +61,50 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void *worker_main(void *v) {
-    worker_arg wa = *(worker_arg *)v;
-    free(v);
-    qpool *p = wa.p;
-    unsigned seen = 0;
+static inline uint64_t claim_word(uint32_t seq, int phase, int idx) {
+    return (uint64_t)seq << 32 | (uint64_t)phase << IDX_BITS | (uint64_t)idx;
+}
+
+/* Claims and runs chunks while any is claimable; returns the claim word it
+ * last saw with nothing to claim (the caller waits for it to change). */
+static uint64_t work(qpool *p) {
     for (;;) {
+        uint64_t c = atomic_load(&p->claim);
+        int phase = (int)(c >> IDX_BITS & 0xff), idx = (int)(c & ((1u << IDX_BITS) - 1));
+        if (phase == PHASE_DONE) return c;
+        /* The descriptor read here belongs to c's job: it is rewritten only
+         * after the job is marked done, and then the claim never equals c
+         * again, so a stale read can only precede a failing CAS. */
+        int n = atomic_load(&p->n_chunks[phase]);
+        if (idx >= n) return c; /* phase being finished by others */
+        if (!atomic_compare_exchange_weak(&p->claim, &c, c + 1)) continue;
+        qpool_chunk_fn fn = atomic_load(&p->fn);
+        void *arg = atomic_load(&p->arg);
+        fn(arg, atomic_load(&p->phase_id[phase]), idx, n);
+        if (atomic_fetch_add(&p->done, 1) + 1 == n) {
+            atomic_store(&p->done, 0);
+            uint32_t seq = (uint32_t)(c >> 32);
+            int next = phase + 1 < atomic_load(&p->n_phases) ? phase + 1 : PHASE_DONE;
+            atomic_store(&p->claim, claim_word(seq, next, 0));
+        }
+    }
+}
+
+static void *worker_main(void *v) {
+    qpool *p = v;
+    while (!atomic_load(&p->stop)) {
+        uint64_t seen = work(p);
         int spins = 0;
-        while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop) && spins < SPIN_ITERS) {
+        while (atomic_load(&p->claim) == seen && !atomic_load(&p->stop) && spins < SPIN_ITERS) {
             cpu_relax();
             spins++;
         }
-        if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
-            pthread_mutex_lock(&p->mu);
-            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv_start, &p->mu);
-            pthread_mutex_unlock(&p->mu);
-        }
-        if (atomic_load(&p->stop)) break;
-        seen = atomic_load(&p->gen);
-        p->fn(p->arg, wa.ith, p->n);
-        if (atomic_fetch_sub(&p->pending, 1) == 1) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->cv_done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        if (atomic_load(&p->claim) != seen || atomic_load(&p->stop)) continue;
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_add(&p->sleepers, 1);
+        while (atomic_load(&p->claim) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv, &p->mu);
+        atomic_fetch_sub(&p->sleepers, 1);
+        pthread_mutex_unlock(&p->mu);
     }
     return NULL;
 }
@@ -75,21 +115,15 @@ qpool *qpool_new(int n_threads) {
     if (!p) return NULL;
     p->n = n_threads;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv_start, NULL);
-    pthread_cond_init(&p->cv_done, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    atomic_store(&p->claim, claim_word(0, PHASE_DONE, 0));
     p->threads = calloc((size_t)n_threads, sizeof(pthread_t));
     if (!p->threads) { free(p); return NULL; }
-    for (int i = 1; i < n_threads; i++) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (!wa) { p->n = i; break; }
-        wa->p = p;
-        wa->ith = i;
-        if (pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
-            free(wa);
+    for (int i = 1; i < n_threads; i++)
+        if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
             p->n = i; /* run with the threads we got */
             break;
         }
-    }
     return p;
 }
 
@@ -97,12 +131,11 @@ void qpool_free(qpool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, true);
-    pthread_cond_broadcast(&p->cv_start);
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv_start);
-    pthread_cond_destroy(&p->cv_done);
+    pthread_cond_destroy(&p->cv);
     free(p->threads);
     free(p->scratch);
     free(p);
@@ -110,44 +143,62 @@ void qpool_free(qpool *p) {
 
 int qpool_size(const qpool *p) { return p ? p->n : 1; }
 
-void qpool_run(qpool *p, qpool_fn fn, void *arg) {
+void qpool_run_chunks(qpool *p, qpool_chunk_fn fn, void *arg, int n_phases, const int *n_chunks) {
+    if (n_phases > MAX_PHASES) abort(); /* a caller bug, not input */
     if (!p || p->n == 1) {
-        fn(arg, 0, 1);
+        for (int ph = 0; ph < n_phases; ph++)
+            for (int i = 0; i < n_chunks[ph]; i++) fn(arg, ph, i, n_chunks[ph]);
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
-    atomic_store(&p->pending, p->n - 1);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add(&p->gen, 1);
-    pthread_cond_broadcast(&p->cv_start);
-    pthread_mutex_unlock(&p->mu);
-    fn(arg, 0, p->n);
-    int spins = 0;
-    while (atomic_load(&p->pending) > 0 && spins < SPIN_ITERS) {
-        cpu_relax();
-        spins++;
+    /* Only non-empty phases are published: an empty one would never be
+     * closed by a finishing chunk. */
+    int k = 0;
+    for (int ph = 0; ph < n_phases; ph++) {
+        if (n_chunks[ph] <= 0) continue;
+        if (n_chunks[ph] >= 1 << IDX_BITS) abort(); /* a caller bug, not input */
+        atomic_store(&p->n_chunks[k], n_chunks[ph]);
+        atomic_store(&p->phase_id[k], ph);
+        k++;
     }
-    if (atomic_load(&p->pending) > 0) {
+    if (k == 0) return;
+    atomic_store(&p->fn, fn);
+    atomic_store(&p->arg, arg);
+    atomic_store(&p->n_phases, k);
+    atomic_store(&p->done, 0);
+    uint32_t seq = ++p->seq; /* wraps after 2^32 jobs: harmless, see work() */
+    atomic_store(&p->claim, claim_word(seq, 0, 0));
+    if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
+        pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
+    }
+    const uint64_t fin = claim_word(seq, PHASE_DONE, 0);
+    for (unsigned spins = 0;;) {
+        uint64_t c = work(p);
+        if (c == fin) break;
+        while (atomic_load(&p->claim) == c) {
+            /* a claimed chunk still runs, maybe on a descheduled worker */
+            if (++spins % YIELD_EVERY == 0) sched_yield();
+            else cpu_relax();
+        }
     }
 }
 
-void qpool_barrier(qpool *p) {
-    if (!p || p->n == 1) return;
-    unsigned g = atomic_load(&p->bar_gen);
-    if (atomic_fetch_add(&p->bar_count, 1) == p->n - 1) {
-        atomic_store(&p->bar_count, 0);
-        atomic_fetch_add(&p->bar_gen, 1);
-        return;
-    }
-    int spins = 0;
-    while (atomic_load(&p->bar_gen) == g) {
-        if (++spins < SPIN_ITERS) cpu_relax();
-        else sched_yield(); /* more threads than cores: let the others run */
-    }
+typedef struct plain_job {
+    qpool_fn fn;
+    void *arg;
+} plain_job;
+
+static void run_plain(void *arg, int phase, int chunk, int n_chunks) {
+    (void)phase;
+    const plain_job *j = arg;
+    j->fn(j->arg, chunk, n_chunks);
+}
+
+void qpool_run(qpool *p, qpool_fn fn, void *arg) {
+    plain_job j = {fn, arg};
+    int n = qpool_size(p);
+    qpool_run_chunks(p, run_plain, &j, 1, &n);
 }
 
 void *qpool_scratch(qpool *p, size_t bytes) {

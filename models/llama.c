@@ -122,13 +122,16 @@ static void rope_part(const attn_job *j, int ith, int nth) {
     }
 }
 
-/* One pool job: RoPE + K/V store of the chunk, a barrier (attention reads
- * the cells other threads stored), then attention by (entry, head). */
-static void attn_task(void *arg, int ith, int nth) {
+/* One pool job in two phases: RoPE + K/V store of the chunk's entries,
+ * then (once every cell is stored: attention reads the cells other chunks
+ * stored) attention by (entry, KV head). */
+static void attn_task(void *arg, int phase, int chunk, int n_chunks) {
     const attn_job *j = arg;
     model_ctx *c = j->c;
-    rope_part(j, ith, nth);
-    qpool_barrier(c->pool);
+    if (phase == 0) {
+        rope_part(j, chunk, n_chunks);
+        return;
+    }
     const model_hparams *hp = &c->m->hp;
     const kv_cache *kv = &c->kv;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
@@ -140,8 +143,8 @@ static void attn_task(void *arg, int ith, int nth) {
     int64_t total = (int64_t)j->n * n_kv;
     /* (entry, KV head) items — the query heads of a group read the same
      * cache rows — dealt round-robin: later entries attend to more
-     * positions, so contiguous ranges would leave the last thread the most */
-    for (int64_t w = ith; w < total; w += nth) {
+     * positions, so contiguous ranges would leave the last chunk the most */
+    for (int64_t w = chunk; w < total; w += n_chunks) {
         int i = (int)(w / n_kv), kvh = (int)(w % n_kv);
         int bi = j->off + i;
         int seq = j->b->seq[bi], pos = j->b->pos[bi];
@@ -215,7 +218,9 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         add_bias(c->v, L->bv, n, kvd);
         SPAN("norm_qkv", "op", n);
         attn_job aj = {c, b, l, off, n};
-        qpool_run(c->pool, attn_task, &aj);
+        int nth = qpool_size(c->pool), items = n * hp->n_head_kv;
+        int attn_chunks[2] = {n < nth ? n : nth, items < 4 * nth ? items : 4 * nth};
+        qpool_run_chunks(c->pool, attn_task, &aj, 2, attn_chunks);
         SPAN("rope_attention", "op", n);
         q_matmul_packed(c->pool, L->wo->data, L->po, L->wo->type, d, qd, c->att_out, n, c->xb);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];

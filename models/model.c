@@ -134,6 +134,10 @@ static int repack_one(model *m, const gguf_tensor *t, q_packed **out, qerr *e) {
     *out = q_pack(t->data, t->type, t->ne[1], t->ne[0], e);
     if (!*out) return qerr_wrap(e, "repacking %s (QUIRE_REPACK=0 uses the weights in place)", t->name);
     m->packed_bytes += q_packed_bytes(*out);
+    /* Every matmul of this weight now reads the packed copy (decode
+     * included), so the mapped original need not stay resident: one copy
+     * of the weights in RAM, not two. */
+    gguf_drop_pages(m->g, t->data, qtype_row_size(t->type, t->ne[0]) * (size_t)t->ne[1]);
     return 0;
 }
 
