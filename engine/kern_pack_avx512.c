@@ -15,6 +15,9 @@
 #include <immintrin.h>
 
 #define AI static inline __attribute__((always_inline))
+/* Q4_0/Q8_0 software prefetch distance in blocks: 12 measured ~3% over 4
+ * on one-thread gemv from DRAM (within noise at 24). */
+#define PFD 12
 
 AI __m512i bcast4(const uint8_t *p) {
     int32_t v;
@@ -42,8 +45,8 @@ AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t x
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *q = w + b * vb;
-        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 4 * vb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 4 * vb + 128), _MM_HINT_T0);
+        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PFD * vb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PFD * vb + 128), _MM_HINT_T0);
         __m512i wv[8];
         if (IS_Q8) {
             for (int g = 0; g < 8; g++) wv[g] = _mm512_loadu_si512((const void *)(q + 64 * g));

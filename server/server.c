@@ -211,7 +211,9 @@ static void chunk_json(conn *c, job *j, const char *text, size_t len, const char
     if (j->kind == JOB_CHAT) {
         sb_printf(&b, "{\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%ld,\"model\":", j->id, created);
         sb_json_str(&b, c->s->model_id, strlen(c->s->model_id));
-        sb_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{");
+        sb_puts(&b, ",");
+        if (finish) structured_annotate(&b, j, j->out.p ? j->out.p : "", j->out.n); /* best effort: the last chunk says */
+        sb_puts(&b, "\"choices\":[{\"index\":0,\"delta\":{");
         if (first) sb_puts(&b, "\"role\":\"assistant\",");
         if (!finish) { sb_puts(&b, "\"content\":"); sb_json_str(&b, text, len); }
         else if (first) b.n--, b.p[b.n] = 0; /* drop the trailing comma */
@@ -222,7 +224,9 @@ static void chunk_json(conn *c, job *j, const char *text, size_t len, const char
     } else {
         sb_printf(&b, "{\"id\":\"%s\",\"object\":\"text_completion\",\"created\":%ld,\"model\":", j->id, created);
         sb_json_str(&b, c->s->model_id, strlen(c->s->model_id));
-        sb_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
+        sb_puts(&b, ",");
+        if (finish) structured_annotate(&b, j, j->out.p ? j->out.p : "", j->out.n);
+        sb_puts(&b, "\"choices\":[{\"index\":0,\"text\":");
         sb_json_str(&b, text, len);
         sb_puts(&b, ",\"logprobs\":");
         if (finish) sb_puts(&b, "null");
@@ -334,6 +338,9 @@ static void on_async(uv_async_t *a) {
                 if (ev[i].len) answer_stream_delta(c, j, ev[i].text, ev[i].len);
             } else if (j->stream) {
                 /* text, or logprobs of tokens whose text was held back to the end */
+                /* best-effort structured output is validated at the end:
+                 * keep the text (enforced grammars need no copy) */
+                if (ev[i].len && !structured_enforced(j)) sb_put(&j->out, ev[i].text, ev[i].len);
                 if (ev[i].len || ev[i].n_lp) {
                     if (!c->stream_open) srv_stream_begin(c);
                     chunk_json(c, j, ev[i].text ? ev[i].text : "", ev[i].len, NULL, !j->headers_sent, ev[i].lp, ev[i].n_lp);

@@ -140,8 +140,44 @@ static void test_response_format_errors(void **st) {
     bool really = ok && schema_validate(s, inst, &se) == 1;
     assert_int_equal(really, json_typeof(valid) == JSON_TRUE); /* the report tells the truth */
     if (ok) json_free(inst);
-    schema_free(s);
     json_free(v);
+    /* the same streamed: the final chunk carries the report, and it tells
+     * the truth about the concatenated deltas */
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":30,\"temperature\":1,\"seed\":2,\"stream\":true,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"u\",\"schema\":%s}}}", uniq);
+    char *r = srv_request(srv.port, "POST", "/v1/chat/completions", body, NULL);
+    assert_int_equal(srv_status(r), 200);
+    char text[8192] = "";
+    size_t tl = 0;
+    int reports = 0, report_valid = -1;
+    for (const char *p = strstr(r, "data: {"); p; p = strstr(p + 1, "data: {")) {
+        const char *end = strstr(p, "\n\n");
+        assert_non_null(end);
+        char *ev = strndup(p + 6, (size_t)(end - p - 6));
+        json *cv = test_json_parse(ev);
+        const json *d = json_pointer_get(cv, "/choices/0/delta/content", 24);
+        if (d) {
+            const char *ds = test_json_str(cv, "/choices/0/delta/content");
+            assert_true(tl + strlen(ds) < sizeof text);
+            memcpy(text + tl, ds, strlen(ds) + 1);
+            tl += strlen(ds);
+        }
+        const json *rv = json_pointer_get(cv, "/quire_schema/valid", 19);
+        if (rv) {
+            reports++;
+            report_valid = json_typeof(rv) == JSON_TRUE;
+            const json *fr = json_pointer_get(cv, "/choices/0/finish_reason", 24);
+            assert_true(fr && json_typeof(fr) == JSON_STRING); /* only on the last chunk */
+        }
+        json_free(cv);
+        free(ev);
+    }
+    assert_int_equal(reports, 1);
+    ok = json_parse(text, tl, NULL, &inst, &e) == 0;
+    really = ok && schema_validate(s, inst, &se) == 1;
+    if (ok) json_free(inst);
+    assert_int_equal(really, report_valid);
+    free(r);
+    schema_free(s);
     expect_error(srv.port,
                  "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2,\"response_format\":{\"type\":\"json_schema\","
                  "\"json_schema\":{\"name\":\"a\",\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"}},\"required\":[\"name\"]}}}}",
