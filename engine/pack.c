@@ -130,10 +130,13 @@ q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr 
      * request, huge pages: decode streams every byte once per token, and
      * 4 KiB pages would cost a TLB miss every 4 KiB. */
     size_t align = p->bytes >= ((size_t)4 << 20) ? (size_t)2 << 20 : 64;
-    size_t alloc = (p->bytes + align - 1) / align * align;
-    p->data = aligned_alloc(align, alloc);
+    size_t alloc = (p->bytes + 63) / 64 * 64;
+    void *mem = NULL;
+    p->data = posix_memalign(&mem, align, alloc) == 0 ? mem : NULL;
 #if defined(MADV_HUGEPAGE)
-    if (p->data && align > 64) (void)madvise(p->data, alloc, MADV_HUGEPAGE); /* a hint; failure is harmless */
+    /* only the whole huge pages: a huge tail page would be backed in full
+     * (up to 2 MiB of RSS per matrix for nothing) */
+    if (p->data && align > 64) (void)madvise(p->data, alloc / align * align, MADV_HUGEPAGE); /* a hint; failure is harmless */
 #endif
     if (!p->data) {
         free(p);
