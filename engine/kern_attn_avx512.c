@@ -5,7 +5,8 @@
  * accumulated. The same result as the position-by-position online softmax
  * up to rounding (one rescale per block instead of one per new maximum);
  * deterministic, and a head's result depends only on its own inputs. Head
- * sizes that are not a multiple of 16 (or above 256) take the scalar path. */
+ * sizes that are not a multiple of 16 use a masked last vector (small
+ * models: stories260K has 8); above 256 they take the scalar path. */
 #include "engine/kernels.h"
 
 #if defined(__x86_64__)
@@ -54,16 +55,25 @@ AI __m512 ld16(const void *base, size_t idx, bool f16) {
     if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)base + idx)));
     return _mm512_loadu_ps((const float *)base + idx);
 }
+/* The same with lanes outside mk zero (and not read: masked loads never
+ * touch the masked-out elements). */
+AI __m512 ld16m(const void *base, size_t idx, bool f16, __mmask16 mk) {
+    if (mk == (__mmask16)0xffff) return ld16(base, idx, f16);
+    if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)base + idx));
+    return _mm512_maskz_loadu_ps(mk, (const float *)base + idx);
+}
 
 void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
                        float scale, float *m, float *l, float *out) {
-    if (hd % 16 != 0 || hd > 256 || n > 64) {
+    if (hd > 256 || n > 64) {
         attn_step_scalar(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
         return;
     }
-    const int nv = hd / 16;
+    const int nv = (hd + 15) / 16;
+    /* lanes of vector i that belong to the head (all but a partial last one) */
+#define LANES(i) ((i) == nv - 1 && hd % 16 ? (__mmask16)((1u << (hd % 16)) - 1) : (__mmask16)0xffff)
     __m512 qv[16], ov[16];
-    for (int i = 0; i < nv; i++) qv[i] = _mm512_loadu_ps(q + 16 * i), ov[i] = _mm512_loadu_ps(out + 16 * i);
+    for (int i = 0; i < nv; i++) qv[i] = _mm512_maskz_loadu_ps(LANES(i), q + 16 * i), ov[i] = _mm512_maskz_loadu_ps(LANES(i), out + 16 * i);
     float s[64] __attribute__((aligned(64)));
     float bm = -INFINITY;
     const __m512 sv = _mm512_set1_ps(scale);
@@ -72,8 +82,8 @@ void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16
         for (int p = 0; p < 16; p++) {
             if (p0 + p >= n) { acc[p] = _mm512_setzero_ps(); continue; }
             size_t row = (size_t)(p0 + p) * stride;
-            acc[p] = _mm512_mul_ps(qv[0], ld16(k, row, kv_f16));
-            for (int i = 1; i < nv; i++) acc[p] = _mm512_fmadd_ps(qv[i], ld16(k, row + 16 * (size_t)i, kv_f16), acc[p]);
+            acc[p] = _mm512_mul_ps(qv[0], ld16m(k, row, kv_f16, LANES(0)));
+            for (int i = 1; i < nv; i++) acc[p] = _mm512_fmadd_ps(qv[i], ld16m(k, row + 16 * (size_t)i, kv_f16, LANES(i)), acc[p]);
         }
         __mmask16 msk = n - p0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - p0)) - 1);
         __m512 sc = _mm512_mul_ps(hsum16(acc), sv);
@@ -105,22 +115,23 @@ void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16
         for (; p + 2 <= n; p += 2) {
             __m512 a = _mm512_set1_ps(s[p]), a2 = _mm512_set1_ps(s[p + 1]);
             for (int i = 0; i < nv; i++) {
-                ov[i] = _mm512_fmadd_ps(a, ld16(v, (size_t)p * stride + 16 * (size_t)i, kv_f16), ov[i]);
-                o2[i] = _mm512_fmadd_ps(a2, ld16(v, (size_t)(p + 1) * stride + 16 * (size_t)i, kv_f16), o2[i]);
+                ov[i] = _mm512_fmadd_ps(a, ld16m(v, (size_t)p * stride + 16 * (size_t)i, kv_f16, LANES(i)), ov[i]);
+                o2[i] = _mm512_fmadd_ps(a2, ld16m(v, (size_t)(p + 1) * stride + 16 * (size_t)i, kv_f16, LANES(i)), o2[i]);
             }
         }
         if (p < n) {
             __m512 a = _mm512_set1_ps(s[p]);
-            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16(v, (size_t)p * stride + 16 * (size_t)i, kv_f16), ov[i]);
+            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16m(v, (size_t)p * stride + 16 * (size_t)i, kv_f16, LANES(i)), ov[i]);
         }
         for (int i = 0; i < nv; i++) ov[i] = _mm512_add_ps(ov[i], o2[i]);
     } else {
         for (int p = 0; p < n; p++) {
             __m512 a = _mm512_set1_ps(s[p]);
-            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16(v, (size_t)p * stride + 16 * (size_t)i, kv_f16), ov[i]);
+            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16m(v, (size_t)p * stride + 16 * (size_t)i, kv_f16, LANES(i)), ov[i]);
         }
     }
-    for (int i = 0; i < nv; i++) _mm512_storeu_ps(out + 16 * i, ov[i]);
+    for (int i = 0; i < nv; i++) _mm512_mask_storeu_ps(out + 16 * i, LANES(i), ov[i]);
+#undef LANES
     *m = mx;
     *l = sum;
 }

@@ -19,6 +19,114 @@ const char *const sgr_extract_default_system =
     "fields that come first (analysis, reasoning, checks) are steps toward the later ones. Use only "
     "what the document says.\n\nJSON Schema:\n";
 
+/* ------------------------------------------------------------------------ */
+/* The schema as prompt text without annotations: a model with a short
+ * context may not fit a schema's descriptions, and the decoder enforces the
+ * schema whatever the prompt shows. Only annotation keywords of *schema*
+ * objects are dropped: a property named "title" stays. */
+
+typedef struct tbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} tbuf;
+
+static void tb_put(tbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) { b->oom = true; return; }
+        b->p = q, b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void tb_json(tbuf *b, const json *v) {
+    char *t;
+    size_t n;
+    qerr e;
+    if (json_serialize(v, NULL, &t, &n, &e)) { b->oom = true; return; }
+    tb_put(b, t, n);
+    free(t);
+}
+
+static void tb_key(tbuf *b, const json_member *m) {
+    json k = {.type = JSON_STRING};
+    k.u.str.s = m->key;
+    k.u.str.len = m->klen;
+    tb_json(b, &k);
+    tb_put(b, ":", 1);
+}
+
+static bool key_is(const json_member *m, const char *const *set) {
+    for (; *set; set++)
+        if (strlen(*set) == m->klen && memcmp(*set, m->key, m->klen) == 0) return true;
+    return false;
+}
+
+static const char *const annotation_kw[] = {"title",    "description", "examples",  "example", "$comment", "default",
+                                            "deprecated", "readOnly",  "writeOnly", "$schema", NULL};
+/* values that are maps of name -> schema */
+static const char *const schema_map_kw[] = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
+                                            "dependencies", NULL};
+/* values that are a schema, or an array of schemas */
+static const char *const schema_kw[] = {"items", "additionalItems", "additionalProperties", "not", "if", "then", "else",
+                                        "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+                                        "allOf", "anyOf", "oneOf", "prefixItems", NULL};
+
+static void tb_schema(tbuf *b, const json *v, int depth) {
+    if (depth > 256 || !json_is_object(v)) { /* booleans, data; depth: the parser's limit is far lower */
+        if (json_is_array(v)) {
+            tb_put(b, "[", 1);
+            for (size_t i = 0; i < v->u.arr.n; i++) {
+                if (i) tb_put(b, ",", 1);
+                tb_schema(b, v->u.arr.items[i], depth + 1);
+            }
+            tb_put(b, "]", 1);
+        } else tb_json(b, v);
+        return;
+    }
+    tb_put(b, "{", 1);
+    bool first = true;
+    for (size_t i = 0; i < v->u.obj.n; i++) {
+        const json_member *m = &v->u.obj.m[i];
+        if (key_is(m, annotation_kw)) continue;
+        if (!first) tb_put(b, ",", 1);
+        first = false;
+        tb_key(b, m);
+        if (key_is(m, schema_map_kw) && json_is_object(m->val)) {
+            tb_put(b, "{", 1);
+            for (size_t k = 0; k < m->val->u.obj.n; k++) {
+                if (k) tb_put(b, ",", 1);
+                tb_key(b, &m->val->u.obj.m[k]);
+                tb_schema(b, m->val->u.obj.m[k].val, depth + 1);
+            }
+            tb_put(b, "}", 1);
+        } else if (key_is(m, schema_kw)) {
+            tb_schema(b, m->val, depth + 1);
+        } else {
+            tb_json(b, m->val); /* enum, const, required, bounds, ... as they are */
+        }
+    }
+    tb_put(b, "}", 1);
+}
+
+int sgr_schema_prompt_text(const json *schema, char **out, size_t *len, qerr *e) {
+    tbuf b = {0};
+    tb_schema(&b, schema, 0);
+    if (b.oom || !b.p) {
+        free(b.p);
+        return qerr_set(e, "out of memory");
+    }
+    *out = b.p;
+    *len = b.n;
+    return 0;
+}
+
 int sgr_extract_prompt(const struct tokenizer *t, const char *tmpl, const char *system, const char *schema_text,
                        size_t schema_len, const char *doc, size_t doc_len, char **out, size_t *out_len, qerr *e) {
     if (!system) system = sgr_extract_default_system;

@@ -475,6 +475,11 @@ extern const char *const sgr_extract_default_system;
  * ChatML if it has none): the system message holds the instructions (system
  * NULL: sgr_extract_default_system) followed by the schema text; the user
  * message is the document. */
+/* The schema as compact JSON without annotation keywords (title,
+ * description, examples, default, $comment, ...) of its schema objects —
+ * for prompts that must fit a short context; the decoder enforces the schema
+ * either way. *out is malloc'd. */
+int sgr_schema_prompt_text(const json *schema, char **out, size_t *len, qerr *e);
 int sgr_extract_prompt(const struct tokenizer *t, const char *tmpl, const char *system, const char *schema_text,
                        size_t schema_len, const char *doc, size_t doc_len, char **out, size_t *out_len, qerr *e);
 

@@ -171,12 +171,93 @@ static void test_eval_scores(void **st) {
     assert_int_equal(system(args), 0);
 }
 
+/* sgr_schema_prompt_text drops annotations only: on JSONSchemaBench files
+ * (every 7th of each split) the bare schema compiles exactly when the
+ * original does and classifies every labelled instance the same way; it
+ * has no "description" left where the original had one on a schema, and a
+ * property named "title" survives. */
+static void test_bare_schema_same_meaning(void **state) {
+    (void)state;
+    const char *splits[] = {"Glaiveai2K", "Github_easy", "Github_trivial", "Snowplow"};
+    int checked = 0, instances = 0, shorter = 0;
+    for (int sp = 0; sp < 4; sp++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s", shared_path("jsonschemabench"));
+        snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s", splits[sp]);
+        size_t n;
+        char **names = test_list_json(dir, &n);
+        for (size_t i = 0; i < n; i++) {
+            if (i % 7 == 0) {
+                char path[512];
+                snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+                size_t len;
+                char *txt = test_read_file(path, &len);
+                json *doc;
+                qerr e;
+                assert_int_equal(json_parse(txt, len, NULL, &doc, &e), 0);
+                free(txt);
+                const json *sch = json_get(doc, "schema");
+                char *bare;
+                size_t bl;
+                assert_int_equal(sgr_schema_prompt_text(sch, &bare, &bl, &e), 0);
+                json *bdoc;
+                if (json_parse(bare, bl, NULL, &bdoc, &e)) fail_msg("%s: bare text is not JSON: %s", names[i], e.msg);
+                char *full;
+                size_t fl;
+                assert_int_equal(json_serialize(sch, NULL, &full, &fl, &e), 0);
+                if (bl < fl) shorter++;
+                free(full);
+                schema *s1 = NULL, *s2 = NULL;
+                schema_opts so = {0};
+                so.assert_format = true;
+                int c1 = schema_compile(sch, &so, &s1, &e), c2 = schema_compile(bdoc, &so, &s2, &e);
+                if (c1 != c2) fail_msg("%s: compiles %d, bare %d", names[i], c1, c2);
+                const json *tests = json_get(doc, "tests");
+                for (size_t k = 0; c1 == 0 && k < json_size(tests); k++) {
+                    const json *data = json_get(json_at(tests, k), "data");
+                    schema_error e1, e2;
+                    int v1 = schema_validate(s1, data, &e1), v2 = schema_validate(s2, data, &e2);
+                    if (v1 != v2) fail_msg("%s test %zu: valid %d, bare %d", names[i], k, v1, v2);
+                    instances++;
+                }
+                schema_free(s1);
+                schema_free(s2);
+                json_free(bdoc);
+                free(bare);
+                json_free(doc);
+                checked++;
+            }
+            free(names[i]);
+        }
+        free(names);
+    }
+    printf("bare schemas: %d files, %d instances classified alike, %d shorter\n", checked, instances, shorter);
+    assert_true(checked > 500);
+    /* annotations of schema objects go; data and property names stay */
+    const char *src = "{\"title\":\"T\",\"description\":\"D\",\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\","
+                      "\"description\":\"x\",\"examples\":[\"a\"]},\"k\":{\"enum\":[{\"description\":1}],\"default\":2}},"
+                      "\"items\":[{\"$comment\":\"c\",\"const\":{\"title\":3}}],\"anyOf\":[{\"title\":\"u\"}],"
+                      "\"$defs\":{\"d\":{\"readOnly\":true,\"type\":\"null\"}}}";
+    json *v;
+    qerr e;
+    assert_int_equal(json_parse(src, strlen(src), NULL, &v, &e), 0);
+    char *bare;
+    size_t bl;
+    assert_int_equal(sgr_schema_prompt_text(v, &bare, &bl, &e), 0);
+    assert_string_equal(bare, "{\"type\":\"object\",\"properties\":{\"title\":{\"type\":\"string\"},\"k\":{\"enum\":["
+                              "{\"description\":1}]}},\"items\":[{\"const\":{\"title\":3}}],\"anyOf\":[{}],\"$defs\":{\"d\":"
+                              "{\"type\":\"null\"}}}");
+    free(bare);
+    json_free(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_always_valid),
         cmocka_unit_test(test_unsupported_is_named),
         cmocka_unit_test(test_budget_below_shortest),
         cmocka_unit_test(test_eval_scores),
+        cmocka_unit_test(test_bare_schema_same_meaning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

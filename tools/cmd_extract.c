@@ -21,7 +21,7 @@ void help_extract(FILE *out) {
             "usage: quire extract -m MODEL --schema SCHEMA.json (-p TEXT | -f DOC) [-n MAX_TOKENS] [--temp T]\n"
             "                     [--seed S] [--top-k K] [--top-p P] [--min-p P] [-t THREADS] [--system TEXT]\n"
             "                     [--chat-template chatml|FILE] [--raw] [--ws N] [--best-effort] [--profile]\n"
-            "                     [--no-fast-forward] [--shortest]\n"
+            "                     [--no-fast-forward] [--shortest] [--schema-in-prompt auto|full|bare|none]\n"
             "  Prints one JSON document that conforms to the schema, generated under the schema's grammar\n"
             "  within MAX_TOKENS tokens (default 256): when the budget runs short, only tokens that still\n"
             "  allow a complete document are sampled. The output is re-validated; exit 1 if it is not valid\n"
@@ -30,7 +30,9 @@ void help_extract(FILE *out) {
             "  The prompt is the model's chat template (ChatML if none) with the instructions and the schema\n"
             "  as the system message and the document as the user message; --raw uses the document as the\n"
             "  whole prompt. Fields are generated in the schema's order, so schemas whose first fields are\n"
-            "  reasoning steps (analysis -> checks -> answer) work as cascades.\n"
+            "  reasoning steps (analysis -> checks -> answer) work as cascades. --schema-in-prompt: auto (default)\n"
+            "  shows the schema whole, else without annotations (title, description, examples, ...), else not at\n"
+            "  all, the first that fits the model's trained context with the budget (said on stderr).\n"
             "  --temp 0 (default) is greedy. --ws N allows up to N whitespace bytes between tokens (default 0:\n"
             "  compact). --best-effort skips keywords that cannot be enforced (listed on stderr) and relies\n"
             "  on the re-validation. --profile prints per-stage times to stderr.\n"
@@ -51,6 +53,7 @@ typedef struct xsetup {
     json *doc;
     schema *s;
     char *schema_text; size_t schema_len;
+    char *schema_bare; size_t bare_len; /* without annotations (sgr_schema_prompt_text) */
     sgr_grammar *g;
     model *m;
     tokenizer *tok;
@@ -67,6 +70,7 @@ static void xsetup_free(xsetup *x) {
     if (x->s) schema_free(x->s);
     json_free(x->doc);
     free(x->schema_text);
+    free(x->schema_bare);
     free(x->tmpl);
 }
 
@@ -83,6 +87,7 @@ static int xsetup_init(xsetup *x, const char *cmd, const char *mpath, const char
     schema_opts sco = {.load = cli_schema_file_loader, .base_uri = base};
     if (schema_compile(x->doc, &sco, &x->s, &e)) return cli_fail(cmd, "%s: %s", spath, e.msg);
     if (json_serialize(x->doc, NULL, &x->schema_text, &x->schema_len, &e)) return cli_fail(cmd, "%s", e.msg);
+    if (sgr_schema_prompt_text(x->doc, &x->schema_bare, &x->bare_len, &e)) return cli_fail(cmd, "%s", e.msg);
     sgr_gb *b = sgr_gb_new(NULL);
     if (!b) return cli_fail(cmd, "out of memory");
     sgr_unenforced *sk = NULL;
@@ -113,19 +118,6 @@ static int xsetup_init(xsetup *x, const char *cmd, const char *mpath, const char
     return EXIT_OK;
 }
 
-static int build_prompt(xsetup *x, bool raw, const char *system, const char *doc, size_t doc_len, char **out,
-                        size_t *out_len, qerr *e) {
-    if (raw) {
-        *out = malloc(doc_len + 1);
-        if (!*out) return qerr_set(e, "out of memory");
-        memcpy(*out, doc, doc_len);
-        (*out)[doc_len] = 0;
-        *out_len = doc_len;
-        return 0;
-    }
-    return sgr_extract_prompt(x->tok, x->tmpl, system, x->schema_text, x->schema_len, doc, doc_len, out, out_len, e);
-}
-
 static int prompt_tokens(const tokenizer *t, const char *p, size_t n, size_t *count, qerr *e) {
     int32_t *ids = NULL;
     if (tokenizer_encode(t, p, n, true, true, &ids, count, e)) return -1;
@@ -133,9 +125,58 @@ static int prompt_tokens(const tokenizer *t, const char *p, size_t n, size_t *co
     return 0;
 }
 
+/* How much of the schema the prompt shows (--schema-in-prompt). */
+enum { SP_AUTO, SP_FULL, SP_BARE, SP_NONE };
+static const char *const sp_names[] = {"auto", "full", "bare", "none"};
+static const char sp_none_text[] = "(not shown: the decoder enforces it)";
+
+/* The prompt and its token count. SP_AUTO takes the first of full, bare
+ * (no annotations) and none whose prompt plus the budget fits the model's
+ * trained context, and says on stderr when it had to shorten: a short-context
+ * model would otherwise run far past what it was trained on (and prefill
+ * cost grows with the square of the prompt). */
+static int build_prompt(const char *cmd, xsetup *x, bool raw, int mode, long long n_predict, const char *system,
+                        const char *doc, size_t doc_len, char **out, size_t *out_len, size_t *n_tok, qerr *e) {
+    if (raw) {
+        *out = malloc(doc_len + 1);
+        if (!*out) return qerr_set(e, "out of memory");
+        memcpy(*out, doc, doc_len);
+        (*out)[doc_len] = 0;
+        *out_len = doc_len;
+        return prompt_tokens(x->tok, *out, *out_len, n_tok, e);
+    }
+    long long ctx = x->m->hp.n_ctx_train;
+    int first = mode == SP_AUTO ? SP_FULL : mode, last = mode == SP_AUTO ? SP_NONE : mode;
+    size_t full_tok = 0;
+    for (int k = first; k <= last; k++) {
+        const char *st = k == SP_FULL ? x->schema_text : k == SP_BARE ? x->schema_bare : sp_none_text;
+        size_t sl = k == SP_FULL ? x->schema_len : k == SP_BARE ? x->bare_len : strlen(sp_none_text);
+        if (sgr_extract_prompt(x->tok, x->tmpl, system, st, sl, doc, doc_len, out, out_len, e)) return -1;
+        if (prompt_tokens(x->tok, *out, *out_len, n_tok, e)) { free(*out); *out = NULL; return -1; }
+        if (k == SP_FULL) full_tok = *n_tok;
+        bool fits = ctx <= 0 || (long long)*n_tok + n_predict + 1 <= ctx;
+        if (fits || k == last) {
+            if (mode == SP_AUTO && k != SP_FULL)
+                fprintf(stderr,
+                        "quire %s: the prompt with the whole schema is %zu tokens; with -n %lld it exceeds the model's "
+                        "context of %lld, so the schema is shown %s (%zu tokens; --schema-in-prompt full keeps it)\n",
+                        cmd, full_tok, n_predict, ctx, k == SP_BARE ? "without annotations" : "not at all", *n_tok);
+            if (!fits)
+                fprintf(stderr, "quire %s: %zu prompt tokens + -n %lld exceed the model's trained context of %lld: the "
+                                "output stays valid (the grammar), its quality may not\n",
+                        cmd, *n_tok, n_predict, ctx);
+            return 0;
+        }
+        free(*out);
+        *out = NULL;
+    }
+    return qerr_set(e, "no prompt"); /* not reached */
+}
+
 typedef struct xargs {
     const char *mpath, *spath, *prompt, *pfile, *system, *tmpl, *docs, *labels;
     long long n_predict, threads;
+    int schema_in_prompt;
     sampler_params sp;
     bool raw, profile, json_out, shortest, no_ff;
     sgr_schema_opts so;
@@ -190,6 +231,12 @@ static int parse_args(const char *cmd, int argc, char **argv, int first, xargs *
             if (end == v || *end) return cli_fail(cmd, "bad seed '%s'", v);
             a->sp.seed = s;
             seed_given = true;
+        } else if (!strcmp(o, "--schema-in-prompt")) {
+            VAL();
+            int k = 0;
+            while (k < 4 && strcmp(v, sp_names[k]) != 0) k++;
+            if (k == 4) return cli_fail(cmd, "bad --schema-in-prompt '%s' (auto, full, bare or none)", v);
+            a->schema_in_prompt = k;
         } else if (!strcmp(o, "--raw")) a->raw = true;
         else if (!strcmp(o, "--best-effort")) a->so.best_effort = true;
         else if (!strcmp(o, "--shortest")) a->shortest = true;
@@ -247,8 +294,9 @@ int cmd_extract(int argc, char **argv) {
     }
     char *prompt = NULL;
     size_t plen = 0, n_ptok = 0;
-    if (!rc && build_prompt(&x, a.raw, a.system, doc, dlen, &prompt, &plen, &e)) rc = cli_fail("extract", "%s", e.msg);
-    if (!rc && prompt_tokens(x.tok, prompt, plen, &n_ptok, &e)) rc = cli_fail("extract", "%s", e.msg);
+    if (!rc && build_prompt("extract", &x, a.raw, a.schema_in_prompt, a.n_predict, a.system, doc, dlen, &prompt, &plen,
+                            &n_ptok, &e))
+        rc = cli_fail("extract", "%s", e.msg);
     model_ctx ctx;
     bool have_ctx = false;
     if (!rc) {
@@ -479,9 +527,10 @@ int eval_extract(int argc, char **argv) {
         size_t dl, nt;
         snprintf(path, sizeof path, "%s/%s", a.docs, L[i].doc);
         if (q_read_file(path, &doc, &dl, &e)) { rc = cli_fail("eval extract", "%s", e.msg); break; }
-        int r1 = build_prompt(&x, a.raw, a.system, doc, dl, &prompts[i], &plens[i], &e);
+        int r1 = build_prompt("eval extract", &x, a.raw, a.schema_in_prompt, a.n_predict, a.system, doc, dl, &prompts[i],
+                              &plens[i], &nt, &e);
         free(doc);
-        if (r1 || prompt_tokens(x.tok, prompts[i], plens[i], &nt, &e)) { rc = cli_fail("eval extract", "%s: %s", path, e.msg); break; }
+        if (r1) { rc = cli_fail("eval extract", "%s: %s", path, e.msg); break; }
         if (nt > max_ptok) max_ptok = nt;
     }
     model_ctx ctx;
