@@ -75,6 +75,9 @@ typedef struct hnsw_search_opts {
                               <= 0: estimated by sampling the filter */
     int plan;              /* enum hnsw_plan */
     hnsw_filter_many_fn filter_many; /* optional; used when filter is NULL, with filter_ctx */
+    const struct hnsw_allow *allow;  /* optional allow-list (hnsw_allow_new on this index): only
+                                        its ids are results; a filter, if also given, must allow
+                                        them too */
 } hnsw_search_opts;
 
 /* What a search did (optional out-parameter). */
@@ -118,6 +121,25 @@ int hnsw_search(hnsw *h, const float *query, int k, const hnsw_search_opts *opts
  * memory traffic. pr 0 removes the projection. Takes the lock exclusively. */
 int hnsw_fit_projection(hnsw *h, int pr, qerr *e);
 int hnsw_projection_dim(const hnsw *h); /* 0: none */
+
+/* Allow-lists: the set of ids a search may return, given as ids (e.g. the
+ * posting list of a metadata value) instead of a predicate. The ids are
+ * resolved to the index's slots once, sorted by slot, so the exact scan
+ * iterates only the allowed vectors in memory order (no call per id, no
+ * pass over the whole index) and the graph walk tests membership in a
+ * bitmap. HNSW_ALLOW_PACK also copies the allowed vectors' first projected
+ * coordinates into one contiguous block (≈ 33 floats per id) so the scan's
+ * first pass streams them; worth it for a list used by many queries.
+ * Ids not in the index are ignored (and found if added later). A list
+ * stays valid while the index changes: after any add, delete or new
+ * projection it is resolved again per search (correct, slower); build a
+ * new one then. Read-only after creation: one list may serve concurrent
+ * searches. */
+typedef struct hnsw_allow hnsw_allow;
+enum { HNSW_ALLOW_PACK = 1 };
+int hnsw_allow_new(hnsw *h, const uint64_t *ids, size_t n, unsigned flags, hnsw_allow **out, qerr *e);
+void hnsw_allow_free(hnsw_allow *a);
+size_t hnsw_allow_size(const hnsw_allow *a); /* distinct ids given */
 
 size_t hnsw_count(const hnsw *h);     /* live ids */
 size_t hnsw_slots(const hnsw *h);     /* slots in use or free for reuse (high-water mark) */
