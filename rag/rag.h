@@ -345,6 +345,37 @@ typedef struct filter filter;
 int filter_parse(filter **out, const char *expr, qerr *e);
 void filter_free(filter *f);
 bool filter_eval(const filter *f, const meta *m, const char *doc_id);
+/* The same filter as set algebra over posting lists, for n documents
+ * numbered 0..n-1: get(ctx, field, val, &docs, &nd) gives the ascending
+ * numbers of the documents whose field has a value equal to *val (val
+ * NULL: that have the field). Writes bits (⌈n/64⌉ words, bit d = document
+ * d) and *exact: true when bits is exactly the set filter_eval allows
+ * (equality, "in", "!=", exists, and/or/not of those); false when it is a
+ * superset to check per document (ranges and _id are not in posting
+ * lists). f NULL: all documents, exact. */
+typedef void (*filter_postings_fn)(void *ctx, const char *field, const meta_val *val, const uint32_t **docs, size_t *nd);
+int filter_allow_bits(const filter *f, size_t n, filter_postings_fn get, void *ctx, uint64_t *bits, bool *exact, qerr *e);
+
+/* ======================================================================== */
+/* Metadata posting index (rag/meta_index.c): for every (field, value) of
+ * the documents' metadata (strings, numbers, booleans; each array element),
+ * every field name, and every ACL principal, the ascending list of document
+ * numbers carrying it, plus the public documents. meta_index_allow turns a
+ * filter and a caller's principals into the bitmap of allowed documents
+ * without evaluating anything per document. Documents are added in
+ * ascending number; the index does not know about deletions (the caller
+ * masks them). Not thread-safe for writes. */
+typedef struct meta_index meta_index;
+int meta_index_new(meta_index **out, qerr *e);
+void meta_index_free(meta_index *mi);
+int meta_index_add(meta_index *mi, uint32_t doc, const meta *m, const char *const *acl, int n_acl, qerr *e);
+/* bits (⌈n_docs/64⌉ words) := the documents the principals may read (a
+ * public document, or one whose ACL names one of them; ignore_acl: all)
+ * and the filter allows (NULL: all). Returns 1 when exact, 0 when a
+ * superset (the filter has range or _id parts: evaluate those per
+ * document), -1 on error. */
+int meta_index_allow(const meta_index *mi, const filter *f, const char *const *principals, int n_principals,
+                     bool ignore_acl, size_t n_docs, uint64_t *bits, qerr *e);
 
 /* ======================================================================== */
 /* Index directory (rag/index.c). One directory per index:
@@ -434,6 +465,8 @@ typedef struct search_opts {
     void *rerank_ctx;
     bool group_by_doc;           /* one result per document (its best chunk) */
     bool ignore_acl;             /* every document whatever its ACL (an admin caller) */
+    bool filter_by_callback;     /* evaluate the filter and ACL chunk by chunk instead of from the
+                                    metadata posting lists (the reference path, for tests) */
 } search_opts;
 void search_opts_default(search_opts *o);
 typedef struct search_hit {
