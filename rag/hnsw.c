@@ -864,7 +864,7 @@ static int install_projection(hnsw *h, int pr, float *pb, float *pm, qerr *e) {
     free(h->pb); free(h->pm); free(h->pbm); free(h->pv); free(h->prn); free(h->pv1);
     h->pb = pb; h->pm = pm; h->pbm = pbm; h->pv = pv; h->prn = prn; h->pv1 = pv1;
     h->pr = pr;
-    h->gen++;
+    __atomic_fetch_add(&h->gen, 1, __ATOMIC_RELEASE);
     memset(pv, 0, h->cap * (size_t)pr * sizeof *pv);
     memset(prn, 0, h->cap * 2 * sizeof *prn);
     memset(pv1, 0, h->cap * (size_t)proj_p1(h) * sizeof *pv1);
@@ -882,7 +882,7 @@ int hnsw_fit_projection(hnsw *h, int pr, qerr *e) {
         free(h->pb); free(h->pm); free(h->pbm); free(h->pv); free(h->prn); free(h->pv1);
         h->pb = h->pm = h->pbm = h->pv = h->prn = h->pv1 = NULL;
         h->pr = 0;
-        h->gen++;
+        __atomic_fetch_add(&h->gen, 1, __ATOMIC_RELEASE);
         pthread_rwlock_unlock(&h->g);
         return 0;
     }
@@ -981,6 +981,9 @@ static int add_locked(hnsw *h, uint64_t id, const float *vec, int level, bool *n
     h->l0[(size_t)s * (size_t)(h->M0 + 1)] = 0;
     nunlock(h, s);
     __atomic_store_n(&h->st[s], ST_LIVE, __ATOMIC_RELEASE);
+    /* again once live: an allow-list made while this insert ran (which saw
+     * the slot not yet live) is stale from here on */
+    __atomic_fetch_add(&h->gen, 1, __ATOMIC_RELEASE);
 
     pthread_mutex_lock(&h->meta);
     uint32_t ep = h->ep;
@@ -1154,7 +1157,7 @@ int hnsw_delete(hnsw *h, uint64_t id, qerr *e) {
         return qerr_set(e, "hnsw: out of memory");
     }
     map_del(h, id);
-    h->gen++;
+    __atomic_fetch_add(&h->gen, 1, __ATOMIC_RELEASE);
     h->st[s] = ST_FREE;
     __atomic_fetch_sub(&h->n_live, 1, __ATOMIC_RELAXED);
     int ls = h->lvl[s];

@@ -403,6 +403,7 @@ typedef struct conc {
     uint64_t started;
     int done;
     long searches;
+    hnsw_allow *early; /* made before the first insert: stale from then on */
 } conc;
 
 static void *writer(void *arg) {
@@ -428,10 +429,21 @@ static void *reader(void *arg) {
         hnsw_search_opts o = {32, NULL, NULL, 0, q % 5 == 4 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO, NULL, NULL};
         modfilt f = {3, 0};
         if (q % 5 == 3) { o.plan = HNSW_PLAN_BRUTE; o.filter_many = allow_mod_many; o.filter_ctx = &f; }
+        /* allow-lists (ids divisible by 7) made while inserts run, or before them */
+        hnsw_allow *al = NULL;
+        if (q % 5 == 2) {
+            uint64_t ids[N / 7 + 1];
+            size_t m = 0;
+            for (uint64_t id = 0; id < N; id += 7) ids[m++] = id;
+            if (q % 10 == 2 && hnsw_allow_new(c->h, ids, m, HNSW_ALLOW_PACK, &al, &e)) abort();
+            o.allow = al ? al : c->early;
+            o.plan = q % 20 < 10 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO;
+        }
         if (hnsw_search(c->h, c->qs + (size_t)(q % NQ) * D, K, &o, got, NULL, &n, NULL, &e)) abort();
+        hnsw_allow_free(al);
         uint64_t started = __atomic_load_n(&c->started, __ATOMIC_SEQ_CST);
         for (int j = 0; j < n; j++)
-            if (got[j] >= started || (q % 5 == 3 && got[j] % 3)) abort();
+            if (got[j] >= started || (q % 5 == 3 && got[j] % 3) || (q % 5 == 2 && got[j] % 7)) abort();
         q++;
         if (q % 4 == 0) { struct timespec ts = {0, 100000}; nanosleep(&ts, NULL); } /* let the writer run */
     }
@@ -450,9 +462,13 @@ static void test_concurrent(void **state) {
     p.M = 8;
     p.ef_construction = 64;
     p.capacity = 16; /* growth happens while readers run */
-    conc c = {NULL, base, qs, 0, 0, 0};
+    conc c = {NULL, base, qs, 0, 0, 0, NULL};
     qerr e;
     assert_int_equal(hnsw_new(&c.h, &p, &e), 0);
+    uint64_t early[N / 7 + 1];
+    size_t ne = 0;
+    for (uint64_t id = 0; id < N; id += 7) early[ne++] = id;
+    assert_int_equal(hnsw_allow_new(c.h, early, ne, 0, &c.early, &e), 0);
     pthread_t w, r[2];
     pthread_create(&w, NULL, writer, &c);
     for (int i = 0; i < 2; i++) pthread_create(&r[i], NULL, reader, &c);
@@ -463,6 +479,14 @@ static void test_concurrent(void **state) {
     double rc = recall(c.h, HNSW_L2, base, qs, 64);
     fprintf(stderr, "recall after concurrent build %.3f\n", rc);
     assert_true(rc >= 0.85); /* 5 of N deleted ids are in the brute-force set */
+    /* the early list, stale, still finds every live listed id */
+    uint64_t got[K];
+    int ng;
+    hnsw_search_opts o = {16, NULL, NULL, 0, HNSW_PLAN_BRUTE, NULL, c.early};
+    assert_int_equal(hnsw_search(c.h, qs, K, &o, got, NULL, &ng, NULL, &e), 0);
+    assert_int_equal(ng, K);
+    for (int j = 0; j < ng; j++) assert_int_equal(got[j] % 7, 0);
+    hnsw_allow_free(c.early);
     hnsw_free(c.h);
     free(base);
     free(qs);
