@@ -1250,6 +1250,10 @@ static int allowed_docs(rag_index *x, const search_opts *o, uint64_t **bits, boo
     return 0;
 }
 
+/* Exact bits: a bit test, too cheap to time per call (the bitmap's
+ * construction is the filter stage's time). */
+static bool bm25_vis_bits(uint32_t id, void *ctx) { return vis_chunk(ctx, id); }
+
 static bool bm25_vis(uint32_t id, void *ctx) {
     vis *v = ctx;
     double t0 = q_now();
@@ -1266,6 +1270,12 @@ static int64_t slot_of_cid(const rag_index *x, uint64_t cid) {
         else hi = m;
     }
     return lo < x->n_chunks && x->chunks[lo].cid == cid ? (int64_t)lo : -1;
+}
+
+static bool hnsw_vis_bits(uint64_t cid, void *ctx) {
+    vis *v = ctx;
+    int64_t s = slot_of_cid(v->x, cid);
+    return s >= 0 && vis_chunk(v, (size_t)s);
 }
 
 static bool hnsw_vis(uint64_t cid, void *ctx) {
@@ -1336,7 +1346,8 @@ static int search_depth(rag_index *x, const char *query, const float *qvec, cons
         if (!h || !bl) { free(h); free(bl); free(dbits); return qerr_set(e, "out of memory"); }
         double t0 = q_now();
         bm25_stats bs;
-        if (bm25_search(x->bm, x->an, query, strlen(query), depth, need_vis ? bm25_vis : NULL, &v, false, h, &nb, &bs, e)) {
+        bm25_filter_fn bf = !need_vis ? NULL : v.bits && v.exact ? bm25_vis_bits : bm25_vis;
+        if (bm25_search(x->bm, x->an, query, strlen(query), depth, bf, &v, false, h, &nb, &bs, e)) {
             free(h); free(bl); free(dbits);
             return -1;
         }
@@ -1350,7 +1361,9 @@ static int search_depth(rag_index *x, const char *query, const float *qvec, cons
         float *dist = malloc((size_t)depth * sizeof *dist);
         vl = malloc((size_t)depth * sizeof *vl);
         if (!ids || !dist || !vl) { free(ids); free(dist); free(vl); free(bl); free(dbits); return qerr_set(e, "out of memory"); }
-        hnsw_search_opts ho = {.ef = depth > 64 ? depth : 64, .filter = need_vis ? hnsw_vis : NULL, .filter_ctx = &v};
+        hnsw_search_opts ho = {.ef = depth > 64 ? depth : 64,
+                               .filter = !need_vis ? NULL : v.bits && v.exact ? hnsw_vis_bits : hnsw_vis,
+                               .filter_ctx = &v};
         /* a restrictive filter: the allowed chunks as an allow-list (the
          * exact scan then visits only them); an exact one needs no callback */
         hnsw_allow *al = NULL;
