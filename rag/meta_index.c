@@ -19,11 +19,16 @@ typedef struct mi_entry {
     size_t n, cap;
 } mi_entry;
 
+/* a growable key buffer */
+typedef struct keybuf {
+    char *b;
+    size_t cap;
+} keybuf;
+
 struct meta_index {
     mi_entry *t;
     size_t cap, used;
-    char *kb; /* key buffer */
-    size_t kbc;
+    keybuf kb; /* for meta_index_add */
 };
 
 static uint64_t fnv(const char *k, size_t n) {
@@ -47,7 +52,7 @@ void meta_index_free(meta_index *mi) {
     if (!mi) return;
     for (size_t i = 0; i < mi->cap; i++) { free(mi->t[i].key); free(mi->t[i].docs); }
     free(mi->t);
-    free(mi->kb);
+    free(mi->kb.b);
     free(mi);
 }
 
@@ -93,32 +98,32 @@ static int mi_put(meta_index *mi, const char *k, size_t n, uint32_t doc) {
     return 0;
 }
 
-/* Builds a key in mi->kb: kind, a (with its NUL when b follows), b. */
-static const char *mi_key(meta_index *mi, char kind, const char *a, const void *b, size_t bn, size_t *n) {
+/* Builds a key in kb: kind, a (with its NUL when b follows), b. */
+static const char *mi_key(keybuf *kb, char kind, const char *a, const void *b, size_t bn, size_t *n) {
     size_t an = a ? strlen(a) : 0, need = 1 + an + (b ? 1 + bn : 0);
-    if (need > mi->kbc) {
-        char *kb = realloc(mi->kb, need * 2);
-        if (!kb) return NULL;
-        mi->kb = kb;
-        mi->kbc = need * 2;
+    if (need > kb->cap) {
+        char *nb = realloc(kb->b, need * 2);
+        if (!nb) return NULL;
+        kb->b = nb;
+        kb->cap = need * 2;
     }
-    mi->kb[0] = kind;
-    if (an) memcpy(mi->kb + 1, a, an);
+    kb->b[0] = kind;
+    if (an) memcpy(kb->b + 1, a, an);
     if (b) {
-        mi->kb[1 + an] = 0;
-        memcpy(mi->kb + 2 + an, b, bn);
+        kb->b[1 + an] = 0;
+        memcpy(kb->b + 2 + an, b, bn);
     }
     *n = need;
-    return mi->kb;
+    return kb->b;
 }
 
-static const char *val_key(meta_index *mi, const char *field, const meta_val *v, size_t *n) {
-    if (v->type == JV_STR) return mi_key(mi, 'S', field, v->str, strlen(v->str), n);
+static const char *val_key(keybuf *kb, const char *field, const meta_val *v, size_t *n) {
+    if (v->type == JV_STR) return mi_key(kb, 'S', field, v->str, strlen(v->str), n);
     if (v->type == JV_NUM) {
         double d = v->num == 0 ? 0.0 : v->num;
-        return mi_key(mi, 'N', field, &d, sizeof d, n);
+        return mi_key(kb, 'N', field, &d, sizeof d, n);
     }
-    if (v->type == JV_BOOL) return mi_key(mi, 'B', field, v->b ? "1" : "0", 1, n);
+    if (v->type == JV_BOOL) return mi_key(kb, 'B', field, v->b ? "1" : "0", 1, n);
     return NULL;
 }
 
@@ -127,9 +132,9 @@ int meta_index_add(meta_index *mi, uint32_t doc, const meta *m, const char *cons
     const char *k;
     for (int i = 0; m && i < m->n; i++) {
         const meta_field *f = &m->fields[i];
-        if (!(k = mi_key(mi, 'E', f->key, NULL, 0, &n)) || mi_put(mi, k, n, doc)) goto oom;
+        if (!(k = mi_key(&mi->kb, 'E', f->key, NULL, 0, &n)) || mi_put(mi, k, n, doc)) goto oom;
         for (int j = 0; j < f->n_vals; j++) {
-            if (!(k = val_key(mi, f->key, &f->vals[j], &n))) {
+            if (!(k = val_key(&mi->kb, f->key, &f->vals[j], &n))) {
                 if (f->vals[j].type != JV_STR && f->vals[j].type != JV_NUM && f->vals[j].type != JV_BOOL) continue;
                 goto oom;
             }
@@ -137,24 +142,25 @@ int meta_index_add(meta_index *mi, uint32_t doc, const meta *m, const char *cons
         }
     }
     if (!n_acl) {
-        if (!(k = mi_key(mi, 'P', NULL, NULL, 0, &n)) || mi_put(mi, k, n, doc)) goto oom;
+        if (!(k = mi_key(&mi->kb, 'P', NULL, NULL, 0, &n)) || mi_put(mi, k, n, doc)) goto oom;
     }
     for (int i = 0; i < n_acl; i++)
-        if (!(k = mi_key(mi, 'A', acl[i], NULL, 0, &n)) || mi_put(mi, k, n, doc)) goto oom;
+        if (!(k = mi_key(&mi->kb, 'A', acl[i], NULL, 0, &n)) || mi_put(mi, k, n, doc)) goto oom;
     return 0;
 oom:
     return qerr_set(e, "out of memory in the metadata index");
 }
 
 typedef struct lookup {
-    meta_index *mi; /* its key buffer is scratch */
+    const meta_index *mi;
+    keybuf kb; /* the query's own: lookups leave the index untouched */
     bool oom;
 } lookup;
 
 static void get_postings(void *ctx, const char *field, const meta_val *val, const uint32_t **docs, size_t *nd) {
     lookup *l = ctx;
     size_t n;
-    const char *k = val ? val_key(l->mi, field, val, &n) : mi_key(l->mi, 'E', field, NULL, 0, &n);
+    const char *k = val ? val_key(&l->kb, field, val, &n) : mi_key(&l->kb, 'E', field, NULL, 0, &n);
     *docs = NULL;
     *nd = 0;
     if (!k) { if (!val || val->type == JV_STR || val->type == JV_NUM || val->type == JV_BOOL) l->oom = true; return; }
@@ -164,25 +170,24 @@ static void get_postings(void *ctx, const char *field, const meta_val *val, cons
 
 int meta_index_allow(const meta_index *mi, const filter *f, const char *const *principals, int n_principals,
                      bool ignore_acl, size_t n_docs, uint64_t *bits, qerr *e) {
-    /* the key buffer is scratch: lookups through a non-const handle (one
-     * thread at a time, as the index handle itself) */
-    lookup l = {(meta_index *)mi, false};
+    lookup l = {mi, {NULL, 0}, false};
     bool exact;
-    if (filter_allow_bits(f, n_docs, get_postings, &l, bits, &exact, e)) return -1;
-    if (l.oom) return qerr_set(e, "out of memory in the metadata index");
-    if (ignore_acl) return exact ? 1 : 0;
+    if (filter_allow_bits(f, n_docs, get_postings, &l, bits, &exact, e)) { free(l.kb.b); return -1; }
+    if (l.oom) { free(l.kb.b); return qerr_set(e, "out of memory in the metadata index"); }
+    if (ignore_acl) { free(l.kb.b); return exact ? 1 : 0; }
     size_t w = (n_docs + 63) / 64;
     uint64_t *acl = calloc(w ? w : 1, sizeof *acl);
-    if (!acl) return qerr_set(e, "out of memory in the metadata index");
+    if (!acl) { free(l.kb.b); return qerr_set(e, "out of memory in the metadata index"); }
     for (int p = -1; p < n_principals; p++) {
         size_t n;
-        const char *k = p < 0 ? mi_key(l.mi, 'P', NULL, NULL, 0, &n) : mi_key(l.mi, 'A', principals[p], NULL, 0, &n);
-        if (!k) { free(acl); return qerr_set(e, "out of memory in the metadata index"); }
+        const char *k = p < 0 ? mi_key(&l.kb, 'P', NULL, NULL, 0, &n) : mi_key(&l.kb, 'A', principals[p], NULL, 0, &n);
+        if (!k) { free(acl); free(l.kb.b); return qerr_set(e, "out of memory in the metadata index"); }
         const mi_entry *x = mi_find(mi, k, n);
         for (size_t i = 0; x->key && i < x->n; i++)
             if (x->docs[i] < n_docs) acl[x->docs[i] >> 6] |= 1ull << (x->docs[i] & 63);
     }
     for (size_t i = 0; i < w; i++) bits[i] &= acl[i];
     free(acl);
+    free(l.kb.b);
     return exact ? 1 : 0;
 }

@@ -364,7 +364,8 @@ int filter_allow_bits(const filter *f, size_t n, filter_postings_fn get, void *c
  * filter and a caller's principals into the bitmap of allowed documents
  * without evaluating anything per document. Documents are added in
  * ascending number; the index does not know about deletions (the caller
- * masks them). Not thread-safe for writes. */
+ * masks them). Adds need exclusive access; meta_index_allow only reads (any
+ * number of threads at once). */
 typedef struct meta_index meta_index;
 int meta_index_new(meta_index **out, qerr *e);
 void meta_index_free(meta_index *mi);
