@@ -388,3 +388,78 @@ bool filter_eval(const filter *f, const meta *m, const char *doc_id) {
     }
     return false;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Set evaluation over posting lists (see rag.h). Each node yields a bitmap
+ * B over the n documents and whether it is exact; otherwise B is a superset
+ * of the documents the node allows (so AND and OR of supersets are
+ * supersets, but NOT of one is not: it becomes "everything"). */
+static void bits_fill(uint64_t *b, size_t n) {
+    size_t w = (n + 63) / 64;
+    for (size_t i = 0; i < w; i++) b[i] = ~0ull;
+    if (n % 64) b[w - 1] = (1ull << (n % 64)) - 1;
+}
+
+static void bits_or_list(uint64_t *b, size_t n, const uint32_t *docs, size_t nd) {
+    for (size_t i = 0; i < nd; i++)
+        if (docs[i] < n) b[docs[i] >> 6] |= 1ull << (docs[i] & 63);
+}
+
+static int allow_rec(const filter *f, size_t n, filter_postings_fn get, void *ctx, uint64_t *b, bool *exact) {
+    size_t w = (n + 63) / 64;
+    const uint32_t *docs;
+    size_t nd;
+    switch (f->kind) {
+    case F_AND:
+    case F_OR:
+    case F_NOT: {
+        bool ea = true, eb = true;
+        if (allow_rec(f->a, n, get, ctx, b, &ea)) return -1;
+        if (f->kind == F_NOT) {
+            if (!ea) { bits_fill(b, n); *exact = false; return 0; }
+            for (size_t i = 0; i < w; i++) b[i] = ~b[i];
+            if (n % 64) b[w - 1] &= (1ull << (n % 64)) - 1;
+            *exact = true;
+            return 0;
+        }
+        uint64_t *t = malloc((w ? w : 1) * sizeof *t);
+        if (!t) return -1;
+        if (allow_rec(f->b, n, get, ctx, t, &eb)) { free(t); return -1; }
+        for (size_t i = 0; i < w; i++) b[i] = f->kind == F_AND ? b[i] & t[i] : b[i] | t[i];
+        free(t);
+        *exact = ea && eb;
+        return 0;
+    }
+    default: break;
+    }
+    memset(b, 0, w * sizeof *b);
+    *exact = true;
+    if (strcmp(f->field, "_id") == 0 || (f->kind == F_CMP && f->op != OP_EQ && f->op != OP_NE)) {
+        /* not in the posting lists: every document may pass */
+        bits_fill(b, n);
+        *exact = false;
+        return 0;
+    }
+    if (f->kind == F_EXISTS) {
+        get(ctx, f->field, NULL, &docs, &nd);
+        bits_or_list(b, n, docs, nd);
+        return 0;
+    }
+    for (int j = 0; j < f->n_vals; j++) {
+        get(ctx, f->field, &f->vals[j], &docs, &nd);
+        bits_or_list(b, n, docs, nd);
+        if (f->kind == F_CMP) break;
+    }
+    if (f->kind == F_CMP && f->op == OP_NE) { /* "not =": also the documents without the field */
+        for (size_t i = 0; i < w; i++) b[i] = ~b[i];
+        if (n % 64) b[w - 1] &= (1ull << (n % 64)) - 1;
+    }
+    return 0;
+}
+
+int filter_allow_bits(const filter *f, size_t n, filter_postings_fn get, void *ctx, uint64_t *bits, bool *exact, qerr *e) {
+    *exact = true;
+    if (!f) { bits_fill(bits, n); return 0; }
+    if (allow_rec(f, n, get, ctx, bits, exact)) return qerr_set(e, "out of memory evaluating a filter");
+    return 0;
+}

@@ -67,6 +67,8 @@ struct rag_index {
     int64_t *map; /* doc id -> doc index; -1 empty, -2 tombstone */
     size_t map_cap, map_used;
     size_t n_acl_docs;
+    meta_index *mi; /* posting lists of metadata and ACL (built at the first filtered search, then
+                       kept up to date by apply_add; deleted documents are masked per query) */
     bool bm_loaded; /* the BM25 snapshot holds the docs snapshot's chunks: load_docs does not re-add them */
 };
 
@@ -388,6 +390,13 @@ static int apply_add(rag_index *x, drec *r, qerr *e) {
     x->n_live++;
     if (d->n_acl) x->n_acl_docs++;
     if (map_insert(x, di)) return qerr_set(e, "out of memory");
+    if (x->mi) {
+        qerr e2;
+        if (meta_index_add(x->mi, (uint32_t)di, &d->meta, (const char *const *)d->acl, d->n_acl, &e2)) {
+            meta_index_free(x->mi); /* rebuilt at the next filtered search */
+            x->mi = NULL;
+        }
+    }
     char *flat = NULL;
     size_t flat_cap = 0;
     for (uint32_t i = 0; i < r->n_chunks; i++) {
@@ -623,6 +632,7 @@ void index_free(rag_index *x) {
     analyzer_free(x->an);
     bm25_free(x->bm);
     hnsw_free(x->hn);
+    meta_index_free(x->mi);
     if (x->tok) tokenizer_free(x->tok);
     if (x->bert) bert_free(x->bert);
     if (x->pool) qpool_free(x->pool);
@@ -1189,6 +1199,8 @@ typedef struct vis {
     rag_index *x;
     const search_opts *o;
     double t;
+    const uint64_t *bits; /* allowed documents from the posting lists, or NULL */
+    bool exact;           /* bits is exact (else a superset: check each chunk) */
 } vis;
 
 static bool chunk_visible(rag_index *x, size_t slot, const search_opts *o) {
@@ -1203,10 +1215,49 @@ static bool chunk_visible(rag_index *x, size_t slot, const search_opts *o) {
     return !o->filter || filter_eval(o->filter, &d->meta, d->id);
 }
 
+/* With posting-list bits: one bit test (and the full check only when the
+ * bits are a superset). */
+static bool vis_chunk(const vis *v, size_t slot) {
+    if (v->bits) {
+        uint32_t d = v->x->chunks[slot].doc;
+        if (!((v->bits[d >> 6] >> (d & 63)) & 1)) return false;
+        if (v->exact) return !v->x->docs[d].dead;
+    }
+    return chunk_visible(v->x, slot, v->o);
+}
+
+/* The documents the caller may see under the filter, from the metadata
+ * posting index (built here on first use): *bits (x->n_docs bits, deleted
+ * documents not masked) and whether it is exact. */
+static int allowed_docs(rag_index *x, const search_opts *o, uint64_t **bits, bool *exact, qerr *e) {
+    if (!x->mi) {
+        if (meta_index_new(&x->mi, e)) return -1;
+        for (size_t i = 0; i < x->n_docs; i++) {
+            const idoc *d = &x->docs[i];
+            if (d->dead) continue;
+            if (meta_index_add(x->mi, (uint32_t)i, &d->meta, (const char *const *)d->acl, d->n_acl, e)) {
+                meta_index_free(x->mi);
+                x->mi = NULL;
+                return -1;
+            }
+        }
+    }
+    *bits = malloc(((x->n_docs + 63) / 64 + 1) * sizeof **bits);
+    if (!*bits) return qerr_set(e, "out of memory");
+    int rc = meta_index_allow(x->mi, o->filter, o->principals, o->n_principals, o->ignore_acl, x->n_docs, *bits, e);
+    if (rc < 0) { free(*bits); *bits = NULL; return -1; }
+    *exact = rc == 1;
+    return 0;
+}
+
+/* Exact bits: a bit test, too cheap to time per call (the bitmap's
+ * construction is the filter stage's time). */
+static bool bm25_vis_bits(uint32_t id, void *ctx) { return vis_chunk(ctx, id); }
+
 static bool bm25_vis(uint32_t id, void *ctx) {
     vis *v = ctx;
     double t0 = q_now();
-    bool r = chunk_visible(v->x, id, v->o);
+    bool r = vis_chunk(v, id);
     v->t += q_now() - t0;
     return r;
 }
@@ -1221,11 +1272,17 @@ static int64_t slot_of_cid(const rag_index *x, uint64_t cid) {
     return lo < x->n_chunks && x->chunks[lo].cid == cid ? (int64_t)lo : -1;
 }
 
+static bool hnsw_vis_bits(uint64_t cid, void *ctx) {
+    vis *v = ctx;
+    int64_t s = slot_of_cid(v->x, cid);
+    return s >= 0 && vis_chunk(v, (size_t)s);
+}
+
 static bool hnsw_vis(uint64_t cid, void *ctx) {
     vis *v = ctx;
     double t0 = q_now();
     int64_t s = slot_of_cid(v->x, cid);
-    bool r = s >= 0 && chunk_visible(v->x, (size_t)s, v->o);
+    bool r = s >= 0 && vis_chunk(v, (size_t)s);
     v->t += q_now() - t0;
     return r;
 }
@@ -1234,6 +1291,34 @@ typedef struct cand {
     size_t slot;
     float score;
 } cand;
+
+/* The chunk ids of the allowed documents as an HNSW allow-list, when they
+ * are few enough (under 1/8 of the live chunks) that the planner will scan
+ * them exactly; else *out stays NULL and the bitmap callback serves the
+ * walk (a list costs O(allowed) to make, the walk's callback only what it
+ * visits). */
+static int vector_allow_list(rag_index *x, const vis *v, hnsw_allow **out, qerr *e) {
+    *out = NULL;
+    size_t w = (x->n_docs + 63) / 64, n = 0;
+    for (size_t i = 0; i < w; i++)
+        for (uint64_t b = v->bits[i]; b; b &= b - 1) {
+            const idoc *d = &x->docs[i * 64 + (size_t)__builtin_ctzll(b)];
+            if (!d->dead) n += d->n;
+        }
+    if (n * 8 > x->n_live_chunks) return 0;
+    uint64_t *cids = malloc((n ? n : 1) * sizeof *cids);
+    if (!cids) return qerr_set(e, "out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < w; i++)
+        for (uint64_t b = v->bits[i]; b; b &= b - 1) {
+            const idoc *d = &x->docs[i * 64 + (size_t)__builtin_ctzll(b)];
+            if (d->dead) continue;
+            for (size_t c = d->first; c < d->first + d->n; c++) cids[m++] = x->chunks[c].cid;
+        }
+    int rc = hnsw_allow_new(x->hn, cids, m, 0, out, e);
+    free(cids);
+    return rc;
+}
 
 static int cmp_cand(const void *a, const void *b) {
     const cand *x = a, *y = b;
@@ -1245,17 +1330,25 @@ static int cmp_cand(const void *a, const void *b) {
 static int search_depth(rag_index *x, const char *query, const float *qvec, const search_opts *o, int depth, cand **out,
                         int *n_out, double *t, qerr *e) {
     bool need_vis = o->filter || (x->n_acl_docs > 0 && !o->ignore_acl);
-    vis v = {x, o, 0};
+    vis v = {x, o, 0, NULL, false};
+    uint64_t *dbits = NULL;
+    if (need_vis && !o->filter_by_callback) {
+        double tf = q_now();
+        if (allowed_docs(x, o, &dbits, &v.exact, e)) return -1;
+        v.bits = dbits;
+        v.t += q_now() - tf;
+    }
     cand *bl = NULL, *vl = NULL;
     int nb = 0, nv = 0;
     if (o->mode == SEARCH_BM25 || o->mode == SEARCH_HYBRID) {
         bm25_hit *h = malloc((size_t)depth * sizeof *h);
         bl = malloc((size_t)depth * sizeof *bl);
-        if (!h || !bl) { free(h); free(bl); return qerr_set(e, "out of memory"); }
+        if (!h || !bl) { free(h); free(bl); free(dbits); return qerr_set(e, "out of memory"); }
         double t0 = q_now();
         bm25_stats bs;
-        if (bm25_search(x->bm, x->an, query, strlen(query), depth, need_vis ? bm25_vis : NULL, &v, false, h, &nb, &bs, e)) {
-            free(h); free(bl);
+        bm25_filter_fn bf = !need_vis ? NULL : v.bits && v.exact ? bm25_vis_bits : bm25_vis;
+        if (bm25_search(x->bm, x->an, query, strlen(query), depth, bf, &v, false, h, &nb, &bs, e)) {
+            free(h); free(bl); free(dbits);
             return -1;
         }
         t[ST_ANALYZE] += bs.t_analyze;
@@ -1267,13 +1360,24 @@ static int search_depth(rag_index *x, const char *query, const float *qvec, cons
         uint64_t *ids = malloc((size_t)depth * sizeof *ids);
         float *dist = malloc((size_t)depth * sizeof *dist);
         vl = malloc((size_t)depth * sizeof *vl);
-        if (!ids || !dist || !vl) { free(ids); free(dist); free(vl); free(bl); return qerr_set(e, "out of memory"); }
-        hnsw_search_opts ho = {.ef = depth > 64 ? depth : 64, .filter = need_vis ? hnsw_vis : NULL, .filter_ctx = &v};
+        if (!ids || !dist || !vl) { free(ids); free(dist); free(vl); free(bl); free(dbits); return qerr_set(e, "out of memory"); }
+        hnsw_search_opts ho = {.ef = depth > 64 ? depth : 64,
+                               .filter = !need_vis ? NULL : v.bits && v.exact ? hnsw_vis_bits : hnsw_vis,
+                               .filter_ctx = &v};
+        /* a restrictive filter: the allowed chunks as an allow-list (the
+         * exact scan then visits only them); an exact one needs no callback */
+        hnsw_allow *al = NULL;
+        int rc = 0;
+        double tf = q_now();
+        if (dbits) rc = vector_allow_list(x, &v, &al, e);
+        v.t += q_now() - tf;
+        if (al) { ho.allow = al; if (v.exact) ho.filter = NULL; }
         double t0 = q_now();
         double tf0 = v.t;
-        int rc = hnsw_search(x->hn, qvec, depth, &ho, ids, dist, &nv, NULL, e);
+        if (!rc) rc = hnsw_search(x->hn, qvec, depth, &ho, ids, dist, &nv, NULL, e);
         t[ST_HNSW] += q_now() - t0 - (v.t - tf0);
-        if (rc) { free(ids); free(dist); free(vl); free(bl); return -1; }
+        hnsw_allow_free(al);
+        if (rc) { free(ids); free(dist); free(vl); free(bl); free(dbits); return -1; }
         int k = 0;
         for (int i = 0; i < nv; i++) {
             int64_t s = slot_of_cid(x, ids[i]);
@@ -1284,6 +1388,7 @@ static int search_depth(rag_index *x, const char *query, const float *qvec, cons
         free(dist);
     }
     t[ST_FILTER] += v.t;
+    free(dbits);
     double t0 = q_now();
     cand *res;
     int nr;

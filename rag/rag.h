@@ -75,6 +75,9 @@ typedef struct hnsw_search_opts {
                               <= 0: estimated by sampling the filter */
     int plan;              /* enum hnsw_plan */
     hnsw_filter_many_fn filter_many; /* optional; used when filter is NULL, with filter_ctx */
+    const struct hnsw_allow *allow;  /* optional allow-list (hnsw_allow_new on this index): only
+                                        its ids are results; a filter, if also given, must allow
+                                        them too */
 } hnsw_search_opts;
 
 /* What a search did (optional out-parameter). */
@@ -118,6 +121,25 @@ int hnsw_search(hnsw *h, const float *query, int k, const hnsw_search_opts *opts
  * memory traffic. pr 0 removes the projection. Takes the lock exclusively. */
 int hnsw_fit_projection(hnsw *h, int pr, qerr *e);
 int hnsw_projection_dim(const hnsw *h); /* 0: none */
+
+/* Allow-lists: the set of ids a search may return, given as ids (e.g. the
+ * posting list of a metadata value) instead of a predicate. The ids are
+ * resolved to the index's slots once, sorted by slot, so the exact scan
+ * iterates only the allowed vectors in memory order (no call per id, no
+ * pass over the whole index) and the graph walk tests membership in a
+ * bitmap. HNSW_ALLOW_PACK also copies the allowed vectors' first projected
+ * coordinates into one contiguous block (≈ 33 floats per id) so the scan's
+ * first pass streams them; worth it for a list used by many queries.
+ * Ids not in the index are ignored (and found if added later). A list
+ * stays valid while the index changes: after any add, delete or new
+ * projection it is resolved again per search (correct, slower); build a
+ * new one then. Read-only after creation: one list may serve concurrent
+ * searches. */
+typedef struct hnsw_allow hnsw_allow;
+enum { HNSW_ALLOW_PACK = 1 };
+int hnsw_allow_new(hnsw *h, const uint64_t *ids, size_t n, unsigned flags, hnsw_allow **out, qerr *e);
+void hnsw_allow_free(hnsw_allow *a);
+size_t hnsw_allow_size(const hnsw_allow *a); /* distinct ids given */
 
 size_t hnsw_count(const hnsw *h);     /* live ids */
 size_t hnsw_slots(const hnsw *h);     /* slots in use or free for reuse (high-water mark) */
@@ -323,6 +345,38 @@ typedef struct filter filter;
 int filter_parse(filter **out, const char *expr, qerr *e);
 void filter_free(filter *f);
 bool filter_eval(const filter *f, const meta *m, const char *doc_id);
+/* The same filter as set algebra over posting lists, for n documents
+ * numbered 0..n-1: get(ctx, field, val, &docs, &nd) gives the ascending
+ * numbers of the documents whose field has a value equal to *val (val
+ * NULL: that have the field). Writes bits (⌈n/64⌉ words, bit d = document
+ * d) and *exact: true when bits is exactly the set filter_eval allows
+ * (equality, "in", "!=", exists, and/or/not of those); false when it is a
+ * superset to check per document (ranges and _id are not in posting
+ * lists). f NULL: all documents, exact. */
+typedef void (*filter_postings_fn)(void *ctx, const char *field, const meta_val *val, const uint32_t **docs, size_t *nd);
+int filter_allow_bits(const filter *f, size_t n, filter_postings_fn get, void *ctx, uint64_t *bits, bool *exact, qerr *e);
+
+/* ======================================================================== */
+/* Metadata posting index (rag/meta_index.c): for every (field, value) of
+ * the documents' metadata (strings, numbers, booleans; each array element),
+ * every field name, and every ACL principal, the ascending list of document
+ * numbers carrying it, plus the public documents. meta_index_allow turns a
+ * filter and a caller's principals into the bitmap of allowed documents
+ * without evaluating anything per document. Documents are added in
+ * ascending number; the index does not know about deletions (the caller
+ * masks them). Adds need exclusive access; meta_index_allow only reads (any
+ * number of threads at once). */
+typedef struct meta_index meta_index;
+int meta_index_new(meta_index **out, qerr *e);
+void meta_index_free(meta_index *mi);
+int meta_index_add(meta_index *mi, uint32_t doc, const meta *m, const char *const *acl, int n_acl, qerr *e);
+/* bits (⌈n_docs/64⌉ words) := the documents the principals may read (a
+ * public document, or one whose ACL names one of them; ignore_acl: all)
+ * and the filter allows (NULL: all). Returns 1 when exact, 0 when a
+ * superset (the filter has range or _id parts: evaluate those per
+ * document), -1 on error. */
+int meta_index_allow(const meta_index *mi, const filter *f, const char *const *principals, int n_principals,
+                     bool ignore_acl, size_t n_docs, uint64_t *bits, qerr *e);
 
 /* ======================================================================== */
 /* Index directory (rag/index.c). One directory per index:
@@ -412,6 +466,8 @@ typedef struct search_opts {
     void *rerank_ctx;
     bool group_by_doc;           /* one result per document (its best chunk) */
     bool ignore_acl;             /* every document whatever its ACL (an admin caller) */
+    bool filter_by_callback;     /* evaluate the filter and ACL chunk by chunk instead of from the
+                                    metadata posting lists (the reference path, for tests) */
 } search_opts;
 void search_opts_default(search_opts *o);
 typedef struct search_hit {

@@ -104,7 +104,7 @@ static double recall(hnsw *h, hnsw_metric m, const float *base, const float *qs,
     for (int qi = 0; qi < NQ; qi++) {
         uint64_t got[K], want[K];
         int n;
-        hnsw_search_opts o = {ef, NULL, NULL, 0, HNSW_PLAN_GRAPH, NULL};
+        hnsw_search_opts o = {ef, NULL, NULL, 0, HNSW_PLAN_GRAPH, NULL, NULL};
         assert_int_equal(hnsw_search(h, qs + (size_t)qi * D, K, &o, got, NULL, &n, NULL, &e), 0);
         assert_int_equal(n, K);
         int nw = brute_topk(m, base, N, qs + (size_t)qi * D, K, NULL, NULL, NULL, want);
@@ -259,7 +259,7 @@ static void test_filter(void **state) {
                 int n_brute = 0;
                 for (int qi = 0; qi < NQ; qi++) {
                     modfilt f = {mods[mi], 0};
-                    hnsw_search_opts o = {64, allow_mod, &f, given ? 1.0 / (double)mods[mi] : 0, plans[pi], NULL};
+                    hnsw_search_opts o = {64, allow_mod, &f, given ? 1.0 / (double)mods[mi] : 0, plans[pi], NULL, NULL};
                     uint64_t got[K], want[K];
                     float d[K];
                     hnsw_search_stats st;
@@ -287,7 +287,7 @@ static void test_filter(void **state) {
     }
     /* k larger than the allowed set: all allowed items, nothing else */
     modfilt f = {500, 0};
-    hnsw_search_opts o = {16, allow_mod, &f, 0, HNSW_PLAN_GRAPH, NULL};
+    hnsw_search_opts o = {16, allow_mod, &f, 0, HNSW_PLAN_GRAPH, NULL, NULL};
     uint64_t got[K];
     int n;
     assert_int_equal(hnsw_search(h, qs, K, &o, got, NULL, &n, NULL, &e), 0);
@@ -403,6 +403,7 @@ typedef struct conc {
     uint64_t started;
     int done;
     long searches;
+    hnsw_allow *early; /* made before the first insert: stale from then on */
 } conc;
 
 static void *writer(void *arg) {
@@ -425,13 +426,24 @@ static void *reader(void *arg) {
     while (!__atomic_load_n(&c->done, __ATOMIC_SEQ_CST)) {
         uint64_t got[K];
         int n;
-        hnsw_search_opts o = {32, NULL, NULL, 0, q % 5 == 4 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO, NULL};
+        hnsw_search_opts o = {32, NULL, NULL, 0, q % 5 == 4 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO, NULL, NULL};
         modfilt f = {3, 0};
         if (q % 5 == 3) { o.plan = HNSW_PLAN_BRUTE; o.filter_many = allow_mod_many; o.filter_ctx = &f; }
+        /* allow-lists (ids divisible by 7) made while inserts run, or before them */
+        hnsw_allow *al = NULL;
+        if (q % 5 == 2) {
+            uint64_t ids[N / 7 + 1];
+            size_t m = 0;
+            for (uint64_t id = 0; id < N; id += 7) ids[m++] = id;
+            if (q % 10 == 2 && hnsw_allow_new(c->h, ids, m, HNSW_ALLOW_PACK, &al, &e)) abort();
+            o.allow = al ? al : c->early;
+            o.plan = q % 20 < 10 ? HNSW_PLAN_BRUTE : HNSW_PLAN_AUTO;
+        }
         if (hnsw_search(c->h, c->qs + (size_t)(q % NQ) * D, K, &o, got, NULL, &n, NULL, &e)) abort();
+        hnsw_allow_free(al);
         uint64_t started = __atomic_load_n(&c->started, __ATOMIC_SEQ_CST);
         for (int j = 0; j < n; j++)
-            if (got[j] >= started || (q % 5 == 3 && got[j] % 3)) abort();
+            if (got[j] >= started || (q % 5 == 3 && got[j] % 3) || (q % 5 == 2 && got[j] % 7)) abort();
         q++;
         if (q % 4 == 0) { struct timespec ts = {0, 100000}; nanosleep(&ts, NULL); } /* let the writer run */
     }
@@ -450,9 +462,13 @@ static void test_concurrent(void **state) {
     p.M = 8;
     p.ef_construction = 64;
     p.capacity = 16; /* growth happens while readers run */
-    conc c = {NULL, base, qs, 0, 0, 0};
+    conc c = {NULL, base, qs, 0, 0, 0, NULL};
     qerr e;
     assert_int_equal(hnsw_new(&c.h, &p, &e), 0);
+    uint64_t early[N / 7 + 1];
+    size_t ne = 0;
+    for (uint64_t id = 0; id < N; id += 7) early[ne++] = id;
+    assert_int_equal(hnsw_allow_new(c.h, early, ne, 0, &c.early, &e), 0);
     pthread_t w, r[2];
     pthread_create(&w, NULL, writer, &c);
     for (int i = 0; i < 2; i++) pthread_create(&r[i], NULL, reader, &c);
@@ -463,6 +479,14 @@ static void test_concurrent(void **state) {
     double rc = recall(c.h, HNSW_L2, base, qs, 64);
     fprintf(stderr, "recall after concurrent build %.3f\n", rc);
     assert_true(rc >= 0.85); /* 5 of N deleted ids are in the brute-force set */
+    /* the early list, stale, still finds every live listed id */
+    uint64_t got[K];
+    int ng;
+    hnsw_search_opts o = {16, NULL, NULL, 0, HNSW_PLAN_BRUTE, NULL, c.early};
+    assert_int_equal(hnsw_search(c.h, qs, K, &o, got, NULL, &ng, NULL, &e), 0);
+    assert_int_equal(ng, K);
+    for (int j = 0; j < ng; j++) assert_int_equal(got[j] % 7, 0);
+    hnsw_allow_free(c.early);
     hnsw_free(c.h);
     free(base);
     free(qs);
@@ -596,7 +620,7 @@ static void test_projection(void **state) {
                         for (int qi = 0; qi < NQ; qi++) {
                             modfilt f = {mods[fm], 0};
                             hnsw_search_opts o = {16, fm == 2 ? NULL : allow_mod, &f, 0, HNSW_PLAN_BRUTE,
-                                                  fm == 2 ? allow_mod_many : NULL};
+                                                  fm == 2 ? allow_mod_many : NULL, NULL};
                             uint64_t got[K], want[K];
                             float d[K];
                             hnsw_search_stats st;
@@ -634,6 +658,132 @@ static void test_projection(void **state) {
     assert_int_equal(hnsw_fit_projection(h, 0, &e), 0); /* removed again */
     assert_int_equal(hnsw_projection_dim(h), 0);
     hnsw_free(h);
+    free(base);
+    free(qs);
+}
+
+/* Allow-lists against the callback path (a second implementation of the
+ * same set): random sets of every size (empty, with duplicates, with ids
+ * not in the index), every plan, with and without a projection, packed or
+ * not, combined with a predicate, and stale lists (after inserts of listed
+ * ids and deletes) — the exact scan returns exactly what the callback scan
+ * returns; the graph walk returns only listed ids, min(k, |set|) of them. */
+typedef struct setfilt {
+    const bool *in;
+    size_t n;
+    const modfilt *also; /* and id % also->m == 0, if set */
+} setfilt;
+static bool in_set(uint64_t id, void *ctx) {
+    const setfilt *f = ctx;
+    return id < f->n && f->in[id] && (!f->also || id % f->also->m == 0);
+}
+
+static void check_same(hnsw *h, const float *q, int plan, const hnsw_allow *a, setfilt *sf, const modfilt *also, int expect) {
+    qerr e;
+    uint64_t g1[K], g2[K];
+    float d1[K], d2[K];
+    int n1, n2;
+    hnsw_search_stats st;
+    modfilt mf = also ? *also : (modfilt){1, 0};
+    hnsw_search_opts oa = {16, also ? allow_mod : NULL, &mf, 0, plan, NULL, a};
+    assert_int_equal(hnsw_search(h, q, K, &oa, g1, d1, &n1, &st, &e), 0);
+    sf->also = also;
+    hnsw_search_opts oc = {16, in_set, sf, 0, plan, NULL, NULL};
+    assert_int_equal(hnsw_search(h, q, K, &oc, g2, d2, &n2, NULL, &e), 0);
+    sf->also = NULL;
+    if (expect >= 0) assert_int_equal(n1, expect < K ? expect : K);
+    for (int j = 0; j < n1; j++) {
+        assert_true(in_set(g1[j], sf) && (!also || g1[j] % also->m == 0));
+        if (j) assert_true(d1[j - 1] <= d1[j]);
+    }
+    if (st.plan == HNSW_PLAN_BRUTE && plan == HNSW_PLAN_BRUTE) {
+        assert_int_equal(n1, n2);
+        for (int j = 0; j < n1; j++) {
+            assert_true(g1[j] == g2[j]);
+            assert_true(d1[j] == d2[j]);
+        }
+    }
+}
+
+static void test_allow_list(void **state) {
+    (void)state;
+    const int n0 = 1800;
+    float *base = malloc(sizeof(float) * N * D), *qs = malloc(sizeof(float) * NQ * D);
+    fill_structured(base, N, 93);
+    fill_structured(qs, NQ, 94);
+    qerr e;
+    size_t sizes[7] = {0, 1, 5, 40, 200, 1000, 2100};
+    for (int variant = 0; variant < 4; variant++) {
+        /* 0: f32 + projection, 1: f32 plain, 2: int8 + f32 + projection, 3: int8 plain */
+        hnsw *h = build(HNSW_L2, variant >= 2 ? HNSW_I8 : HNSW_F32, variant == 2, base, n0, NULL);
+        if (variant == 0 || variant == 2) assert_int_equal(hnsw_fit_projection(h, 8, &e), 0);
+        for (int si = 0; si < 7; si++)
+            for (int pk = 0; pk < 2; pk++) {
+                bool in[N + 64] = {0};
+                uint64_t ids[2200];
+                size_t n = sizes[si];
+                rs = 1000 + (uint64_t)si;
+                for (size_t j = 0; j < n; j++) {
+                    /* ids up to N + 63: some not in the index (n0..N later added) */
+                    uint64_t id = (uint64_t)((frand() + 1.0f) * 0.5f * (N + 63));
+                    if (id >= N + 64) id = N + 63;
+                    ids[j] = id;
+                }
+                if (n > 2) ids[n - 1] = ids[0]; /* a duplicate */
+                for (size_t j = 0; j < n; j++) in[ids[j]] = true;
+                size_t distinct = 0;
+                for (int id = 0; id < N + 64; id++) distinct += in[id];
+                hnsw_allow *a;
+                assert_int_equal(hnsw_allow_new(h, ids, n, pk ? HNSW_ALLOW_PACK : 0, &a, &e), 0);
+                int expect = 0;
+                for (int id = 0; id < n0; id++) expect += in[id];
+                setfilt sf = {in, N + 64, NULL};
+                modfilt three = {3, 0};
+                int plans[3] = {HNSW_PLAN_BRUTE, HNSW_PLAN_AUTO, HNSW_PLAN_GRAPH};
+                for (int qi = 0; qi < NQ; qi += 5)
+                    for (int pi = 0; pi < 3; pi++) {
+                        check_same(h, qs + (size_t)qi * D, plans[pi], a, &sf, NULL, expect);
+                        check_same(h, qs + (size_t)qi * D, plans[pi], a, &sf, &three, -1);
+                    }
+                /* stale: insert the rest (listed ids among them), delete some */
+                hnsw *h2 = build(HNSW_L2, variant >= 2 ? HNSW_I8 : HNSW_F32, variant == 2, base, n0, NULL);
+                if (variant == 0 || variant == 2) assert_int_equal(hnsw_fit_projection(h2, 8, &e), 0);
+                hnsw_allow *a2;
+                assert_int_equal(hnsw_allow_new(h2, ids, n, pk ? HNSW_ALLOW_PACK : 0, &a2, &e), 0);
+                for (uint64_t id = (uint64_t)n0; id < N; id++) assert_int_equal(hnsw_add(h2, id, base + id * D, &e), 0);
+                bool dead[N] = {0};
+                for (int i = 3; i < N; i += 7) { assert_int_equal(hnsw_delete(h2, (uint64_t)i, &e), 0); dead[i] = true; }
+                int expect2 = 0;
+                for (int id = 0; id < N; id++) expect2 += in[id] && !dead[id];
+                for (int qi = 0; qi < NQ; qi += 5) {
+                    check_same(h2, qs + (size_t)qi * D, HNSW_PLAN_BRUTE, a2, &sf, NULL, expect2);
+                    check_same(h2, qs + (size_t)qi * D, HNSW_PLAN_GRAPH, a2, &sf, NULL, expect2);
+                    check_same(h2, qs + (size_t)qi * D, HNSW_PLAN_AUTO, a2, &sf, &three, -1);
+                    /* and against brute_topk (no callback at all) */
+                    uint64_t got[K], want[K];
+                    int ng;
+                    hnsw_search_opts o = {16, NULL, NULL, 0, HNSW_PLAN_BRUTE, NULL, a2};
+                    assert_int_equal(hnsw_search(h2, qs + (size_t)qi * D, K, &o, got, NULL, &ng, NULL, &e), 0);
+                    int nw = brute_topk(HNSW_L2, base, N, qs + (size_t)qi * D, K, in_set, &sf, dead, want);
+                    assert_int_equal(ng, nw);
+                    if (variant != 3) assert_true(overlap(got, ng, want, nw) == 1.0);
+                }
+                /* a list of another index is refused */
+                hnsw_search_opts ox = {16, NULL, NULL, 0, HNSW_PLAN_BRUTE, NULL, a};
+                uint64_t got[K];
+                int ng;
+                assert_int_not_equal(hnsw_search(h2, qs, K, &ox, got, NULL, &ng, NULL, &e), 0);
+                assert_non_null(strstr(e.msg, "allow-list"));
+                assert_int_equal(hnsw_allow_size(a), distinct);
+                hnsw_allow_free(a2);
+                hnsw_free(h2);
+                hnsw_allow_free(a);
+            }
+        hnsw_allow *bad;
+        assert_int_not_equal(hnsw_allow_new(h, NULL, 0, 8, &bad, &e), 0);
+        assert_null(bad);
+        hnsw_free(h);
+    }
     free(base);
     free(qs);
 }
@@ -676,7 +826,7 @@ int main(void) {
         cmocka_unit_test(test_delete_reuse), cmocka_unit_test(test_filter),
         cmocka_unit_test(test_save_load), cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_concurrent), cmocka_unit_test(test_projection),
-        cmocka_unit_test(test_pca),
+        cmocka_unit_test(test_pca), cmocka_unit_test(test_allow_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,11 @@ void help_bench_ann(FILE *out) {
             "                           filtered search: allow base items whose label (IDX labels\n"
             "                           file) equals query_index mod 10; G must be the matching truth\n"
             "  --plan auto|graph|brute  filtered-search plan (default auto)\n"
-            "  --filter-per-id          pass the filter as a per-id callback (default: the batch form)\n"
+            "  --filter-form F[,F...]   how the filter reaches the search, one run per form and ef:\n"
+            "                           per-id (callback per id), batch (callback per block of ids,\n"
+            "                           the default), allow (an allow-list per label: the ids with\n"
+            "                           that label), allow-packed (the same with its own copy of the\n"
+            "                           first projected coordinates); --filter-per-id = per-id\n"
             "  --proj R                 fit R principal axes after the build: the exact scan then\n"
             "                           prunes with lower bounds from R coordinates (0: plain scan)\n"
             "  --index PATH             load the index from PATH if it exists (build_s is then the\n"
@@ -170,14 +174,15 @@ int cmd_bench_ann(int argc, char **argv) {
     hnsw_params_default(&p);
     long long k = 10, threads = q_default_threads(), nq_max = -1, proj = -1;
     int plan = HNSW_PLAN_AUTO;
-    bool json = false, batch_filter = true;
+    bool json = false;
+    const char *forms_arg = "batch";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long long iv;
         if (strcmp(a, "--json") == 0) { json = true; continue; }
         if (strcmp(a, "--rerank") == 0) { p.rerank_f32 = true; continue; }
         if (strcmp(a, "--keep-pruned") == 0) { p.keep_pruned = true; continue; }
-        if (strcmp(a, "--filter-per-id") == 0) { batch_filter = false; continue; }
+        if (strcmp(a, "--filter-per-id") == 0) { forms_arg = "per-id"; continue; }
         if (a[0] != '-') return cli_fail(cmd, "unexpected argument %s", a);
         if (!(v = cli_value(cmd, argc, argv, &i))) return EXIT_USAGE;
         if (strcmp(a, "--base") == 0) base = v;
@@ -187,6 +192,7 @@ int cmd_bench_ann(int argc, char **argv) {
         else if (strcmp(a, "--filter-labels") == 0) labels_path = v;
         else if (strcmp(a, "--filter") == 0) filter = v;
         else if (strcmp(a, "--index") == 0) index_path = v;
+        else if (strcmp(a, "--filter-form") == 0) forms_arg = v;
         else if (strcmp(a, "--metric") == 0) {
             if (strcmp(v, "l2") == 0) p.metric = HNSW_L2;
             else if (strcmp(v, "ip") == 0) p.metric = HNSW_IP;
@@ -217,6 +223,21 @@ int cmd_bench_ann(int argc, char **argv) {
     if (!base || !queries || !gt) return cli_fail(cmd, "--base, --queries and --gt are required");
     if (!!labels_path != !!filter) return cli_fail(cmd, "--filter-labels and --filter go together");
     if (filter && strcmp(filter, "qmod10") != 0) return cli_fail(cmd, "--filter: only 'qmod10' is known (got '%s')", filter);
+    enum { FORM_PER_ID, FORM_BATCH, FORM_ALLOW, FORM_ALLOW_PACKED };
+    static const char *const form_names[] = {"per-id", "batch", "allow", "allow-packed"};
+    int forms[8], n_form = 0;
+    for (const char *s = forms_arg; *s;) {
+        size_t len = strcspn(s, ",");
+        int f = -1;
+        for (int j = 0; j < 4; j++)
+            if (strlen(form_names[j]) == len && strncmp(s, form_names[j], len) == 0) f = j;
+        if (f < 0 || n_form == 8)
+            return cli_fail(cmd, "--filter-form: expected a list of per-id, batch, allow, allow-packed (got '%s')", forms_arg);
+        forms[n_form++] = f;
+        s += len;
+        if (*s == ',') s++;
+    }
+    if (!n_form) return cli_fail(cmd, "--filter-form: empty list");
     int efs[64], n_ef = 0;
     for (const char *s = ef_list; *s;) {
         char *end;
@@ -239,6 +260,8 @@ int cmd_bench_ann(int argc, char **argv) {
     uint64_t *ids = NULL, *out = NULL, *all_out = NULL;
     int *res_ids = NULL;
     qpool *pool = NULL;
+    hnsw_allow *allow[2][256] = {{NULL}};
+    double allow_s[2] = {0, 0};
 #define FAIL(...) do { rc = cli_fail(cmd, __VA_ARGS__); goto done; } while (0)
     if (B.d != Q.d) FAIL("base dimension %zu differs from query dimension %zu", B.d, Q.d);
     size_t nq = Q.n < G.n ? Q.n : G.n;
@@ -275,6 +298,28 @@ int cmd_bench_ann(int argc, char **argv) {
         proj_s = q_now() - tp;
     }
 
+    /* allow-lists: one per label (its posting list), built after the
+     * projection so the packed form copies its coordinates */
+    for (int fi = 0; labels && fi < n_form; fi++) {
+        if (forms[fi] != FORM_ALLOW && forms[fi] != FORM_ALLOW_PACKED) continue;
+        int pk = forms[fi] == FORM_ALLOW_PACKED;
+        if (allow[pk][0]) continue;
+        double ta = q_now();
+        size_t cnt[256] = {0};
+        for (size_t i = 0; i < B.n; i++) cnt[labels[i]]++;
+        uint64_t *lst = malloc((B.n ? B.n : 1) * sizeof *lst);
+        if (!lst) FAIL("out of memory");
+        for (int c = 0; c < 256; c++) {
+            size_t m = 0;
+            if (cnt[c] || c < 10)
+                for (size_t i = 0; i < B.n; i++)
+                    if (labels[i] == c) lst[m++] = i;
+            if (hnsw_allow_new(h, lst, m, pk ? HNSW_ALLOW_PACK : 0, &allow[pk][c], &e)) { free(lst); FAIL("%s", e.msg); }
+        }
+        free(lst);
+        allow_s[pk] = q_now() - ta;
+    }
+
     jw w;
     jw_init(&w, stdout);
     if (json) {
@@ -296,24 +341,29 @@ int cmd_bench_ann(int argc, char **argv) {
         jw_key(&w, "proj_dim"); jw_int(&w, hnsw_projection_dim(h));
         jw_key(&w, "proj_fit_s"); jw_num(&w, proj_s);
         jw_key(&w, "filter"); if (filter) jw_str(&w, "label-eq-qmod10"); else jw_null(&w);
-        jw_key(&w, "filter_form"); jw_str(&w, batch_filter ? "batch" : "per-id");
+        jw_key(&w, "filter_form"); jw_str(&w, form_names[forms[0]]);
+        jw_key(&w, "allow_build_s"); jw_num(&w, allow_s[0] + allow_s[1]);
         jw_key(&w, "simd"); jw_bool(&w, vec_use_simd(true));
         jw_key(&w, "runs");
         jw_arr_begin(&w);
     } else {
-        printf("built %zu × %zu in %.2f s (%lld threads), index %.1f MB, projection %d axes (fit %.2f s)\n", B.n,
-               B.d, build_s, threads, (double)hnsw_memory_bytes(h) / 1e6, hnsw_projection_dim(h), proj_s);
+        printf("built %zu × %zu in %.2f s (%lld threads), index %.1f MB, projection %d axes (fit %.2f s), allow-lists %.2f s\n", B.n,
+               B.d, build_s, threads, (double)hnsw_memory_bytes(h) / 1e6, hnsw_projection_dim(h), proj_s,
+               allow_s[0] + allow_s[1]);
     }
-    for (int r = 0; r < n_ef; r++) {
+    for (int run = 0; run < n_ef * (labels ? n_form : 1); run++) {
+        int r = labels ? run / n_form : run, form = forms[labels ? run % n_form : 0];
         qfilter qf = {labels, n_labels, 0};
-        hnsw_search_opts so = {efs[r], labels ? label_eq : NULL, &qf, labels ? 0.1 : 0, plan, NULL};
-        if (labels && batch_filter) { so.filter = NULL; so.filter_many = label_eq_many; }
-        if (labels) so.selectivity = 0; /* let the planner sample */
+        hnsw_search_opts so = {efs[r], NULL, &qf, 0, plan, NULL, NULL};
+        if (labels && form == FORM_PER_ID) so.filter = label_eq;
+        if (labels && form == FORM_BATCH) so.filter_many = label_eq_many;
+        /* selectivity 0: the planner samples the callback (an allow-list knows its size) */
         double hits = 0, hits_d = 0, nd = 0;
         size_t n_brute = 0, n_fallback = 0;
         double t1 = q_now();
         for (size_t qi = 0; qi < nq; qi++) {
             qf.want = (uint8_t)(qi % 10);
+            if (labels && (form == FORM_ALLOW || form == FORM_ALLOW_PACKED)) so.allow = allow[form == FORM_ALLOW_PACKED][qf.want];
             int n;
             hnsw_search_stats st;
             if (hnsw_search(h, Q.f + qi * Q.d, (int)k, &so, out, NULL, &n, &st, &e)) FAIL("%s", e.msg);
@@ -347,6 +397,7 @@ int cmd_bench_ann(int argc, char **argv) {
             snprintf(key, sizeof key, "recall@%lld", k);
             jw_obj_begin(&w);
             jw_key(&w, "ef"); jw_int(&w, efs[r]);
+            if (labels) { jw_key(&w, "filter_form"); jw_str(&w, form_names[form]); }
             jw_key(&w, key); jw_num(&w, recall);
             jw_key(&w, "queries_per_s"); jw_num(&w, qps);
             snprintf(key, sizeof key, "recall@%lld_by_distance", k);
@@ -356,6 +407,7 @@ int cmd_bench_ann(int argc, char **argv) {
             jw_key(&w, "fallback_queries"); jw_int(&w, (long long)n_fallback);
             jw_obj_end(&w);
         } else {
+            if (labels) printf("%-13s", form_names[form]);
             printf("ef %5d  recall@%lld %.4f (by distance %.4f) %9.1f q/s  %.0f dist/query  brute %zu fallback %zu\n", efs[r], k, recall,
                    hits_d / ((double)nq * (double)k), qps, nd / (double)nq, n_brute, n_fallback);
         }
@@ -364,6 +416,8 @@ int cmd_bench_ann(int argc, char **argv) {
     if (json) { jw_arr_end(&w); jw_obj_end(&w); }
 done:
     qpool_free(pool);
+    for (int pk = 0; pk < 2; pk++)
+        for (int c = 0; c < 256; c++) hnsw_allow_free(allow[pk][c]);
     hnsw_free(h);
     free(ids); free(out); free(labels); free(all_out); free(res_ids);
     free(B.f); free(Q.f); free(G.i);

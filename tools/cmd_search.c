@@ -21,6 +21,8 @@ void help_search(FILE *out) {
             "  --principal P        caller identity (repeatable): documents with an ACL are visible only to\n"
             "                       one of their principals; documents without an ACL are public\n"
             "  --docs               one result per document (its best chunk)\n"
+            "  --filter-by-callback evaluate --filter and the ACL chunk by chunk instead of from the\n"
+            "                       index's metadata posting lists (same results; for comparison)\n"
             "  --profile            per-stage timings on stderr\n"
             "  output: {\"results\": [{\"id\", \"score\", \"chunk\", \"start\", \"end\", ...}], \"timings\": {stage: seconds}}\n");
 }
@@ -67,6 +69,7 @@ int search_parse_common(const char *cmd, int argc, char **argv, int *i, search_c
         return 0;
     }
     if (!strcmp(a, "--profile")) { s->profile = true; return 0; }
+    if (!strcmp(a, "--filter-by-callback")) { s->o.filter_by_callback = true; return 0; }
     return -1;
 }
 

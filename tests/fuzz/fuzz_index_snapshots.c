@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 float *q = calloc((size_t)d, sizeof *q);
                 uint64_t ids[4];
                 int got;
-                hnsw_search_opts o = {8, NULL, NULL, 0, HNSW_PLAN_BRUTE, NULL};
+                hnsw_search_opts o = {8, NULL, NULL, 0, HNSW_PLAN_BRUTE, NULL, NULL};
                 if (q) {
                     (void)hnsw_search(h, q, 4, &o, ids, NULL, &got, NULL, &e);
                     o.plan = HNSW_PLAN_GRAPH;
