@@ -644,3 +644,5 @@ fail:
 }
 
 size_t sgr_grammar_n_states(const sgr_grammar *g) { return g->n_st; }
+
+void sgr_grammar_set_tail_walk(sgr_grammar *g, bool on) { g->no_tail = !on; }

@@ -44,6 +44,7 @@ struct sgr_grammar {
     uint32_t start_rule;
     uint32_t *dist;      /* shortest bytes from a state to its rule's FINAL; PDA_INF dead */
     uint32_t *via;       /* EPS: the target on a shortest path */
+    bool no_tail;        /* cold walks without the S-tail shortcut (tests, bench A/B) */
     pthread_mutex_t mu;  /* guards caches */
     tm_cache *caches;
 };
@@ -99,6 +100,20 @@ bool pmemo_full(const pmemo *m);
 uint32_t pmemo_intern(pmemo *m, size_t off, size_t n, bool *oom);
 uint32_t pmemo_step(pmemo *m, uint32_t id, uint8_t byte, unsigned *flags, bool *oom);
 
+/* S-tail tables (vocab_tail.c): for a byte set S, the tokens whose bytes
+ * after the first all lie in S, grouped by first byte and sorted by byte
+ * length inside a group (tok/len[fb[b]..fb[b+1])), and the residual
+ * sub-trie: trie nodes on a path to any other token, preorder; rskip[j] is
+ * the index of the first node outside rn[j]'s subtree, rimp[j] whether
+ * rn[j]'s own tokens are not S-tail. */
+typedef struct vtail {
+    uint8_t set[32];
+    uint32_t fb[257];
+    int32_t *tok; uint32_t *len; uint32_t n_tok;
+    uint32_t *rn, *rskip; uint8_t *rimp; uint32_t n_rn;
+    struct vtail *next;
+} vtail;
+
 /* Vocabulary (vocab.c). Trie in preorder: node i's subtree is [i, skip[i]). */
 typedef struct tnode { uint32_t skip, depth, tok_off, tok_n; uint8_t byte; } tnode;
 
@@ -115,7 +130,16 @@ struct sgr_vocab {
     int32_t byte_tok[256];
     bool all_bytes;
     const struct tokenizer *tok;
+    uint32_t tail_hist[256];/* trie nodes below depth 1, per byte (how useful an S-tail table is) */
+    uint64_t tail_total;
+    pthread_mutex_t tmu;    /* guards tails */
+    vtail *tails;
 };
+
+/* The S-tail table of v for set (built on first use, shared, thread-safe);
+ * NULL when out of memory or past the per-vocabulary limit. */
+const vtail *vocab_tail_get(const sgr_vocab *v, const uint8_t set[32]);
+void vocab_tails_free(vtail *t);
 
 /* Token-mask cache (tokmask.c). */
 void tm_caches_free(tm_cache *c);

@@ -20,13 +20,13 @@
 void help_bench_grammar(FILE *out) {
     fprintf(out,
             "usage: quire bench grammar -m MODEL_OR_VOCAB.gguf (--grammar FILE | --regex RE | --schema FILE|DIR)\n"
-            "                           [-n STEPS] [--seed N] [--sample K] [--json]\n\n"
+            "                           [-n STEPS] [--seed N] [--sample K] [--no-tail] [--json]\n\n"
             "Times the token mask (fill_mask) per step of a random walk through the grammar:\n"
             "median, p99 and max in microseconds, cache hit rate and tokens allowed, for a cold\n"
             "cache (first walk) and a warm one (the same walk again). --schema DIR runs every\n"
             "*.json schema in DIR (the first K by name with --sample K), -n steps each, a new\n"
             "grammar per schema, and pools the steps; schemas the compiler refuses are counted\n"
-            "and skipped.\n");
+            "and skipped. --no-tail: cold walks without the S-tail shortcut (A/B).\n");
 }
 
 typedef struct walk_stats { double med, p99, max, mean; double hit_rate, allowed; int steps, docs; } walk_stats;
@@ -192,7 +192,7 @@ static void print_stats(jw *w, const char *name, const walk_stats *s) {
 int cmd_bench_grammar(int argc, char **argv) {
     const char *model = NULL, *gfile = NULL, *regex = NULL, *schema = NULL;
     long long steps = 1000, seed = 1, sample = 0;
-    bool json = false;
+    bool json = false, no_tail = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) { if (!(model = cli_value("bench grammar", argc, argv, &i))) return EXIT_USAGE; }
@@ -207,6 +207,7 @@ int cmd_bench_grammar(int argc, char **argv) {
             else if (a[2] == 's' && a[3] == 'e') seed = x;
             else sample = x;
         } else if (strcmp(a, "--json") == 0) json = true;
+        else if (strcmp(a, "--no-tail") == 0) no_tail = true;
         else return cli_fail("bench grammar", "unknown option '%s'", a);
     }
     if (!model) return cli_fail("bench grammar", "missing -m MODEL_OR_VOCAB.gguf");
@@ -245,6 +246,7 @@ int cmd_bench_grammar(int argc, char **argv) {
             if (schema_grammar(files[f], &g, &e2) < 0) { n_refused++; continue; }
         } else rc = gfile ? sgr_grammar_parse(text, tn, &g, &e) : sgr_grammar_from_regex(regex, strlen(regex), &g, &e);
         double tb = q_now() - t0;
+        if (g && no_tail) sgr_grammar_set_tail_walk(g, false);
         t_build += tb;
         if (tb > t_build_max) t_build_max = tb;
         for (int k = 0; k < 2 && rc == 0; k++) {
