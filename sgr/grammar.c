@@ -15,6 +15,8 @@
 #define MAX_DEPTH 20000
 #define INLINE_RULE 64      /* non-recursive rules up to this many states are inlined */
 #define INLINE_REPEAT 4096  /* a repeat's copies are inlined up to this many states in all */
+#define INLINE_SIMPLE 65536 /* ... or this many when the part is small and makes no call */
+#define SIMPLE_PART 64      /* "small": at most this many states */
 
 typedef struct comp {
     const sgr_gb *b;
@@ -147,6 +149,7 @@ static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner);
 static uint32_t sat32(uint64_t x) { return x > 0x7FFFFFFF ? 0x7FFFFFFF : (uint32_t)x; }
 
 static uint32_t est(comp *c, sgr_expr x, int depth);
+static bool repeat_calls(comp *c, const gx_node *nd, int depth);
 
 /* Inline a reference to rule r (its body is compiled in place)? */
 static bool rule_inline(comp *c, uint32_t r, int depth) {
@@ -158,6 +161,37 @@ static bool rule_inline(comp *c, uint32_t r, int depth) {
         c->rstate[r] = 2;
     }
     return !c->rrec[r] && c->rsize[r] <= INLINE_RULE;
+}
+
+/* Does x compile to states without a CALL (inlined rules included)? */
+static bool call_free(comp *c, sgr_expr x, int depth) {
+    if (depth > 200) return false;
+    const gx_node *nd = gx_at(c->b, x);
+    switch (nd->kind) {
+    case GX_EMPTY: case GX_LIT: case GX_CLASS: return true;
+    case GX_SEQ: case GX_ALT:
+        for (uint32_t i = 0; i < nd->n; i++)
+            if (!call_free(c, c->b->kids[nd->off + i], depth + 1)) return false;
+        return true;
+    case GX_REPEAT: return !repeat_calls(c, nd, depth + 1) && call_free(c, nd->a, depth + 1);
+    case GX_REF: {
+        uint32_t r = (uint32_t)nd->a;
+        return c->b->rules[r].body != SGR_EXPR_ERR && rule_inline(c, r, depth) && call_free(c, c->b->rules[r].body, depth + 1);
+    }
+    }
+    return false;
+}
+
+/* A bounded repeat's copies are inlined up to INLINE_REPEAT states, or up
+ * to INLINE_SIMPLE for a small call-free part (a JSON string character:
+ * each copy is then a few states the token-mask cache handles cheaply);
+ * past that the part becomes an internal rule called once per copy. */
+static bool repeat_calls(comp *c, const gx_node *nd, int depth) {
+    uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
+    uint64_t k = est(c, nd->a, depth);
+    if (copies < 2 || k <= 2 || copies * k <= INLINE_REPEAT) return false;
+    if (k <= SIMPLE_PART && copies * k <= INLINE_SIMPLE && call_free(c, nd->a, depth)) return false;
+    return true;
 }
 
 /* States a node compiles to (saturating), with the inlining decisions. */
@@ -179,7 +213,7 @@ static uint32_t est(comp *c, sgr_expr x, int depth) {
         uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
         uint64_t k = est(c, nd->a, depth + 1);
         v = copies * k + copies;
-        if (copies >= 2 && k > 2 && copies * k > INLINE_REPEAT) v = copies * 2;
+        if (repeat_calls(c, nd, depth + 1)) v = copies * 2;
         break;
     }
     case GX_REF: {
@@ -279,10 +313,8 @@ static uint32_t compile_node(comp *c, sgr_expr x, uint32_t next, uint32_t owner)
         break;
     }
     case GX_REPEAT: {
-        uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
         int32_t rule = -1;
-        uint64_t k = est(c, nd->a, 0);
-        if (copies >= 2 && k > 2 && copies * k > INLINE_REPEAT && gx_at(b, nd->a)->kind != GX_REF) {
+        if (repeat_calls(c, nd, 0) && gx_at(b, nd->a)->kind != GX_REF) {
             rule = c->node_rule[nd->a];
             if (rule < 0) {
                 char nm[300];
