@@ -82,6 +82,8 @@ unsigned prun_closure(prun *r, uint32_t st, uint32_t stk);
  * of the arena. Returns PR_* flags; *out_n the number of new heads. */
 unsigned prun_step(prun *r, size_t off, size_t n, uint8_t c, size_t *out_n);
 uint64_t prun_head_cost(const prun *r, phead h);
+/* The hash-consed frame (ret, parent) of r (sets r->oom on failure). */
+uint32_t prun_frame(prun *r, uint32_t ret, uint32_t parent);
 
 /* Configuration DFA memo for the cache walks (pda_memo.c). Id 0 is the
  * empty configuration. */
@@ -91,6 +93,7 @@ typedef struct pmemo {
     uint32_t *off, *cnt; uint8_t (*bytes)[32]; uint32_t n_cfg, cap_cfg;
     uint32_t *ch; uint32_t ch_cap;
     uint64_t *tk; uint32_t *tv; uint8_t *tf; uint32_t t_cap, t_n;
+    uint32_t max_trans, max_heads;   /* pmemo_full past these (init: the defaults) */
 } pmemo;
 int pmemo_init(pmemo *m, prun *r);
 void pmemo_free(pmemo *m);

@@ -77,6 +77,8 @@ static uint32_t frame_push(prun *r, uint32_t ret, uint32_t parent) {
     return id;
 }
 
+uint32_t prun_frame(prun *r, uint32_t ret, uint32_t parent) { return frame_push(r, ret, parent); }
+
 uint64_t prun_head_cost(const prun *r, phead h) { return (uint64_t)r->g->dist[h.st] + r->fr[h.stk].cum; }
 
 void prun_begin(prun *r) {

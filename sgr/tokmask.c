@@ -446,6 +446,82 @@ static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint3
     r->n_hs = base;
 }
 
+/* Per-matcher walk memo limits (smaller than the shared cache's: one per
+ * generation in flight). */
+#define WM_MAX_TRANS (1u << 18)
+#define WM_MAX_HEADS (1u << 19)
+
+/* walk() for one head through the matcher's configuration memo: the same
+ * tokens, but a trie edge whose (configuration, byte) step was seen before
+ * — in this mask or an earlier one — is a lookup, not a closure. The head's
+ * stack is copied into the memo's runner (hash-consed there, so the same
+ * stack is the same configuration across masks). */
+static int walk_memo(sgr_matcher *m, phead hd, const tm_entry *en, uint32_t *bits) {
+    const sgr_vocab *v = m->v;
+    if (!m->wm_on) {
+        if (prun_init(&m->wr, m->g) < 0) return -1;
+        if (pmemo_init(&m->wm, &m->wr) < 0) { prun_free(&m->wr); return -1; }
+        m->wm.max_trans = WM_MAX_TRANS;
+        m->wm.max_heads = WM_MAX_HEADS;
+        m->wm_on = true;
+    }
+    pmemo *mm = &m->wm;
+    prun *r = &m->wr;
+    if (pmemo_full(mm)) pmemo_clear(mm);
+    size_t depth = 0;
+    for (uint32_t f = hd.stk; f != FR_EMPTY; f = m->r.fr[f].parent) depth++;
+    if (depth > m->cap_wstk) {
+        uint32_t *q = realloc(m->wstk, depth * sizeof *q);
+        if (!q) return -1;
+        m->wstk = q;
+        m->cap_wstk = depth;
+    }
+    size_t k = 0;
+    for (uint32_t f = hd.stk; f != FR_EMPTY; f = m->r.fr[f].parent) m->wstk[k++] = m->r.fr[f].ret;
+    uint32_t stk = FR_EMPTY;
+    while (k-- > 0) stk = prun_frame(r, m->wstk[k], stk);
+    bool oom = r->oom;
+    r->n_hs = 0;
+    prun_begin(r);
+    prun_closure(r, hd.st, stk);
+    size_t *cid = m->lv;
+    cid[0] = oom || r->oom ? 0 : pmemo_intern(mm, 0, r->n_hs, &oom);
+    uint32_t total = en ? en->n_mini : v->n_tn;
+    uint32_t j = 0, fi = 0, fend = 0;
+    while (!oom && !r->oom) {
+        uint32_t i;
+        bool own;
+        if (fend) {
+            if (fi >= fend) { fend = 0; continue; }
+            i = fi;
+            own = true;
+        } else {
+            if (j >= total) break;
+            i = en ? en->mini[j] : j;
+            own = !en || (en->munc[j] & MK_OWN);
+        }
+        const tnode *nd = &v->tn[i];
+        uint32_t d = nd->depth;
+        unsigned fl;
+        uint32_t nid = pmemo_step(mm, (uint32_t)cid[d - 1], nd->byte, &fl, &oom);
+        cid[d] = nid;
+        if (nd->tok_n && (nid || (fl & PR_END)) && own) set_toks(v, nd, bits);
+        if (fend) fi = nid ? fi + 1 : nd->skip;
+        else if (!en) j = nid ? j + 1 : nd->skip;
+        else {
+            if (nid && (en->munc[j] & MK_SUB)) { fi = i + 1; fend = nd->skip; }
+            j = nid ? j + 1 : en->mskip[j];
+        }
+    }
+    if (oom || r->oom) {
+        /* start over next time; this mask falls back to the plain walk */
+        pmemo_clear(mm);
+        r->oom = false;
+        return -1;
+    }
+    return 0;
+}
+
 static int mask_begin(sgr_matcher *m, uint32_t *bits, const mstep **t) {
     if (!m->v || !lv_reserve(m)) return -1;
     memset(bits, 0, ((m->v->n_vocab + 31) / 32) * sizeof *bits);
@@ -469,11 +545,11 @@ int sgr_matcher_fill_mask(sgr_matcher *m, uint32_t *bits) {
         phead hd = m->r.hs[t->off + h];
         tm_entry *en = entry_get(m, hd.st, &hit);
         if (!en) { /* cache full (or out of memory): walk this head uncached */
-            walk(m, t->off + h, 1, NULL, bits);
+            if (walk_memo(m, hd, NULL, bits) < 0) walk(m, t->off + h, 1, NULL, bits);
             continue;
         }
         for (size_t w = 0; w < nw; w++) bits[w] |= en->acc[w];
-        if (en->n_mini) walk(m, t->off + h, 1, en, bits);
+        if (en->n_mini && walk_memo(m, hd, en, bits) < 0) walk(m, t->off + h, 1, en, bits);
     }
     m->last_hit = hit;
     return m->r.oom ? -1 : 0;
