@@ -378,6 +378,9 @@ size_t sgr_grammar_n_states(const sgr_grammar *g);
  * (false) or with (true, the default) the S-tail shortcut. The cached
  * entries are the same either way; set it before any matcher uses g. */
 void sgr_grammar_set_tail_walk(sgr_grammar *g, bool on);
+/* Tests: cache entries of g (any vocabulary) computed so far, and how many
+ * of them with the S-tail shortcut. */
+size_t sgr_grammar_cache_entries(const sgr_grammar *g, size_t *tail);
 
 typedef struct sgr_vocab sgr_vocab;       /* token bytes + trie for one tokenizer; immutable */
 /* t must outlive the vocabulary (it is kept to tokenize budget plans). */

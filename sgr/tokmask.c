@@ -47,6 +47,7 @@ struct tm_cache {
     uint8_t (*lvc)[32];   /* per level: the bytes its heads accept */
     uint32_t *path;
     size_t bytes;         /* memory held by entries (under mu) */
+    size_t n_comp, n_tail; /* entries computed, with the S-tail shortcut (under mu) */
     tm_cache *next;
 };
 
@@ -298,6 +299,7 @@ static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
             }
         }
     }
+    c->n_tail += vt != NULL;
     uint32_t total = vt ? vt->n_rn : v->n_tn;
     for (uint32_t j = 0; j < total && !oom && !r->oom;) {
         uint32_t i = vt ? vt->rn[j] : j;
@@ -378,6 +380,7 @@ static tm_entry *entry_get(sgr_matcher *m, uint32_t st, bool *hit) {
         if (en) {
             c->bytes += ((c->v->n_vocab + 31) / 32) * 4 + (size_t)en->n_mini * 9 + sizeof *en;
             atomic_store_explicit(&c->ent[st], en, memory_order_release);
+            c->n_comp++;
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -564,3 +567,18 @@ int sgr_matcher_fill_mask_uncached(sgr_matcher *m, uint32_t *bits) {
 }
 
 bool sgr_matcher_last_cache_hit(const sgr_matcher *m) { return m->last_hit; }
+
+size_t sgr_grammar_cache_entries(const sgr_grammar *cg, size_t *tail) {
+    sgr_grammar *g = (sgr_grammar *)cg;
+    size_t n = 0, nt = 0;
+    pthread_mutex_lock(&g->mu);
+    for (tm_cache *c = g->caches; c; c = c->next) {
+        pthread_mutex_lock(&c->mu);
+        n += c->n_comp;
+        nt += c->n_tail;
+        pthread_mutex_unlock(&c->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (tail) *tail = nt;
+    return n;
+}
