@@ -583,6 +583,62 @@ static bool only_final(const sgr_grammar *g, uint32_t s, uint8_t *memo, int dept
     return r;
 }
 
+/* Static returns: a rule (not the start rule) with exactly one call site
+ * returns to that site's return state — or, if the site is a tail call, to
+ * wherever the calling rule returns. */
+static int static_returns(sgr_grammar *g, qerr *e) {
+    uint32_t nr = g->n_rules, n = g->n_st;
+    uint32_t *sites = calloc(nr ? nr : 1, sizeof *sites), *site = malloc((nr ? nr : 1) * sizeof *site);
+    uint32_t *owner = malloc((n ? n : 1) * sizeof *owner), *stk = malloc((n ? n : 1) * sizeof *stk);
+    uint8_t *busy = calloc(nr ? nr : 1, 1);
+    g->sret = malloc((nr ? nr : 1) * sizeof *g->sret);
+    if (!sites || !site || !owner || !stk || !busy || !g->sret) {
+        free(sites); free(site); free(owner); free(stk); free(busy);
+        return qerr_set(e, "out of memory compiling a grammar");
+    }
+    for (uint32_t s = 0; s < n; s++) {
+        owner[s] = PDA_INF;
+        if (g->st[s].kind == PS_CALL && sites[g->st[s].a]++ == 0) site[g->st[s].a] = s;
+    }
+    /* the rule each state belongs to: reachable from its start without a call */
+    for (uint32_t r = 0; r < nr; r++) {
+        if (g->rule_start[r] == PDA_INF) continue;
+        size_t top = 0;
+        stk[top++] = g->rule_start[r];
+        owner[g->rule_start[r]] = r;
+        while (top) {
+            const pstate *ps = &g->st[stk[--top]];
+            uint32_t t[1] = {0}, nt = 0;
+            if (ps->kind == PS_BYTE || ps->kind == PS_CALL) t[nt++] = ps->b;
+            for (uint32_t k = 0; k < (ps->kind == PS_EPS ? ps->b : nt); k++) {
+                uint32_t x = ps->kind == PS_EPS ? g->eps[ps->a + k] : t[k];
+                if (owner[x] == PDA_INF) { owner[x] = r; stk[top++] = x; }
+            }
+        }
+    }
+    for (uint32_t r = 0; r < nr; r++) g->sret[r] = PDA_INF;
+    /* resolve tail chains; busy marks a chain in progress (a cycle: none) */
+    for (uint32_t r0 = 0; r0 < nr; r0++) {
+        uint32_t path_n = 0, r = r0, ret = PDA_INF;
+        while (r != g->start_rule && sites[r] == 1 && !busy[r]) {
+            busy[r] = 1;
+            stk[path_n++] = r;
+            const pstate *cs = &g->st[site[r]];
+            if (!cs->tail) { ret = cs->b; break; }
+            uint32_t q = owner[site[r]];
+            if (q == PDA_INF) break;
+            if (g->sret[q] != PDA_INF) { ret = g->sret[q]; break; }
+            r = q;
+        }
+        for (uint32_t k = 0; k < path_n; k++) {
+            if (ret != PDA_INF) g->sret[stk[k]] = ret;
+            busy[stk[k]] = 0;
+        }
+    }
+    free(sites); free(site); free(owner); free(stk); free(busy);
+    return 0;
+}
+
 void sgr_grammar_free(sgr_grammar *g) {
     if (!g) return;
     tm_caches_free(g->caches);
@@ -593,6 +649,7 @@ void sgr_grammar_free(sgr_grammar *g) {
     free(g->rule_start);
     free(g->dist);
     free(g->via);
+    free(g->sret);
     free(g);
 }
 
@@ -655,6 +712,7 @@ int sgr_grammar_build(sgr_gb *b, int32_t start_rule, sgr_grammar **out, qerr *e)
     for (uint32_t s = 0; s < g->n_st; s++)
         if (g->st[s].kind == PS_CALL) g->st[s].tail = only_final(g, g->st[s].b, memo, 0);
     free(memo);
+    if (static_returns(g, e) < 0) { c.failed = true; goto fail; }
 fail:
     free(c.cls_hash);
     free(c.node_rule);

@@ -9,7 +9,9 @@
  * flags: the start rule ended with an empty stack (can_end) and, for the
  * per-state cache, the walk left the frame it started in (escaped). Stacks
  * are hash-consed frames (ret state, parent) in a per-runner table, so equal
- * stacks are equal ids and configurations dedupe exactly. */
+ * stacks are equal ids and configurations dedupe exactly. A rule with one
+ * call site returns to one known state (sret): a cache walk that reaches its
+ * FINAL with the sentinel stack continues there instead of escaping. */
 #ifndef QUIRE_SGR_PDA_INT_H
 #define QUIRE_SGR_PDA_INT_H
 
@@ -44,6 +46,8 @@ struct sgr_grammar {
     uint32_t start_rule;
     uint32_t *dist;      /* shortest bytes from a state to its rule's FINAL; PDA_INF dead */
     uint32_t *via;       /* EPS: the target on a shortest path */
+    uint32_t *sret;      /* per rule: the state every return from it continues at, when
+                            there is one (a single call site); PDA_INF otherwise */
     bool no_tail;        /* cold walks without the S-tail shortcut (tests, bench A/B) */
     pthread_mutex_t mu;  /* guards caches */
     tm_cache *caches;
