@@ -173,9 +173,11 @@ static int popcount256(const uint64_t s[4]) {
     return __builtin_popcountll(s[0]) + __builtin_popcountll(s[1]) + __builtin_popcountll(s[2]) + __builtin_popcountll(s[3]);
 }
 
+/* Sets are 32-byte bitmaps (bit b&7 of byte b>>3) held in uint64_t words
+ * for fast and/or; bytes are read through the byte view. */
 static int first_byte(const uint64_t s[4]) {
-    for (int w = 0; w < 4; w++)
-        if (s[w]) return w * 64 + __builtin_ctzll(s[w]);
+    for (int b = 0; b < 256; b++)
+        if (cls_has((const uint8_t *)s, (uint8_t)b)) return b;
     return -1;
 }
 
@@ -287,7 +289,7 @@ static tm_entry *entry_compute(tm_cache *c, const sgr_grammar *g, uint32_t st) {
         /* worth a table only if most of the trie below depth 1 is in S */
         uint64_t cover = 0;
         for (int b = 0; D && b < 256; b++)
-            if (S[b >> 6] >> (b & 63) & 1) cover += v->tail_hist[b];
+            if (cls_has((const uint8_t *)S, (uint8_t)b)) cover += v->tail_hist[b];
         if (D && !oom && cover * 2 >= v->tail_total && (vt = vocab_tail_get(v, (const uint8_t *)S))) {
             const uint8_t *S0 = g->cls[g->st[st].a];
             for (int b = 0; b < 256; b++) {
