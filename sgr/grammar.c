@@ -15,6 +15,8 @@
 #define MAX_DEPTH 20000
 #define INLINE_RULE 64      /* non-recursive rules up to this many states are inlined */
 #define INLINE_REPEAT 4096  /* a repeat's copies are inlined up to this many states in all */
+#define INLINE_SIMPLE 65536 /* ... or this many when the part is small and makes no call */
+#define SIMPLE_PART 64      /* "small": at most this many states */
 
 typedef struct comp {
     const sgr_gb *b;
@@ -147,6 +149,7 @@ static uint32_t compile(comp *c, sgr_expr x, uint32_t next, uint32_t owner);
 static uint32_t sat32(uint64_t x) { return x > 0x7FFFFFFF ? 0x7FFFFFFF : (uint32_t)x; }
 
 static uint32_t est(comp *c, sgr_expr x, int depth);
+static bool repeat_calls(comp *c, const gx_node *nd, int depth);
 
 /* Inline a reference to rule r (its body is compiled in place)? */
 static bool rule_inline(comp *c, uint32_t r, int depth) {
@@ -158,6 +161,37 @@ static bool rule_inline(comp *c, uint32_t r, int depth) {
         c->rstate[r] = 2;
     }
     return !c->rrec[r] && c->rsize[r] <= INLINE_RULE;
+}
+
+/* Does x compile to states without a CALL (inlined rules included)? */
+static bool call_free(comp *c, sgr_expr x, int depth) {
+    if (depth > 200) return false;
+    const gx_node *nd = gx_at(c->b, x);
+    switch (nd->kind) {
+    case GX_EMPTY: case GX_LIT: case GX_CLASS: return true;
+    case GX_SEQ: case GX_ALT:
+        for (uint32_t i = 0; i < nd->n; i++)
+            if (!call_free(c, c->b->kids[nd->off + i], depth + 1)) return false;
+        return true;
+    case GX_REPEAT: return !repeat_calls(c, nd, depth + 1) && call_free(c, nd->a, depth + 1);
+    case GX_REF: {
+        uint32_t r = (uint32_t)nd->a;
+        return c->b->rules[r].body != SGR_EXPR_ERR && rule_inline(c, r, depth) && call_free(c, c->b->rules[r].body, depth + 1);
+    }
+    }
+    return false;
+}
+
+/* A bounded repeat's copies are inlined up to INLINE_REPEAT states, or up
+ * to INLINE_SIMPLE for a small call-free part (a JSON string character:
+ * each copy is then a few states the token-mask cache handles cheaply);
+ * past that the part becomes an internal rule called once per copy. */
+static bool repeat_calls(comp *c, const gx_node *nd, int depth) {
+    uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
+    uint64_t k = est(c, nd->a, depth);
+    if (copies < 2 || k <= 2 || copies * k <= INLINE_REPEAT) return false;
+    if (k <= SIMPLE_PART && copies * k <= INLINE_SIMPLE && call_free(c, nd->a, depth)) return false;
+    return true;
 }
 
 /* States a node compiles to (saturating), with the inlining decisions. */
@@ -179,7 +213,7 @@ static uint32_t est(comp *c, sgr_expr x, int depth) {
         uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
         uint64_t k = est(c, nd->a, depth + 1);
         v = copies * k + copies;
-        if (copies >= 2 && k > 2 && copies * k > INLINE_REPEAT) v = copies * 2;
+        if (repeat_calls(c, nd, depth + 1)) v = copies * 2;
         break;
     }
     case GX_REF: {
@@ -279,10 +313,8 @@ static uint32_t compile_node(comp *c, sgr_expr x, uint32_t next, uint32_t owner)
         break;
     }
     case GX_REPEAT: {
-        uint64_t copies = nd->max == SGR_INF ? (nd->min ? nd->min : 1) : nd->max;
         int32_t rule = -1;
-        uint64_t k = est(c, nd->a, 0);
-        if (copies >= 2 && k > 2 && copies * k > INLINE_REPEAT && gx_at(b, nd->a)->kind != GX_REF) {
+        if (repeat_calls(c, nd, 0) && gx_at(b, nd->a)->kind != GX_REF) {
             rule = c->node_rule[nd->a];
             if (rule < 0) {
                 char nm[300];
@@ -551,6 +583,62 @@ static bool only_final(const sgr_grammar *g, uint32_t s, uint8_t *memo, int dept
     return r;
 }
 
+/* Static returns: a rule (not the start rule) with exactly one call site
+ * returns to that site's return state — or, if the site is a tail call, to
+ * wherever the calling rule returns. */
+static int static_returns(sgr_grammar *g, qerr *e) {
+    uint32_t nr = g->n_rules, n = g->n_st;
+    uint32_t *sites = calloc(nr ? nr : 1, sizeof *sites), *site = malloc((nr ? nr : 1) * sizeof *site);
+    uint32_t *owner = malloc((n ? n : 1) * sizeof *owner), *stk = malloc((n ? n : 1) * sizeof *stk);
+    uint8_t *busy = calloc(nr ? nr : 1, 1);
+    g->sret = malloc((nr ? nr : 1) * sizeof *g->sret);
+    if (!sites || !site || !owner || !stk || !busy || !g->sret) {
+        free(sites); free(site); free(owner); free(stk); free(busy);
+        return qerr_set(e, "out of memory compiling a grammar");
+    }
+    for (uint32_t s = 0; s < n; s++) {
+        owner[s] = PDA_INF;
+        if (g->st[s].kind == PS_CALL && sites[g->st[s].a]++ == 0) site[g->st[s].a] = s;
+    }
+    /* the rule each state belongs to: reachable from its start without a call */
+    for (uint32_t r = 0; r < nr; r++) {
+        if (g->rule_start[r] == PDA_INF) continue;
+        size_t top = 0;
+        stk[top++] = g->rule_start[r];
+        owner[g->rule_start[r]] = r;
+        while (top) {
+            const pstate *ps = &g->st[stk[--top]];
+            uint32_t t[1] = {0}, nt = 0;
+            if (ps->kind == PS_BYTE || ps->kind == PS_CALL) t[nt++] = ps->b;
+            for (uint32_t k = 0; k < (ps->kind == PS_EPS ? ps->b : nt); k++) {
+                uint32_t x = ps->kind == PS_EPS ? g->eps[ps->a + k] : t[k];
+                if (owner[x] == PDA_INF) { owner[x] = r; stk[top++] = x; }
+            }
+        }
+    }
+    for (uint32_t r = 0; r < nr; r++) g->sret[r] = PDA_INF;
+    /* resolve tail chains; busy marks a chain in progress (a cycle: none) */
+    for (uint32_t r0 = 0; r0 < nr; r0++) {
+        uint32_t path_n = 0, r = r0, ret = PDA_INF;
+        while (r != g->start_rule && sites[r] == 1 && !busy[r]) {
+            busy[r] = 1;
+            stk[path_n++] = r;
+            const pstate *cs = &g->st[site[r]];
+            if (!cs->tail) { ret = cs->b; break; }
+            uint32_t q = owner[site[r]];
+            if (q == PDA_INF) break;
+            if (g->sret[q] != PDA_INF) { ret = g->sret[q]; break; }
+            r = q;
+        }
+        for (uint32_t k = 0; k < path_n; k++) {
+            if (ret != PDA_INF) g->sret[stk[k]] = ret;
+            busy[stk[k]] = 0;
+        }
+    }
+    free(sites); free(site); free(owner); free(stk); free(busy);
+    return 0;
+}
+
 void sgr_grammar_free(sgr_grammar *g) {
     if (!g) return;
     tm_caches_free(g->caches);
@@ -561,6 +649,7 @@ void sgr_grammar_free(sgr_grammar *g) {
     free(g->rule_start);
     free(g->dist);
     free(g->via);
+    free(g->sret);
     free(g);
 }
 
@@ -623,6 +712,7 @@ int sgr_grammar_build(sgr_gb *b, int32_t start_rule, sgr_grammar **out, qerr *e)
     for (uint32_t s = 0; s < g->n_st; s++)
         if (g->st[s].kind == PS_CALL) g->st[s].tail = only_final(g, g->st[s].b, memo, 0);
     free(memo);
+    if (static_returns(g, e) < 0) { c.failed = true; goto fail; }
 fail:
     free(c.cls_hash);
     free(c.node_rule);
@@ -644,3 +734,5 @@ fail:
 }
 
 size_t sgr_grammar_n_states(const sgr_grammar *g) { return g->n_st; }
+
+void sgr_grammar_set_tail_walk(sgr_grammar *g, bool on) { g->no_tail = !on; }

@@ -73,6 +73,11 @@ int sgr_matcher_new(const sgr_grammar *g, const sgr_vocab *v, sgr_matcher **out,
 void sgr_matcher_free(sgr_matcher *m) {
     if (!m) return;
     prun_free(&m->r);
+    if (m->wm_on) {
+        pmemo_free(&m->wm);
+        prun_free(&m->wr);
+    }
+    free(m->wstk);
     free(m->steps);
     free(m->marks);
     free(m->plan);

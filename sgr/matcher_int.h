@@ -27,6 +27,12 @@ struct sgr_matcher {
     size_t *lv; size_t cap_lv;                  /* trie-walk level offsets */
     uint8_t (*lvc)[32];                         /* trie-walk level byte sets */
     bool last_hit;
+    /* mask-time walks of uncertain tokens (tokmask.c): a configuration memo
+     * over a private runner, the real stack copied in; made on first use */
+    prun wr;
+    pmemo wm;
+    bool wm_on;
+    uint32_t *wstk; size_t cap_wstk;
 };
 
 const mstep *matcher_top(const sgr_matcher *m);

@@ -9,7 +9,9 @@
  * flags: the start rule ended with an empty stack (can_end) and, for the
  * per-state cache, the walk left the frame it started in (escaped). Stacks
  * are hash-consed frames (ret state, parent) in a per-runner table, so equal
- * stacks are equal ids and configurations dedupe exactly. */
+ * stacks are equal ids and configurations dedupe exactly. A rule with one
+ * call site returns to one known state (sret): a cache walk that reaches its
+ * FINAL with the sentinel stack continues there instead of escaping. */
 #ifndef QUIRE_SGR_PDA_INT_H
 #define QUIRE_SGR_PDA_INT_H
 
@@ -44,6 +46,9 @@ struct sgr_grammar {
     uint32_t start_rule;
     uint32_t *dist;      /* shortest bytes from a state to its rule's FINAL; PDA_INF dead */
     uint32_t *via;       /* EPS: the target on a shortest path */
+    uint32_t *sret;      /* per rule: the state every return from it continues at, when
+                            there is one (a single call site); PDA_INF otherwise */
+    bool no_tail;        /* cold walks without the S-tail shortcut (tests, bench A/B) */
     pthread_mutex_t mu;  /* guards caches */
     tm_cache *caches;
 };
@@ -81,6 +86,8 @@ unsigned prun_closure(prun *r, uint32_t st, uint32_t stk);
  * of the arena. Returns PR_* flags; *out_n the number of new heads. */
 unsigned prun_step(prun *r, size_t off, size_t n, uint8_t c, size_t *out_n);
 uint64_t prun_head_cost(const prun *r, phead h);
+/* The hash-consed frame (ret, parent) of r (sets r->oom on failure). */
+uint32_t prun_frame(prun *r, uint32_t ret, uint32_t parent);
 
 /* Configuration DFA memo for the cache walks (pda_memo.c). Id 0 is the
  * empty configuration. */
@@ -90,6 +97,7 @@ typedef struct pmemo {
     uint32_t *off, *cnt; uint8_t (*bytes)[32]; uint32_t n_cfg, cap_cfg;
     uint32_t *ch; uint32_t ch_cap;
     uint64_t *tk; uint32_t *tv; uint8_t *tf; uint32_t t_cap, t_n;
+    uint32_t max_trans, max_heads;   /* pmemo_full past these (init: the defaults) */
 } pmemo;
 int pmemo_init(pmemo *m, prun *r);
 void pmemo_free(pmemo *m);
@@ -98,6 +106,20 @@ bool pmemo_full(const pmemo *m);
 /* Interns heads r->hs[off..off+n) (sorted in place). */
 uint32_t pmemo_intern(pmemo *m, size_t off, size_t n, bool *oom);
 uint32_t pmemo_step(pmemo *m, uint32_t id, uint8_t byte, unsigned *flags, bool *oom);
+
+/* S-tail tables (vocab_tail.c): for a byte set S, the tokens whose bytes
+ * after the first all lie in S, grouped by first byte and sorted by byte
+ * length inside a group (tok/len[fb[b]..fb[b+1])), and the residual
+ * sub-trie: trie nodes on a path to any other token, preorder; rskip[j] is
+ * the index of the first node outside rn[j]'s subtree, rimp[j] whether
+ * rn[j]'s own tokens are not S-tail. */
+typedef struct vtail {
+    uint8_t set[32];
+    uint32_t fb[257];
+    int32_t *tok; uint32_t *len; uint32_t n_tok;
+    uint32_t *rn, *rskip; uint8_t *rimp; uint32_t n_rn;
+    struct vtail *next;
+} vtail;
 
 /* Vocabulary (vocab.c). Trie in preorder: node i's subtree is [i, skip[i]). */
 typedef struct tnode { uint32_t skip, depth, tok_off, tok_n; uint8_t byte; } tnode;
@@ -115,7 +137,16 @@ struct sgr_vocab {
     int32_t byte_tok[256];
     bool all_bytes;
     const struct tokenizer *tok;
+    uint32_t tail_hist[256];/* trie nodes below depth 1, per byte (how useful an S-tail table is) */
+    uint64_t tail_total;
+    pthread_mutex_t tmu;    /* guards tails */
+    vtail *tails;
 };
+
+/* The S-tail table of v for set (built on first use, shared, thread-safe);
+ * NULL when out of memory or past the per-vocabulary limit. */
+const vtail *vocab_tail_get(const sgr_vocab *v, const uint8_t set[32]);
+void vocab_tails_free(vtail *t);
 
 /* Token-mask cache (tokmask.c). */
 void tm_caches_free(tm_cache *c);

@@ -48,6 +48,8 @@ void pmemo_clear(pmemo *m) {
 int pmemo_init(pmemo *m, prun *r) {
     memset(m, 0, sizeof *m);
     m->r = r;
+    m->max_trans = MEMO_MAX_TRANS;
+    m->max_heads = MEMO_MAX_HEADS;
     m->cap_cfg = 1024;
     m->off = malloc(m->cap_cfg * sizeof *m->off);
     m->cnt = malloc(m->cap_cfg * sizeof *m->cnt);
@@ -63,7 +65,7 @@ int pmemo_init(pmemo *m, prun *r) {
     return 0;
 }
 
-bool pmemo_full(const pmemo *m) { return m->t_n >= MEMO_MAX_TRANS || m->n_h >= MEMO_MAX_HEADS; }
+bool pmemo_full(const pmemo *m) { return m->t_n >= m->max_trans || m->n_h >= m->max_heads; }
 
 static void sort_heads(phead *h, size_t n) {
     for (size_t i = 1; i < n; i++) {

@@ -77,6 +77,8 @@ static uint32_t frame_push(prun *r, uint32_t ret, uint32_t parent) {
     return id;
 }
 
+uint32_t prun_frame(prun *r, uint32_t ret, uint32_t parent) { return frame_push(r, ret, parent); }
+
 uint64_t prun_head_cost(const prun *r, phead h) { return (uint64_t)r->g->dist[h.st] + r->fr[h.stk].cum; }
 
 void prun_begin(prun *r) {
@@ -170,7 +172,13 @@ unsigned prun_closure(prun *r, uint32_t st0, uint32_t stk0) {
         }
         case PS_FINAL:
             if (h.stk == FR_EMPTY) flags |= PR_END;
-            else if (h.stk == FR_SENT) flags |= PR_ESC;
+            else if (h.stk == FR_SENT) {
+                /* outside the walk's frame: a rule called from one place
+                 * returns there whatever the real stack is */
+                uint32_t ret = g->sret ? g->sret[s->a] : PDA_INF;
+                if (ret != PDA_INF) dfs_push(r, ret, FR_SENT);
+                else flags |= PR_ESC;
+            }
             else dfs_push(r, r->fr[h.stk].ret, r->fr[h.stk].parent);
             break;
         }

@@ -374,6 +374,13 @@ sgr_expr sgr_gb_regex(sgr_gb *b, const char *pat, size_t n, qerr *e);
 int  sgr_grammar_from_choice(const char *const *s, const size_t *len, size_t n, sgr_grammar **out, qerr *e);
 /* Sizes of the compiled automaton (for tools and tests). */
 size_t sgr_grammar_n_states(const sgr_grammar *g);
+/* Tests and bench A/B only: the per-state mask cache's cold walks without
+ * (false) or with (true, the default) the S-tail shortcut. The cached
+ * entries are the same either way; set it before any matcher uses g. */
+void sgr_grammar_set_tail_walk(sgr_grammar *g, bool on);
+/* Tests: cache entries of g (any vocabulary) computed so far, and how many
+ * of them with the S-tail shortcut. */
+size_t sgr_grammar_cache_entries(const sgr_grammar *g, size_t *tail);
 
 typedef struct sgr_vocab sgr_vocab;       /* token bytes + trie for one tokenizer; immutable */
 /* t must outlive the vocabulary (it is kept to tokenize budget plans). */

@@ -11,6 +11,8 @@ static _Atomic uint64_t vocab_uid = 1;
 
 void sgr_vocab_free(sgr_vocab *v) {
     if (!v) return;
+    vocab_tails_free(v->tails);
+    pthread_mutex_destroy(&v->tmu);
     free(v->off);
     free(v->buf);
     free(v->eog);
@@ -76,6 +78,8 @@ static int build_trie(sgr_vocab *v, qerr *e) {
     while (depth > 0) v->tn[path[--depth]].skip = ntn;
     free(path);
     v->n_tn = ntn;
+    for (uint32_t i = 0; i < ntn; i++)
+        if (v->tn[i].depth > 1) v->tail_hist[v->tn[i].byte]++, v->tail_total++;
     for (int b = 0; b < 256; b++) v->byte_tok[b] = -1;
     for (uint32_t i = 0; i < ntn; i++)
         if (v->tn[i].depth == 1 && v->tn[i].tok_n) v->byte_tok[v->tn[i].byte] = v->toks[v->tn[i].tok_off];
@@ -88,6 +92,7 @@ static sgr_vocab *vocab_alloc(size_t n, size_t bytes) {
     sgr_vocab *v = calloc(1, sizeof *v);
     if (!v) return NULL;
     v->uid = vocab_uid++;
+    pthread_mutex_init(&v->tmu, NULL);
     v->n_vocab = (uint32_t)n;
     v->off = calloc(n + 1, sizeof *v->off);
     v->buf = malloc(bytes ? bytes : 1);
