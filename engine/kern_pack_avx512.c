@@ -15,9 +15,14 @@
 #include <immintrin.h>
 
 #define AI static inline __attribute__((always_inline))
-/* Q4_0/Q8_0 software prefetch distance in blocks: 12 measured ~3% over 4
- * on one-thread gemv from DRAM (within noise at 24). */
-#define PFD 12
+/* Q4_0/Q8_0 software prefetch: into L1 PFD blocks ahead (two lines; the
+ * adjacent-line prefetcher fetches their pairs) ... */
+#define PFD 8
+/* ... and into L2 about 24 KB ahead, every line: with one input (decode)
+ * the kernel does little work per byte, so the out-of-order window alone
+ * keeps too few misses in flight; these prefetches took two-thread Q4_0
+ * gemv from DRAM from ~24 to ~30 GB/s (bench/README-kernels.md). */
+#define PF_L2_BYTES (24 * 1024)
 
 AI __m512i bcast4(const uint8_t *p) {
     int32_t v;
@@ -47,6 +52,7 @@ AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t x
         const uint8_t *q = w + b * vb;
         _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PFD * vb), _MM_HINT_T0);
         _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PFD * vb + 128), _MM_HINT_T0);
+        for (size_t l = 0; l < vb; l += 64) _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PF_L2_BYTES + l), _MM_HINT_T1);
         __m512i wv[8];
         if (IS_Q8) {
             for (int g = 0; g < 8; g++) wv[g] = _mm512_loadu_si512((const void *)(q + 64 * g));
@@ -112,6 +118,8 @@ AI void q4_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
             const uint8_t *qp = q + 512 * (s / 2);
             _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB), _MM_HINT_T0);
             _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB + 64 * (4 + 4 * (s & 1))), _MM_HINT_T0);
+            for (int l = 0; l < 5; l++) /* L2, ~24 KB ahead: 8 x 5 lines cover the 2368-byte super-block */
+                _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PF_L2_BYTES + 320 * (size_t)s + 64 * (size_t)l), _MM_HINT_T1);
             __m512i wv[8];
             for (int j = 0; j < 8; j++) {
                 __m512i v = _mm512_loadu_si512((const void *)(qp + 64 * j));
@@ -165,6 +173,8 @@ AI void q6_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
             _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k), _MM_HINT_T0);
             _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 192), _MM_HINT_T0);
             _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 384), _MM_HINT_T0);
+            for (int l = 0; l < 7; l++) /* L2, ~24 KB ahead: 8 x 7 lines cover the 3360-byte super-block */
+                _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PF_L2_BYTES + 448 * (size_t)k + 64 * (size_t)l), _MM_HINT_T1);
             __m512i wv[8];
             for (int g = 0; g < 8; g++) {
                 __m512i l = _mm512_loadu_si512((const void *)(qlp + 64 * g));
