@@ -405,6 +405,48 @@ static bool lv_reserve(sgr_matcher *m) {
 /* Walks trie nodes (all of them, or a cache entry's sub-trie: its listed
  * nodes, and the whole subtree of a node marked MK_SUB) from the heads
  * [off, off+n) with real stacks, setting the bits of surviving tokens. */
+/* The trie nodes a walk visits, in trie order: a cache entry's uncertain
+ * nodes (or the whole trie without an entry), descending node by node into
+ * a subtree marked MK_SUB when its root stays alive. Shared by walk() and
+ * walk_memo(). */
+typedef struct trie_it {
+    const tm_entry *en;
+    uint32_t total, j, fi, fend; /* fend: inside a MK_SUB subtree, fi the next node, fend its end */
+} trie_it;
+
+static void trie_it_init(trie_it *it, const sgr_vocab *v, const tm_entry *en) {
+    it->en = en;
+    it->total = en ? en->n_mini : v->n_tn;
+    it->j = it->fi = it->fend = 0;
+}
+
+/* The next node i, and whether its tokens are the entry's own to set. */
+static bool trie_it_next(trie_it *it, uint32_t *i, bool *own) {
+    for (;;) {
+        if (it->fend) {
+            if (it->fi >= it->fend) { it->fend = 0; continue; }
+            *i = it->fi;
+            *own = true;
+            return true;
+        }
+        if (it->j >= it->total) return false;
+        *i = it->en ? it->en->mini[it->j] : it->j;
+        *own = !it->en || (it->en->munc[it->j] & MK_OWN);
+        return true;
+    }
+}
+
+/* After node i: on into its subtree when the walk is still alive there,
+ * else past it. */
+static void trie_it_step(trie_it *it, const tnode *nd, uint32_t i, bool alive) {
+    if (it->fend) it->fi = alive ? it->fi + 1 : nd->skip;
+    else if (!it->en) it->j = alive ? it->j + 1 : nd->skip;
+    else {
+        if (alive && (it->en->munc[it->j] & MK_SUB)) { it->fi = i + 1; it->fend = nd->skip; }
+        it->j = alive ? it->j + 1 : it->en->mskip[it->j];
+    }
+}
+
 static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint32_t *bits) {
     const sgr_vocab *v = m->v;
     prun *r = &m->r;
@@ -414,20 +456,11 @@ static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint3
     lo[0] = off;
     ln[0] = n;
     level_bytes(r, off, n, lvc[0]);
-    uint32_t total = en ? en->n_mini : v->n_tn;
-    uint32_t j = 0, fi = 0, fend = 0; /* fend: inside a MK_SUB subtree, fi the next node, fend its end */
-    while (!r->oom) {
-        uint32_t i;
-        bool own;
-        if (fend) {
-            if (fi >= fend) { fend = 0; continue; }
-            i = fi;
-            own = true;
-        } else {
-            if (j >= total) break;
-            i = en ? en->mini[j] : j;
-            own = !en || (en->munc[j] & MK_OWN);
-        }
+    trie_it it;
+    trie_it_init(&it, v, en);
+    uint32_t i;
+    bool own;
+    while (!r->oom && trie_it_next(&it, &i, &own)) {
         const tnode *nd = &v->tn[i];
         uint32_t d = nd->depth;
         size_t top = d == 1 ? base : lo[d - 1] + ln[d - 1];
@@ -441,12 +474,7 @@ static void walk(sgr_matcher *m, size_t off, size_t n, const tm_entry *en, uint3
         lo[d] = top;
         ln[d] = nn;
         if (nd->tok_n && (nn || (fl & PR_END)) && own) set_toks(v, nd, bits);
-        if (fend) fi = nn ? fi + 1 : nd->skip;
-        else if (!en) j = nn ? j + 1 : nd->skip;
-        else {
-            if (nn && (en->munc[j] & MK_SUB)) { fi = i + 1; fend = nd->skip; }
-            j = nn ? j + 1 : en->mskip[j];
-        }
+        trie_it_step(&it, nd, i, nn != 0);
     }
     r->n_hs = base;
 }
@@ -491,32 +519,18 @@ static int walk_memo(sgr_matcher *m, phead hd, const tm_entry *en, uint32_t *bit
     prun_closure(r, hd.st, stk);
     size_t *cid = m->lv;
     cid[0] = oom || r->oom ? 0 : pmemo_intern(mm, 0, r->n_hs, &oom);
-    uint32_t total = en ? en->n_mini : v->n_tn;
-    uint32_t j = 0, fi = 0, fend = 0;
-    while (!oom && !r->oom) {
-        uint32_t i;
-        bool own;
-        if (fend) {
-            if (fi >= fend) { fend = 0; continue; }
-            i = fi;
-            own = true;
-        } else {
-            if (j >= total) break;
-            i = en ? en->mini[j] : j;
-            own = !en || (en->munc[j] & MK_OWN);
-        }
+    trie_it it;
+    trie_it_init(&it, v, en);
+    uint32_t i;
+    bool own;
+    while (!oom && !r->oom && trie_it_next(&it, &i, &own)) {
         const tnode *nd = &v->tn[i];
         uint32_t d = nd->depth;
         unsigned fl;
         uint32_t nid = pmemo_step(mm, (uint32_t)cid[d - 1], nd->byte, &fl, &oom);
         cid[d] = nid;
         if (nd->tok_n && (nid || (fl & PR_END)) && own) set_toks(v, nd, bits);
-        if (fend) fi = nid ? fi + 1 : nd->skip;
-        else if (!en) j = nid ? j + 1 : nd->skip;
-        else {
-            if (nid && (en->munc[j] & MK_SUB)) { fi = i + 1; fend = nd->skip; }
-            j = nid ? j + 1 : en->mskip[j];
-        }
+        trie_it_step(&it, nd, i, nid != 0);
     }
     if (oom || r->oom) {
         /* start over next time; this mask falls back to the plain walk */

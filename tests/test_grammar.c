@@ -310,17 +310,6 @@ static const char *json_grammar =
     "number ::= (\"-\"? ([0-9] | [1-9] [0-9]{1,15})) (\".\" [0-9]{1,10})? ([eE] [-+]? [0-9]{1,3})? ws\n"
     "ws     ::= [ \\t\\n]{0,4}\n";
 
-static sgr_vocab *load_vocab(const char *rel, tokenizer **tk) {
-    gguf *gg;
-    qerr e;
-    assert_int_equal(gguf_open(&gg, shared_path(rel), &e), 0);
-    assert_int_equal(tokenizer_load(tk, gg, &e), 0);
-    gguf_close(gg);
-    sgr_vocab *v;
-    assert_int_equal(sgr_vocab_new(*tk, &v, &e), 0);
-    return v;
-}
-
 static void test_masks_real_vocabs(void **st) {
     (void)st;
     const char *vocabs[] = {"vocab/ggml-vocab-gpt-2.gguf", "vocab/ggml-vocab-llama-spm.gguf"};
@@ -331,7 +320,7 @@ static void test_masks_real_vocabs(void **st) {
     assert_int_equal(rc, 0);
     for (int k = 0; k < 2; k++) {
         tokenizer *tk;
-        sgr_vocab *v = load_vocab(vocabs[k], &tk);
+        sgr_vocab *v = test_load_vocab(vocabs[k], &tk);
         assert_true(sgr_vocab_has_all_bytes(v));
         int32_t eog = tokenizer_eos(tk);
         check_masks_walk(G, v, 6, eog, true);    /* brute force: 50k tokens per step */
@@ -432,7 +421,7 @@ static void test_budget_json_gpt2(void **st) {
     qerr e;
     assert_int_equal(sgr_grammar_parse(json_grammar, strlen(json_grammar), &G, &e), 0);
     tokenizer *tk;
-    sgr_vocab *v = load_vocab("vocab/ggml-vocab-gpt-2.gguf", &tk);
+    sgr_vocab *v = test_load_vocab("vocab/ggml-vocab-gpt-2.gguf", &tk);
     int mt = min_tokens(G, v);
     assert_true(mt >= 1);
     for (int b = mt; b < mt + 30; b += 3) budget_run(G, v, NULL, tokenizer_eos(tk), b);

@@ -153,17 +153,6 @@ static void test_tail_random_bounds(void **st) {
     assert_true(tail_used > 100); /* the shortcut was exercised, not bypassed */
 }
 
-static sgr_vocab *load_vocab(const char *rel, tokenizer **tk) {
-    gguf *gg;
-    qerr e;
-    assert_int_equal(gguf_open(&gg, shared_path(rel), &e), 0);
-    assert_int_equal(tokenizer_load(tk, gg, &e), 0);
-    gguf_close(gg);
-    sgr_vocab *v;
-    assert_int_equal(sgr_vocab_new(*tk, &v, &e), 0);
-    return v;
-}
-
 #define JCHAR "([^\"\\\\\\x00-\\x1F] | \"\\\\\" [\"\\\\/bfnrt])"
 
 static void test_tail_real_vocabs(void **st) {
@@ -173,7 +162,7 @@ static void test_tail_real_vocabs(void **st) {
     size_t tail_used = 0;
     for (int k = 0; k < 2; k++) {
         tokenizer *tk;
-        sgr_vocab *v = load_vocab(vocabs[k], &tk);
+        sgr_vocab *v = test_load_vocab(vocabs[k], &tk);
         int32_t eog = tokenizer_eos(tk);
         for (int i = 0; i < 8; i++) {
             char t[512];
@@ -202,7 +191,7 @@ static void test_tail_real_vocabs(void **st) {
 static void test_budget_closes_at_bound(void **st) {
     (void)st;
     tokenizer *tk;
-    sgr_vocab *v = load_vocab("vocab/ggml-vocab-gpt-2.gguf", &tk);
+    sgr_vocab *v = test_load_vocab("vocab/ggml-vocab-gpt-2.gguf", &tk);
     int32_t eog = tokenizer_eos(tk);
     size_t nv = sgr_vocab_size(v);
     float *lg = malloc(nv * sizeof *lg);

@@ -1,5 +1,6 @@
 #include "testutil.h"
 #include "sgr/sgr.h"
+#include "tokenizer/tokenizer.h"
 
 #include <dirent.h>
 
@@ -235,4 +236,15 @@ json *srv_call_json(int port, const char *method, const char *path, const char *
 const char *test_json_str(const json *o, const char *ptr) {
     const json *v = json_pointer_get(o, ptr, strlen(ptr));
     return json_is_string(v) ? json_string(v) : "";
+}
+
+struct sgr_vocab *test_load_vocab(const char *rel, struct tokenizer **tk) {
+    gguf *gg;
+    qerr e;
+    assert_int_equal(gguf_open(&gg, shared_path(rel), &e), 0);
+    assert_int_equal(tokenizer_load(tk, gg, &e), 0);
+    gguf_close(gg);
+    sgr_vocab *v;
+    assert_int_equal(sgr_vocab_new(*tk, &v, &e), 0);
+    return v;
 }

@@ -50,6 +50,9 @@ long long srv_metric(int port, const char *name);
 /* Sorted names of the *.json files in dir (fails the test if it cannot be
  * read). Free each name and the array. */
 char **test_list_json(const char *dir, size_t *n);
+/* A tokenizer and its SGR vocabulary from a GGUF under ../shared (asserts). */
+struct tokenizer;
+struct sgr_vocab *test_load_vocab(const char *rel, struct tokenizer **tk);
 
 /* JSON over HTTP for the server tests (sgr's parser). */
 struct json;
