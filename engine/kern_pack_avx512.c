@@ -80,22 +80,31 @@ AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t x
     for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
 }
 
-#define PACKED_ENTRY(name, IS_Q8)                                                                                   \
-    void name(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {        \
-        const uint8_t *X = x;                                                                                       \
-        int c = 0;                                                                                                  \
-        for (; c + 8 <= nc; c += 8) packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 8, IS_Q8); \
-        switch (nc - c) {                                                                                           \
-        case 7: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 7, IS_Q8); break;             \
-        case 6: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 6, IS_Q8); break;             \
-        case 5: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 5, IS_Q8); break;             \
-        case 4: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 4, IS_Q8); break;             \
-        case 3: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 3, IS_Q8); break;             \
-        case 2: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 2, IS_Q8); break;             \
-        case 1: packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, 1, IS_Q8); break;             \
-        default: break;                                                                                             \
-        }                                                                                                           \
+/* Columns in register tiles of 8, then one tile of the rest: CALL(NCV)
+ * computes columns c .. c+NCV-1 with NCV a compile-time constant. */
+#define NC_TILES(CALL)                            \
+    do {                                          \
+        int c = 0;                                \
+        for (; c + 8 <= nc; c += 8) CALL(8);      \
+        switch (nc - c) {                         \
+        case 7: CALL(7); break;                   \
+        case 6: CALL(6); break;                   \
+        case 5: CALL(5); break;                   \
+        case 4: CALL(4); break;                   \
+        case 3: CALL(3); break;                   \
+        case 2: CALL(2); break;                   \
+        case 1: CALL(1); break;                   \
+        default: break;                           \
+        }                                         \
+    } while (0)
+
+#define PACKED_ENTRY(name, IS_Q8)                                                                               \
+    void name(size_t nb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {    \
+        const uint8_t *X = x;                                                                                   \
+        NC_TILES(PK_CALL_##IS_Q8);                                                                              \
     }
+#define PK_CALL_0(NCV) packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV, 0)
+#define PK_CALL_1(NCV) packed_k(nb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV, 1)
 PACKED_ENTRY(q4_0_packed_avx512, 0)
 PACKED_ENTRY(q8_0_packed_avx512, 1)
 
@@ -212,39 +221,16 @@ AI void q6_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
     for (int c = 0; c < NC; c++) store_rows(y + (size_t)c * ys, acc[c], nr);
 }
 
-#define PK_CALL(NCV) q4_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
+#define PK_CALL_Q4K(NCV) q4_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
 void q4_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {
     const uint8_t *X = x;
-    int c = 0;
-    for (; c + 8 <= nc; c += 8) PK_CALL(8);
-    switch (nc - c) {
-    case 7: PK_CALL(7); break;
-    case 6: PK_CALL(6); break;
-    case 5: PK_CALL(5); break;
-    case 4: PK_CALL(4); break;
-    case 3: PK_CALL(3); break;
-    case 2: PK_CALL(2); break;
-    case 1: PK_CALL(1); break;
-    default: break;
-    }
+    NC_TILES(PK_CALL_Q4K);
 }
 
-#undef PK_CALL
-#define PK_CALL(NCV) q6_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
+#define PK_CALL_Q6K(NCV) q6_K_pk(nsb, w, nr, X + (size_t)c * xrs, xrs, y + (size_t)c * ys, ys, NCV)
 void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys) {
     const uint8_t *X = x;
-    int c = 0;
-    for (; c + 8 <= nc; c += 8) PK_CALL(8);
-    switch (nc - c) {
-    case 7: PK_CALL(7); break;
-    case 6: PK_CALL(6); break;
-    case 5: PK_CALL(5); break;
-    case 4: PK_CALL(4); break;
-    case 3: PK_CALL(3); break;
-    case 2: PK_CALL(2); break;
-    case 1: PK_CALL(1); break;
-    default: break;
-    }
+    NC_TILES(PK_CALL_Q6K);
 }
 
 #else

@@ -366,22 +366,6 @@ static void budget_run(sgr_grammar *G, sgr_vocab *v, const ogram *og, int32_t eo
     free(lg);
 }
 
-static int min_tokens(sgr_grammar *G, sgr_vocab *v) {
-    sgr_matcher *m;
-    qerr e;
-    assert_int_equal(sgr_matcher_new(G, v, &m, &e), 0);
-    char *c;
-    size_t cn;
-    assert_int_equal(sgr_matcher_shortest(m, &c, &cn, &e), 0);
-    int32_t *ids;
-    size_t n;
-    int rc = sgr_vocab_greedy(v, c, cn, &ids, &n);
-    free(c);
-    free(ids);
-    sgr_matcher_free(m);
-    return rc < 0 ? -1 : (int)n;
-}
-
 static void test_budget_random(void **st) {
     (void)st;
     int runs = 0;
@@ -402,7 +386,7 @@ static void test_budget_random(void **st) {
             int32_t eog = 0;
             sgr_vocab *v;
             assert_int_equal(sgr_vocab_from_pieces(pp, len, nv, &eog, 1, &v, &e), 0);
-            int mt = min_tokens(G, v);
+            int mt = test_min_tokens(G, v);
             if (mt >= 0)
                 for (int b = mt; b < mt + 6; b++) {
                     budget_run(G, v, &g, eog, b > 0 ? b : 1);
@@ -422,7 +406,7 @@ static void test_budget_json_gpt2(void **st) {
     assert_int_equal(sgr_grammar_parse(json_grammar, strlen(json_grammar), &G, &e), 0);
     tokenizer *tk;
     sgr_vocab *v = test_load_vocab("vocab/ggml-vocab-gpt-2.gguf", &tk);
-    int mt = min_tokens(G, v);
+    int mt = test_min_tokens(G, v);
     assert_true(mt >= 1);
     for (int b = mt; b < mt + 30; b += 3) budget_run(G, v, NULL, tokenizer_eos(tk), b);
     sgr_vocab_free(v);

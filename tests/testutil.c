@@ -248,3 +248,19 @@ struct sgr_vocab *test_load_vocab(const char *rel, struct tokenizer **tk) {
     assert_int_equal(sgr_vocab_new(*tk, &v, &e), 0);
     return v;
 }
+
+int test_min_tokens(struct sgr_grammar *G, struct sgr_vocab *v) {
+    sgr_matcher *m;
+    qerr e;
+    assert_int_equal(sgr_matcher_new(G, v, &m, &e), 0);
+    char *c;
+    size_t cn;
+    assert_int_equal(sgr_matcher_shortest(m, &c, &cn, &e), 0);
+    int32_t *ids;
+    size_t n;
+    int rc = sgr_vocab_greedy(v, c, cn, &ids, &n);
+    free(c);
+    free(ids);
+    sgr_matcher_free(m);
+    return rc < 0 ? -1 : (int)n;
+}

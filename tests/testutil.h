@@ -53,6 +53,10 @@ char **test_list_json(const char *dir, size_t *n);
 /* A tokenizer and its SGR vocabulary from a GGUF under ../shared (asserts). */
 struct tokenizer;
 struct sgr_vocab *test_load_vocab(const char *rel, struct tokenizer **tk);
+/* Tokens in the greedy spelling of the grammar's shortest document (the
+ * smallest budget that works); -1 when it cannot be spelled. */
+struct sgr_grammar;
+int test_min_tokens(struct sgr_grammar *G, struct sgr_vocab *v);
 
 /* JSON over HTTP for the server tests (sgr's parser). */
 struct json;
