@@ -326,6 +326,15 @@ bool q_pack_supported(int wtype, int isa);
  * when the type/ISA has no packed kernels, the shape does not fit, or out of
  * memory. */
 q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr *e);
+/* The same into caller memory (64-byte aligned, q_pack_size bytes, which
+ * must outlive the handle; q_packed_free leaves it alone): a model packs all
+ * its matrices into one huge-page arena. q_pack_size is 0 when the type or
+ * shape has no packed form under the current ISA. */
+size_t q_pack_size(int wtype, int64_t n_rows, int64_t n_cols);
+q_packed *q_pack_into(const void *W, int wtype, int64_t n_rows, int64_t n_cols, void *mem, qerr *e);
+/* 2 MiB-aligned memory, huge pages requested for its whole 2 MiB pages;
+ * free() it. NULL when out of memory or bytes == 0. */
+void *q_huge_alloc(size_t bytes);
 void q_packed_free(q_packed *p);
 size_t q_packed_bytes(const q_packed *p);
 int q_packed_isa(const q_packed *p);

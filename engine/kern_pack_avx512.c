@@ -21,7 +21,8 @@
 /* ... and into L2 about 24 KB ahead, every line: with one input (decode)
  * the kernel does little work per byte, so the out-of-order window alone
  * keeps too few misses in flight; these prefetches took two-thread Q4_0
- * gemv from DRAM from ~24 to ~30 GB/s (bench/README-kernels.md). */
+ * gemv over a ring of matrices larger than the L3 from ~22 to ~27 GB/s
+ * (12 or 48 KB measured no better; bench/README-kernels.md). */
 #define PF_L2_BYTES (24 * 1024)
 
 AI __m512i bcast4(const uint8_t *p) {
@@ -236,3 +237,83 @@ void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, siz
 #else
 typedef int kern_pack_avx512_empty; /* nothing to compile off x86 */
 #endif
+
+/* ---- activations: Q8S and Q8KS rows (engine/pack.c) ------------------------
+ * Decode converts one activation row per matmul on one thread while the
+ * others wait, so the scalar conversion (roundf per element) was ~3% of a
+ * token. These produce the scalar functions' bytes exactly: the same
+ * maxima (a NaN never wins: vmaxps returns its second operand when either
+ * is NaN, and the running maximum is that operand), the same products, and
+ * the same rounding — Q8_0's roundf (half away from zero: truncate |v|, add
+ * one when the dropped fraction, exact for |v| < 2^23, is >= 0.5) and
+ * Q8_K's nearest_int (half to even, which vrndscaleps does). */
+
+/* roundf(v) clamped to [-127, 127], NaN -> 0, as int32 lanes. */
+AI __m512i round_q8_0(__m512 v) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    __mmask16 ord = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+    __m512 av = _mm512_abs_ps(v);
+    __m512 t = _mm512_roundscale_ps(av, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(av, t), half, _CMP_GE_OQ);
+    t = _mm512_mask_add_ps(t, up, t, one);
+    t = _mm512_min_ps(t, _mm512_set1_ps(127.0f)); /* +inf -> 127 */
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
+    __m512i r = _mm512_cvttps_epi32(_mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign)));
+    return _mm512_maskz_mov_epi32(ord, r);
+}
+
+void q8s_from_float_avx512(const float *x, void *y, int64_t n) {
+    uint8_t *p = y;
+    for (int64_t b = 0; b < n / 32; b++, p += Q8S_BLOCK, x += 32) {
+        __m512 a = _mm512_loadu_ps(x), c = _mm512_loadu_ps(x + 16);
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_abs_ps(c), m);
+        float amax = _mm512_reduce_max_ps(m);
+        float d = amax / 127, id = d != 0 ? 1.0f / d : 0.0f;
+        float dh = q_fp16_to_f32(q_f32_to_fp16(d));
+        __m512i qa = round_q8_0(_mm512_mul_ps(a, _mm512_set1_ps(id)));
+        __m512i qc = round_q8_0(_mm512_mul_ps(c, _mm512_set1_ps(id)));
+        int32_t s = -_mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+        memcpy(p, &dh, 4);
+        memcpy(p + 4, &s, 4);
+        _mm_storeu_si128((__m128i *)(void *)(p + 8), _mm512_cvtepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(void *)(p + 24), _mm512_cvtepi32_epi8(qc));
+    }
+}
+
+void q8ks_from_float_avx512(const float *x, void *y, int64_t n) {
+    uint8_t *p = y;
+    for (int64_t b = 0; b < n / QK_K; b++, p += Q8KS_BLOCK, x += QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        for (int k = 0; k < QK_K / 16; k++) m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)), m);
+        float amax = _mm512_reduce_max_ps(m);
+        if (!(amax > 0)) {
+            memset(p, 0, Q8KS_BLOCK);
+            continue;
+        }
+        int first = 0; /* the scalar loop keeps the first element of the largest magnitude */
+        for (int k = 0; k < QK_K / 16; k++) {
+            __mmask16 eq = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * k)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (eq) {
+                first = 16 * k + __builtin_ctz(eq);
+                break;
+            }
+        }
+        float iscale = -127.0f / x[first];
+        int16_t bs[16], s32[8];
+        for (int k = 0; k < QK_K / 16; k++) {
+            __m512 v = _mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_loadu_ps(x + 16 * k));
+            __mmask16 ord = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+            v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_max_ps(_mm512_min_ps(v, _mm512_set1_ps(127.0f)), _mm512_set1_ps(-127.0f));
+            __m512i q = _mm512_maskz_mov_epi32(ord, _mm512_cvttps_epi32(v));
+            bs[k] = (int16_t)_mm512_reduce_add_epi32(q);
+            _mm_storeu_si128((__m128i *)(void *)(p + 52 + 16 * k), _mm512_cvtepi32_epi8(q));
+        }
+        for (int j = 0; j < 8; j++) s32[j] = (int16_t)(bs[2 * j] + bs[2 * j + 1]);
+        float d = 1 / iscale;
+        memcpy(p, &d, 4);
+        memcpy(p + 4, s32, 16);
+        memcpy(p + 20, bs, 32);
+    }
+}

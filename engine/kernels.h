@@ -193,6 +193,9 @@ void q8_0_packed_avx512(size_t nb, const uint8_t *w, int nr, const void *x, size
 /* Q4_K: nsb super-blocks per row. */
 void q4_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
 void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, size_t xrs, int nc, float *y, size_t ys);
+/* Q8S / Q8KS activation rows, byte-identical to the scalar conversion. */
+void q8s_from_float_avx512(const float *x, void *y, int64_t n);
+void q8ks_from_float_avx512(const float *x, void *y, int64_t n);
 #else
 #define Q_HAVE_PACKED 0
 #endif

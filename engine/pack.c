@@ -47,6 +47,7 @@ struct q_packed {
     int64_t n_rows, n_cols;
     size_t group_bytes, bytes;
     uint8_t *data;
+    bool own; /* data from q_pack's own allocation, not a caller's arena */
 };
 
 int q_repack_mode(qerr *e) {
@@ -106,43 +107,59 @@ static void pack_q4_K_group(uint8_t *dst, const uint8_t *src, size_t rs, int nr,
         }
 }
 
-q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr *e) {
+static bool pack_shape_ok(int wtype, int64_t n_rows, int64_t n_cols, qerr *e) {
     int isa = q_isa_get();
     if (!q_pack_supported(wtype, isa)) {
         qerr_set(e, "no packed kernels for %s under %s", qtype_get(wtype) ? qtype_get(wtype)->name : "?", q_isa_name(isa));
-        return NULL;
+        return false;
     }
     int64_t blk = qtype_get(wtype)->blck;
     if (n_rows < 1 || n_cols < blk || n_cols % blk) {
         qerr_set(e, "cannot pack a %lld x %lld matrix", (long long)n_rows, (long long)n_cols);
-        return NULL;
+        return false;
     }
+    return true;
+}
+
+size_t q_pack_size(int wtype, int64_t n_rows, int64_t n_cols) {
+    if (!q_pack_supported(wtype, q_isa_get()) || n_rows < 1 || n_cols < qtype_get(wtype)->blck ||
+        n_cols % qtype_get(wtype)->blck)
+        return 0;
+    int64_t ng = (n_rows + Q_PACK_ROWS - 1) / Q_PACK_ROWS;
+    return (group_bytes(wtype, n_cols) * (size_t)ng + 63) / 64 * 64;
+}
+
+/* Memory on 2 MiB boundaries with huge pages for its whole 2 MiB pages (a
+ * hint; a huge tail page would be backed in full, up to 2 MiB of RSS for
+ * nothing): decode streams every weight byte once per token, and 4 KiB
+ * pages cost a TLB miss (in a VM, a two-level walk) every 4 KiB. */
+void *q_huge_alloc(size_t bytes) {
+    size_t align = (size_t)2 << 20;
+    void *mem = NULL;
+    if (bytes == 0 || posix_memalign(&mem, align, bytes)) return NULL;
+#if defined(MADV_HUGEPAGE)
+    if (bytes >= align) (void)madvise(mem, bytes / align * align, MADV_HUGEPAGE);
+#endif
+    return mem;
+}
+
+static q_packed *pack_into(const void *W, int wtype, int64_t n_rows, int64_t n_cols, uint8_t *mem, bool own, qerr *e) {
     int64_t nb = n_cols / 32, ng = (n_rows + Q_PACK_ROWS - 1) / Q_PACK_ROWS;
     q_packed *p = calloc(1, sizeof *p);
-    if (!p) { qerr_set(e, "out of memory"); return NULL; }
+    if (!p) {
+        if (own) free(mem);
+        qerr_set(e, "out of memory");
+        return NULL;
+    }
     p->wtype = wtype;
-    p->isa = isa;
+    p->isa = q_isa_get();
     p->n_rows = n_rows;
     p->n_cols = n_cols;
     p->group_bytes = group_bytes(wtype, n_cols);
     p->bytes = p->group_bytes * (size_t)ng;
-    /* Large matrices on 2 MiB boundaries and, where the kernel does it on
-     * request, huge pages: decode streams every byte once per token, and
-     * 4 KiB pages would cost a TLB miss every 4 KiB. */
-    size_t align = p->bytes >= ((size_t)4 << 20) ? (size_t)2 << 20 : 64;
-    size_t alloc = (p->bytes + 63) / 64 * 64;
-    void *mem = NULL;
-    p->data = posix_memalign(&mem, align, alloc) == 0 ? mem : NULL;
-#if defined(MADV_HUGEPAGE)
-    /* only the whole huge pages: a huge tail page would be backed in full
-     * (up to 2 MiB of RSS per matrix for nothing) */
-    if (p->data && align > 64) (void)madvise(p->data, alloc / align * align, MADV_HUGEPAGE); /* a hint; failure is harmless */
-#endif
-    if (!p->data) {
-        free(p);
-        qerr_set(e, "out of memory for %zu bytes of packed weights", alloc);
-        return NULL;
-    }
+    p->data = mem;
+    p->own = own;
+    size_t alloc = q_pack_size(wtype, n_rows, n_cols);
     memset(p->data, 0, alloc);
     const uint8_t *src = W;
     size_t rs = qtype_row_size(wtype, n_cols);
@@ -175,9 +192,30 @@ q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr 
     return p;
 }
 
+q_packed *q_pack(const void *W, int wtype, int64_t n_rows, int64_t n_cols, qerr *e) {
+    if (!pack_shape_ok(wtype, n_rows, n_cols, e)) return NULL;
+    size_t alloc = q_pack_size(wtype, n_rows, n_cols);
+    uint8_t *mem = alloc >= ((size_t)4 << 20) ? q_huge_alloc(alloc) : NULL;
+    if (!mem && posix_memalign((void **)&mem, 64, alloc)) mem = NULL;
+    if (!mem) {
+        qerr_set(e, "out of memory for %zu bytes of packed weights", alloc);
+        return NULL;
+    }
+    return pack_into(W, wtype, n_rows, n_cols, mem, true, e);
+}
+
+q_packed *q_pack_into(const void *W, int wtype, int64_t n_rows, int64_t n_cols, void *mem, qerr *e) {
+    if (!pack_shape_ok(wtype, n_rows, n_cols, e)) return NULL;
+    if (!mem || ((uintptr_t)mem & 63)) {
+        qerr_set(e, "q_pack_into: memory not 64-byte aligned");
+        return NULL;
+    }
+    return pack_into(W, wtype, n_rows, n_cols, mem, false, e);
+}
+
 void q_packed_free(q_packed *p) {
     if (!p) return;
-    free(p->data);
+    if (p->own) free(p->data);
     free(p);
 }
 
@@ -225,6 +263,13 @@ static void q8ks_from_float(const float *x, void *y, int64_t n) {
 }
 
 void q_act_from_float(int fmt, const float *x, void *y, int64_t n) {
+#if Q_HAVE_PACKED
+    if (q_isa_get() == Q_ISA_AVX512) {
+        if (fmt == Q_ACT_Q8KS) q8ks_from_float_avx512(x, y, n);
+        else q8s_from_float_avx512(x, y, n);
+        return;
+    }
+#endif
     if (fmt == Q_ACT_Q8KS) q8ks_from_float(x, y, n);
     else q8s_from_float(x, y, n);
 }

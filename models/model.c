@@ -120,19 +120,27 @@ void model_free(model *m) {
         free(m->layers);
     }
     q_packed_free(m->p_output);
+    free(m->pack_arena);
     free(m->output_norm);
     free(m->rope_freq_factors);
     gguf_close(m->g);
     free(m);
 }
 
-/* Repacks a weight for the wide kernels when QUIRE_REPACK allows and the
- * current ISA has packed kernels for its type; else leaves *out NULL. */
-static int repack_one(model *m, const gguf_tensor *t, q_packed **out, qerr *e) {
+/* Repacks a weight for the wide kernels into the model's arena at *off when
+ * QUIRE_REPACK allows and the current ISA has packed kernels for its type
+ * (a NULL arena only sums the sizes into *off); else leaves *out NULL. */
+static int repack_one(model *m, const gguf_tensor *t, q_packed **out, size_t *off, qerr *e) {
     *out = NULL;
-    if (!q_pack_supported(t->type, q_isa_get())) return 0;
-    *out = q_pack(t->data, t->type, t->ne[1], t->ne[0], e);
+    size_t sz = q_pack_size(t->type, t->ne[1], t->ne[0]);
+    if (!sz) return 0;
+    if (!m->pack_arena) {
+        *off += sz;
+        return 0;
+    }
+    *out = q_pack_into(t->data, t->type, t->ne[1], t->ne[0], m->pack_arena + *off, e);
     if (!*out) return qerr_wrap(e, "repacking %s (QUIRE_REPACK=0 uses the weights in place)", t->name);
+    *off += sz;
     m->packed_bytes += q_packed_bytes(*out);
     /* Every matmul of this weight now reads the packed copy (decode
      * included), so the mapped original need not stay resident: one copy
@@ -141,17 +149,32 @@ static int repack_one(model *m, const gguf_tensor *t, q_packed **out, qerr *e) {
     return 0;
 }
 
+/* All packed matrices live in one arena, in the order decode reads them
+ * (layer by layer: q k v o gate up down, then the output): every byte is on
+ * huge pages (per-matrix allocations left each matrix's tail, a quarter of
+ * TinyLlama's weights, on 4 KiB pages) and a token's weights are one
+ * forward stream. */
 static int model_repack(model *m, qerr *e) {
     int mode = q_repack_mode(e);
     if (mode <= 0) return mode;
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        model_layer *L = &m->layers[l];
-        if (repack_one(m, L->wq, &L->pq, e) || repack_one(m, L->wk, &L->pk, e) || repack_one(m, L->wv, &L->pv, e) ||
-            repack_one(m, L->wo, &L->po, e) || repack_one(m, L->w_gate, &L->p_gate, e) ||
-            repack_one(m, L->w_up, &L->p_up, e) || repack_one(m, L->w_down, &L->p_down, e))
-            return -1;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            model_layer *L = &m->layers[l];
+            if (repack_one(m, L->wq, &L->pq, &off, e) || repack_one(m, L->wk, &L->pk, &off, e) ||
+                repack_one(m, L->wv, &L->pv, &off, e) || repack_one(m, L->wo, &L->po, &off, e) ||
+                repack_one(m, L->w_gate, &L->p_gate, &off, e) || repack_one(m, L->w_up, &L->p_up, &off, e) ||
+                repack_one(m, L->w_down, &L->p_down, &off, e))
+                return -1;
+        }
+        if (repack_one(m, m->output, &m->p_output, &off, e)) return -1;
+        if (pass == 0) {
+            if (off == 0) return 0;
+            m->pack_arena = q_huge_alloc(off);
+            if (!m->pack_arena) return qerr_set(e, "out of memory for %zu bytes of packed weights", off);
+        }
     }
-    return repack_one(m, m->output, &m->p_output, e);
+    return 0;
 }
 
 int model_load(model **out, const char *path, qerr *e) {

@@ -41,6 +41,7 @@ typedef struct model {
     model_layer *layers;
     q_packed *p_output;       /* output repacked, else NULL */
     size_t packed_bytes;      /* total of the repacked copies */
+    uint8_t *pack_arena;      /* their memory (q_huge_alloc), one block */
 } model;
 
 int model_load(model **out, const char *path, qerr *e);

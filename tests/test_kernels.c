@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/kernels.h"
 
 static int n_pass, n_fail;
 static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -341,6 +342,50 @@ static void test_attention_group(void) {
     free(q); free(kf); free(kh); free(vh);
 }
 
+/* The activation conversions of every ISA produce the scalar bytes: random
+ * rows at several magnitudes, exact halves (roundf vs round-half-even
+ * differ there), zero / tiny / denormal blocks, infinities and NaNs. */
+static void test_act_convert(void) {
+    enum { N = 4 * 256 };
+    float *x = malloc(N * sizeof *x);
+    uint8_t *ref = malloc(q_act_row_size(Q_ACT_Q8KS, N) + q_act_row_size(Q_ACT_Q8S, N));
+    uint8_t *got = malloc(q_act_row_size(Q_ACT_Q8KS, N) + q_act_row_size(Q_ACT_Q8S, N));
+    int saved = q_isa_get();
+    for (int kind = 0; kind < 9; kind++) {
+        for (int i = 0; i < N; i++) {
+            float u = qrng_uniform(&rng) - 0.5f;
+            switch (kind) {
+            case 0: x[i] = u; break;
+            case 1: x[i] = u * 1e4f; break;
+            /* multiples of amax/254 and of amax/127 * k + half: exact ties after scaling */
+            case 2: x[i] = (float)((int)(u * 508) / 2) * 0.5f; x[0] = 127.0f; x[256] = -127.0f; break;
+            case 3: x[i] = (i / 32) % 2 ? 0.0f : u * 1e-39f; break; /* zero and denormal blocks */
+            case 4: x[i] = u; if (i % 97 == 5) x[i] = (i & 1) ? INFINITY : -INFINITY; break;
+            case 5: x[i] = u; if (i % 89 == 3) x[i] = NAN; break;
+            case 6: x[i] = (i % 256) == 17 ? NAN : u; break;
+            case 7: x[i] = (i % 32) == 0 ? -u - 1.0f : u; break; /* the extreme is negative */
+            default: x[i] = (float)(i % 7) - 3.0f; break;       /* equal magnitudes: the first wins */
+            }
+        }
+        for (int f = 0; f < 2; f++) {
+            int fmt = f ? Q_ACT_Q8KS : Q_ACT_Q8S;
+            size_t sz = q_act_row_size(fmt, N);
+            q_isa_set(Q_ISA_SCALAR, NULL);
+            q_act_from_float(fmt, x, ref, N);
+            for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+                if (!q_isa_available(isa)) continue;
+                q_isa_set(isa, NULL);
+                memset(got, 0xA5, sz);
+                q_act_from_float(fmt, x, got, N);
+                check(memcmp(got, ref, sz) == 0, "activation %s under %s, inputs kind %d: differs from scalar",
+                      f ? "Q8KS" : "Q8S", q_isa_name(isa), kind);
+            }
+        }
+    }
+    q_isa_set(saved, NULL);
+    free(x); free(ref); free(got);
+}
+
 int main(void) {
     const char *san = getenv("QUIRE_TEST_SANITIZED");
     bool light = san && *san && strcmp(san, "0") != 0;
@@ -362,6 +407,7 @@ int main(void) {
         }
         test_matmul_invariance(t, bl == 1 ? 37 : (bl == 32 ? 96 : 512));
     }
+    test_act_convert();
     test_packed(QT_Q4_0);
     test_packed(QT_Q8_0);
     test_packed(QT_Q4_K);
