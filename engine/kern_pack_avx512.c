@@ -15,8 +15,10 @@
 #include <immintrin.h>
 
 #define AI static inline __attribute__((always_inline))
-/* Q4_0/Q8_0 software prefetch: into L1 PFD blocks ahead (two lines; the
- * adjacent-line prefetcher fetches their pairs) ... */
+/* Q4_0/Q8_0 software prefetch: into L1 PFD blocks ahead, every line of
+ * the block and the scales' line (prefetching every other line and leaving
+ * the pairs to the hardware measured 3-4% slower decode; every line into L2
+ * as below but every other into L1 ~3% slower; bench/README-kernels.md) ... */
 #define PFD 8
 /* ... and into L2 about 24 KB ahead, every line: with one input (decode)
  * the kernel does little work per byte, so the out-of-order window alone
@@ -51,8 +53,8 @@ AI void packed_k(size_t nb, const uint8_t *w, int nr, const uint8_t *x, size_t x
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *q = w + b * vb;
-        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PFD * vb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PFD * vb + 128), _MM_HINT_T0);
+        for (size_t l = 0; l < vb; l += 64) _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PFD * vb + l), _MM_HINT_T0);
+        if ((b & 1) == 0) _mm_prefetch((const char *)(uintptr_t)((uintptr_t)sc + 32 * (b + PFD)), _MM_HINT_T0);
         for (size_t l = 0; l < vb; l += 64) _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PF_L2_BYTES + l), _MM_HINT_T1);
         __m512i wv[8];
         if (IS_Q8) {
@@ -126,10 +128,10 @@ AI void q4_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
         for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
         for (int s = 0; s < 8; s++) {
             const uint8_t *qp = q + 512 * (s / 2);
-            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB), _MM_HINT_T0);
-            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)qp + 2 * Q4K_PACKED_SB + 64 * (4 + 4 * (s & 1))), _MM_HINT_T0);
-            for (int l = 0; l < 5; l++) /* L2, ~24 KB ahead: 8 x 5 lines cover the 2368-byte super-block */
+            for (int l = 0; l < 5; l++) { /* 8 x 5 lines cover the 2368-byte super-block: L1 two ahead, L2 ~24 KB */
+                _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q4K_PACKED_SB + 320 * (size_t)s + 64 * (size_t)l), _MM_HINT_T0);
                 _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PF_L2_BYTES + 320 * (size_t)s + 64 * (size_t)l), _MM_HINT_T1);
+            }
             __m512i wv[8];
             for (int j = 0; j < 8; j++) {
                 __m512i v = _mm512_loadu_si512((const void *)(qp + 64 * j));
@@ -180,11 +182,10 @@ AI void q6_K_pk(size_t nsb, const uint8_t *w, int nr, const uint8_t *x, size_t x
         for (int k = 0; k < 8; k++) {
             const int h = k / 4, j = k % 4;
             const uint8_t *qlp = q + 1024 * h + 512 * (j % 2), *qhp = q + 2048 + 512 * h;
-            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k), _MM_HINT_T0);
-            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 192), _MM_HINT_T0);
-            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 420 * (size_t)k + 384), _MM_HINT_T0);
-            for (int l = 0; l < 7; l++) /* L2, ~24 KB ahead: 8 x 7 lines cover the 3360-byte super-block */
+            for (int l = 0; l < 7; l++) { /* 8 x 7 lines cover the 3360-byte super-block: L1 two ahead, L2 ~24 KB */
+                _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + 2 * Q6K_PACKED_SB + 448 * (size_t)k + 64 * (size_t)l), _MM_HINT_T0);
                 _mm_prefetch((const char *)(uintptr_t)((uintptr_t)q + PF_L2_BYTES + 448 * (size_t)k + 64 * (size_t)l), _MM_HINT_T1);
+            }
             __m512i wv[8];
             for (int g = 0; g < 8; g++) {
                 __m512i l = _mm512_loadu_si512((const void *)(qlp + 64 * g));
