@@ -16,9 +16,9 @@
 
 #define AI static inline __attribute__((always_inline))
 /* Q4_0/Q8_0 software prefetch: into L1 PFD blocks ahead, every line of
- * the block and the scales' line (prefetching every other line and leaving
- * the pairs to the hardware measured 3-4% slower decode; every line into L2
- * as below but every other into L1 ~3% slower; bench/README-kernels.md) ... */
+ * the block and the scales' line — leaving every other line to the
+ * hardware's pair prefetch measured 3-4% slower decode in L1 and 15% slower
+ * in L2 (bench/README-kernels.md); 4 blocks ahead is slower, 16 the same ... */
 #define PFD 8
 /* ... and into L2 about 24 KB ahead, every line: with one input (decode)
  * the kernel does little work per byte, so the out-of-order window alone
