@@ -36,12 +36,21 @@ struct regex {
     size_t n_classes;
 };
 
-/* Regex → grammar IR intersected with a length window in code points
- * (min_len..max_len, max_len < 0 = unbounded): one rule per reachable
- * (program state, length) pair, at most max_states (0 = 20000), unproductive
- * states pruned. Returns SGR_EXPR_ERR with e set when it cannot. */
-sgr_expr rx_to_grammar(const regex *re, sgr_gb *b, bool json_string, bool search, int64_t min_len,
-                       int64_t max_len, size_t max_states, qerr *e);
+/* Regexes → grammar IR for the strings that ALL of them match (their
+ * intersection), further intersected with a length window in code points
+ * (min_len..max_len, max_len < 0 = unbounded). Each term keeps its own
+ * semantics: search (JSON Schema `pattern`: a match anywhere) or whole-text
+ * match. The product construction: one rule per reachable (state of every
+ * program, length) tuple, at most max_states (0 = 20000), a code point step
+ * on the intersection of the terms' sets, unproductive tuples pruned (every
+ * prefix can be completed). With one term this is that regex's grammar. An
+ * empty intersection is an expression that matches nothing. Returns
+ * SGR_EXPR_ERR with e set ("unsupported: ..." past the limits) when it
+ * cannot. */
+#define RX_MAX_TERMS 32
+typedef struct rx_term { const regex *re; bool search; } rx_term;
+sgr_expr rx_terms_to_grammar(const rx_term *terms, size_t n_terms, sgr_gb *b, bool json_string, int64_t min_len,
+                             int64_t max_len, size_t max_states, qerr *e);
 /* One code point from the sorted ranges, JSON-escaped (json_string) or raw
  * UTF-8; surrogates skipped. A class with no encodable code point gives an
  * expression that matches nothing (an empty alternative). */

@@ -527,10 +527,30 @@ static bool is_pow10_frac(const json *m, int *d) {
     return false;
 }
 
+/* Integer formats that validators assert on numbers (OpenAPI's, checked by
+ * Ajv's formats): int32 and int64 admit only integers in their range. Our
+ * validator treats them as annotations, so generating within them is a
+ * subset. Narrows [*lo, *hi]; returns whether one applies. */
+static bool int_format(const cs *c, int64_t *lo, int64_t *hi) {
+    bool any = false;
+    for (size_t i = 0; i < c->fmt.n; i++) {
+        const char *f = c->fmt.v[i]->format;
+        int64_t a, b;
+        if (!strcmp(f, "int32")) a = -2147483647 - 1, b = 2147483647;
+        else if (!strcmp(f, "int64")) a = INT64_MIN, b = INT64_MAX;
+        else continue;
+        if (*lo < a) *lo = a;
+        if (*hi > b) *hi = b;
+        any = true;
+    }
+    return any;
+}
+
 static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     int64_t cap = (int64_t)g->int_cap;
     int F = g->o.max_frac_digits > 0 ? g->o.max_frac_digits : 6;
-    if (integer) F = 0;
+    int64_t flo = -cap, fhi = cap; /* an integer format's range */
+    if (int_format(c, &flo, &fhi) || integer) F = 0;
     if (c->mult) {
         int d;
         if (is_pow10_frac(c->mult, &d)) {
@@ -540,8 +560,8 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
             int64_t k = (int64_t)c->mult->u.num.d;
             int64_t lo = c->lo ? int_ceil(c->lo, c->lo_ex, cap) : -cap;
             int64_t hi = c->hi ? int_floor(c->hi, c->hi_ex, cap) : cap;
-            if (lo < -cap) lo = -cap;
-            if (hi > cap) hi = cap;
+            if (lo < flo) lo = flo;
+            if (hi > fhi) hi = fhi;
             if (lo > hi) return vd(g);
             int64_t first = lo >= 0 ? (lo + k - 1) / k : -((-lo) / k);
             int64_t last = hi >= 0 ? hi / k : -((-hi + k - 1) / k);
@@ -571,8 +591,8 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     if (F == 0) {
         int64_t lo = has_lo ? int_ceil(c->lo, c->lo_ex, cap) : -cap;
         int64_t hi = has_hi ? int_floor(c->hi, c->hi_ex, cap) : cap;
-        if (lo < -cap) lo = -cap;
-        if (hi > cap) hi = cap;
+        if (lo < flo) lo = flo;
+        if (hi > fhi) hi = fhi;
         return int_range(g, lo, hi);
     }
     /* Number bounds: integer bounds are exact; a fractional bound is rounded
@@ -631,6 +651,13 @@ static const char *format_regex(const char *f) {
         {"iri-reference", "^https?://" HOST "(/[a-zA-Z0-9._~-]{1,30}){0,5}$"},
         {"uuid", "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"},
         {"json-pointer", "^(/[a-zA-Z0-9_]{0,20}){0,6}$"},
+        {"relative-json-pointer", "^(0|[1-9][0-9]{0,3})(#|(/[a-zA-Z0-9_]{0,20}){0,6})$"},
+        /* plain text is a regex in every dialect */
+        {"regex", "^[a-zA-Z0-9 _-]{0,30}$"},
+        /* not a JSON Schema format (an annotation to our validator), but
+         * Ajv's formats assert it: a dotted host with a letters-only TLD whose
+         * first label starts with a letter (never read as an IP address) */
+        {"url", "^https?://[a-z][a-z0-9]{0,19}(-[a-z0-9]{1,20})?(\\.[a-z0-9]{1,20}(-[a-z0-9]{1,20})?){0,2}\\.[a-z]{2,10}(/[a-zA-Z0-9._~-]{1,30}){0,5}$"},
         /* OpenAPI's base64 "byte": not a JSON Schema format (an annotation to
          * our validator), but validators such as Ajv's formats assert it, and
          * generating base64 is a subset of any string */
@@ -647,18 +674,45 @@ static const char *format_regex(const char *f) {
 /* Longest bounded free string generated (see gen_string_body). */
 #define STR_GEN_MAX 96
 
+/* The intersection of the regexes t[0..n) within the length window; past
+ * the state limit a lower maxLength (a subset) is tried. SGR_EXPR_ERR with e
+ * set when it cannot. */
+static sgr_expr regexes_body(sg *g, const rx_term *t, size_t n, int64_t mn, int64_t mx, qerr *e) {
+    size_t max_states = g->o.max_rules ? g->o.max_rules / 4 : 0;
+    sgr_expr r = rx_terms_to_grammar(t, n, g->b, true, mn, mx, max_states, e);
+    /* too many (state, length) pairs: a lower maxLength is a subset */
+    for (int64_t m2 = mn + 64; r == SGR_EXPR_ERR && !sgr_gb_error(g->b) && strstr(e->msg, "unsupported: pattern") &&
+                               (mx < 0 || m2 < mx) && m2 >= mn; m2 = m2 > mn + 8 ? mn + (m2 - mn) / 2 : mn - 1)
+        r = rx_terms_to_grammar(t, n, g->b, true, mn, m2, max_states, e);
+    return r;
+}
+
+/* A string's content: every pattern (and extra_re, a patternProperties key
+ * regex) AND every format that has a generation regex, intersected, within
+ * minLength..maxLength. Format regexes generate a subset of their format, so
+ * a pattern may exclude all of it while the schema is satisfiable: then the
+ * patterns alone are used and the format is noted as not enforced (refused
+ * under assert_format). */
 static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex *extra_re) {
     int64_t mn = c->min_len, mx = c->max_len;
     if (mx >= 0 && mn > mx) return vd(g);
-    const regex *re = extra_re;
-    regex *own = NULL;
+    rx_term t[RX_MAX_TERMS];
+    regex *own[RX_MAX_TERMS];
+    const schema_node *own_at[RX_MAX_TERMS];
+    size_t np = 0, nf = 0;
+    if (extra_re) t[np++] = (rx_term){extra_re, true};
     for (size_t i = 0; i < c->pat.n; i++) {
-        if (re && re != c->pat.v[i]->pattern) {
-            if (!unsup(g, c->pat.v[i], "pattern", "two patterns on one string")) return SGR_EXPR_ERR;
+        const regex *re = c->pat.v[i]->pattern;
+        bool dup = false;
+        for (size_t k = 0; k < np; k++) dup |= t[k].re == re;
+        if (dup) continue;
+        if (np == RX_MAX_TERMS / 2) {
+            if (!unsup(g, c->pat.v[i], "pattern", "more than %d patterns on one string", RX_MAX_TERMS / 2)) return SGR_EXPR_ERR;
             continue;
         }
-        re = c->pat.v[i]->pattern;
+        t[np++] = (rx_term){re, true};
     }
+    sgr_expr r = SGR_EXPR_ERR;
     for (size_t i = 0; i < c->fmt.n; i++) {
         const schema_node *fn = c->fmt.v[i];
         const char *rx = format_regex(fn->format);
@@ -666,7 +720,7 @@ static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex
         (void)schema_format_check(fn->format, "", 0, &known);
         if (!rx) {
             if (g->s->opts.assert_format) {
-                if (!unsup(g, fn, "format", "format \"%.60s\" as an assertion", fn->format)) return SGR_EXPR_ERR;
+                if (!unsup(g, fn, "format", "format \"%.60s\" as an assertion", fn->format)) goto out;
             } else if (!known) {
                 char k[64];
                 snprintf(k, sizeof k, "format \"%.50s\"", fn->format);
@@ -674,33 +728,49 @@ static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex
             }
             continue;
         }
-        if (re) {
-            /* a pattern wins; format is an annotation unless asserted */
-            if (g->s->opts.assert_format && !unsup(g, fn, "format", "format together with a pattern")) return SGR_EXPR_ERR;
+        bool dup = false;
+        for (size_t k = 0; k < nf; k++) dup |= !strcmp(own_at[k]->format, fn->format);
+        if (dup) continue;
+        if (np + nf == RX_MAX_TERMS) {
+            if (!unsup(g, fn, "format", "more than %d patterns and formats on one string", RX_MAX_TERMS)) goto out;
             continue;
         }
         qerr e;
-        if (regex_compile(rx, strlen(rx), &own, &e)) return hard_fail(g, "format regex: %s", e.msg);
-        re = own;
+        if (regex_compile(rx, strlen(rx), &own[nf], &e)) { hard_fail(g, "format regex: %s", e.msg); goto out; }
+        own_at[nf] = fn;
+        t[np + nf] = (rx_term){own[nf], false};
+        nf++;
     }
-    sgr_expr r;
-    if (re) {
+    if (np + nf) {
         qerr e;
-        size_t max_states = g->o.max_rules ? g->o.max_rules / 4 : 0;
-        r = rx_to_grammar(re, g->b, true, re != own, mn, mx, max_states, &e);
-        /* too many (state, length) pairs: a lower maxLength is a subset */
-        for (int64_t m2 = mn + 64; r == SGR_EXPR_ERR && !sgr_gb_error(g->b) && strstr(e.msg, "unsupported: pattern") &&
-                                   (mx < 0 || m2 < mx) && m2 >= mn; m2 = m2 > mn + 8 ? mn + (m2 - mn) / 2 : mn - 1)
-            r = rx_to_grammar(re, g->b, true, re != own, mn, m2, max_states, &e);
+        r = regexes_body(g, t, np + nf, mn, mx, &e);
+        if (nf && np && (isvoid(g, r) || (r == SGR_EXPR_ERR && !sgr_gb_error(g->b) && strstr(e.msg, "unsupported: pattern")))) {
+            /* the generated subset of the format misses the patterns */
+            if (g->s->opts.assert_format) {
+                if (!unsup(g, own_at[0], "format", "format \"%.40s\" and a pattern: no common string generated", own_at[0]->format)) {
+                    r = SGR_EXPR_ERR;
+                    goto out;
+                }
+            }
+            r = regexes_body(g, t, np, mn, mx, &e);
+            if (r != SGR_EXPR_ERR && !isvoid(g, r))
+                for (size_t k = 0; k < nf; k++) {
+                    char kw[64];
+                    snprintf(kw, sizeof kw, "format \"%.30s\" with a pattern", own_at[k]->format);
+                    note(g, own_at[k], kw);
+                }
+        }
         if (r == SGR_EXPR_ERR) {
-            regex_free(own);
-            if (sgr_gb_error(g->b)) return hard_fail(g, "%s", sgr_gb_error(g->b));
+            if (sgr_gb_error(g->b)) { r = hard_fail(g, "%s", sgr_gb_error(g->b)); goto out; }
             const char *m = strncmp(e.msg, "unsupported: ", 13) ? e.msg : e.msg + 13;
-            return unsup(g, at, "pattern", "%s", m) ? sgr_gb_repeat(g->b, g->jchar, (uint32_t)mn, mx < 0 ? SGR_INF : (uint32_t)mx)
-                                                   : SGR_EXPR_ERR;
+            r = unsup(g, at, "pattern", "%s", m) ? sgr_gb_repeat(g->b, g->jchar, (uint32_t)mn, mx < 0 ? SGR_INF : (uint32_t)mx)
+                                                 : SGR_EXPR_ERR;
         }
     } else {
-        if (mn > 100000000 || mx > 100000000) return unsup(g, at, "minLength", "string length bound too large") ? vd(g) : SGR_EXPR_ERR;
+        if (mn > 100000000 || mx > 100000000) {
+            r = unsup(g, at, "minLength", "string length bound too large") ? vd(g) : SGR_EXPR_ERR;
+            goto out;
+        }
         /* A long bounded string ({0,255}) is a repeat the engine cannot keep
          * in its per-state mask cache (each position is its own state, past
          * its inline limit a frame per character): generating at most
@@ -708,7 +778,8 @@ static sgr_expr gen_string_body(sg *g, cs *c, const schema_node *at, const regex
         if (mx > STR_GEN_MAX && mn <= STR_GEN_MAX) mx = STR_GEN_MAX;
         r = sgr_gb_repeat(g->b, g->jchar, (uint32_t)mn, mx < 0 ? SGR_INF : (uint32_t)mx);
     }
-    regex_free(own);
+out:
+    for (size_t k = 0; k < nf; k++) regex_free(own[k]);
     return r;
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sgr/grammar_int.h"
+#include "sgr/regex_int.h"
 #include "sgr/sgr.h"
 #include "testutil.h"
 
@@ -510,7 +511,8 @@ static void test_hand_cases(void **state) {
 static void test_formats_asserted(void **state) {
     (void)state;
     static const char *const fmts[] = {"date", "time", "date-time", "duration", "email", "hostname", "ipv4",
-                                       "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "json-pointer"};
+                                       "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "json-pointer",
+                                       "relative-json-pointer", "regex"};
     int bad = 0;
     for (size_t i = 0; i < sizeof fmts / sizeof *fmts; i++) {
         char t[200];
@@ -628,6 +630,265 @@ static void test_regex_grammar(void **state) {
         sgr_gb_free(b);
         regex_free(re);
     }
+}
+
+/* Several regexes at once (rx_terms_to_grammar) against a second
+ * implementation, the regex engine: over every string of a small alphabet
+ * (with a two-byte code point) up to 5 code points the grammar accepts
+ * exactly the strings all the regexes match within the length window, and
+ * random walks (longer strings) match them all. */
+typedef struct pcase { const char *re[4]; bool search[4]; int64_t mn, mx; bool empty; } pcase;
+
+static bool product_wants(regex *const *ref, size_t nt, const char *s, size_t n, int64_t mn, int64_t mx) {
+    int64_t cps = 0;
+    for (size_t i = 0; i < n; i++) cps += ((unsigned char)s[i] & 0xC0) != 0x80;
+    if (cps < mn || (mx >= 0 && cps > mx)) return false;
+    for (size_t k = 0; k < nt; k++) if (!regex_match(ref[k], s, n)) return false;
+    return true;
+}
+
+static void test_regex_product(void **state) {
+    (void)state;
+    static const pcase pc[] = {
+        {{"^a", "b$"}, {true, true}, 0, -1, false},
+        {{"a.*b", "^[ab]*$"}, {true, true}, 0, -1, false},
+        {{"[a-c]{2,4}", "ab|ba", "c"}, {false, true, true}, 0, -1, false},
+        {{"x$|^a", "[^a]"}, {true, true}, 1, 4, false},
+        {{"(ab)+", "(a|b)*"}, {false, false}, 0, -1, false},
+        {{"(ab)+", "a", "b"}, {false, true, true}, 3, -1, false},
+        {{"^a", "^b"}, {true, true}, 0, -1, true},
+        {{"a{2}", "b", "-"}, {true, true, true}, 3, 4, false},
+        {{"\xc3\xa9", "^[^-]+$", "b.b|a.c|\xc3\xa9{2}"}, {true, true, true}, 0, -1, false},
+        {{"[a-b]+", "[b-c\xc3\xa9]+"}, {false, false}, 0, 3, false},
+        {{"^a$", "^.{2}$"}, {true, true}, 0, -1, true},
+        {{"[ab]*a[ab]{2}", "b", "^.{0,4}$"}, {false, true, true}, 0, -1, false},
+    };
+    static const char *const sym[] = {"a", "b", "c", "-", "\xc3\xa9"};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof pc / sizeof *pc; i++) {
+        rx_term t[4];
+        regex *own[4], *ref[4];
+        size_t nt = 0;
+        qerr e;
+        for (; nt < 4 && pc[i].re[nt]; nt++) {
+            const char *re = pc[i].re[nt];
+            assert_int_equal(regex_compile(re, strlen(re), &own[nt], &e), 0);
+            char full[128];
+            snprintf(full, sizeof full, pc[i].search[nt] ? "%s" : "^(?:%s)$", re);
+            assert_int_equal(regex_compile(full, strlen(full), &ref[nt], &e), 0);
+            t[nt] = (rx_term){own[nt], pc[i].search[nt]};
+        }
+        sgr_gb *b = sgr_gb_new(NULL);
+        sgr_expr x = rx_terms_to_grammar(t, nt, b, false, pc[i].mn, pc[i].mx, 0, &e);
+        if (x < 0) { fprintf(stderr, "product %zu: %s\n", i, e.msg); fail(); }
+        int32_t r = sgr_gb_rule(b, "start");
+        sgr_gb_define(b, r, x);
+        assert_null(sgr_gb_error(b));
+        bool is_empty = x >= 0 && gx_at(b, x)->kind == GX_ALT && gx_at(b, x)->n == 0;
+        if (is_empty != pc[i].empty) { fprintf(stderr, "product %zu: empty %d, want %d\n", i, is_empty, pc[i].empty); bad++; }
+        /* every string of up to 5 symbols */
+        size_t idx[5];
+        for (int len = 0; len <= 5; len++) {
+            memset(idx, 0, sizeof idx);
+            for (;;) {
+                char s[16];
+                size_t n = 0;
+                for (int k = 0; k < len; k++) { size_t l = strlen(sym[idx[k]]); memcpy(s + n, sym[idx[k]], l); n += l; }
+                bool want = product_wants(ref, nt, s, n, pc[i].mn, pc[i].mx);
+                if (oracle_accepts(b, r, s, n) != want) {
+                    fprintf(stderr, "product %zu: \"%.*s\" accepted %d, want %d\n", i, (int)n, s, !want, want);
+                    bad++;
+                }
+                int k = len - 1;
+                while (k >= 0 && ++idx[k] == sizeof sym / sizeof *sym) idx[k--] = 0;
+                if (k < 0) break;
+            }
+        }
+        /* random walks, longer strings */
+        if (!is_empty) {
+            walker w = {0};
+            w.b = b;
+            w.rule_cost = rule_costs(b);
+            w.rng = i * 2654435761u + 99;
+            w.budget = 60;
+            for (int k = 0; k < 300; k++) {
+                w.n = 0;
+                put(&w, "", 0);
+                walk(&w, b->rules[r].body);
+                if (!product_wants(ref, nt, w.out, w.n, pc[i].mn, pc[i].mx)) {
+                    fprintf(stderr, "product %zu: walk \"%s\" does not match\n", i, w.out);
+                    bad++;
+                }
+            }
+            free(w.out);
+            free(w.rule_cost);
+            free(g_memo);
+            g_memo = NULL;
+        }
+        sgr_gb_free(b);
+        for (size_t k = 0; k < nt; k++) { regex_free(own[k]); regex_free(ref[k]); }
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* Hostile products fail with a clear "unsupported" error, not a hang. */
+static void test_regex_product_limits(void **state) {
+    (void)state;
+    /* six regexes whose product has millions of states */
+    static const char *const hard[] = {"[ab]*a[ab]{7}", "[ab]*b[ab]{8}", "[ab]*a[ab]{9}", "[ab]*b[ab]{10}", "[ab]*a[ab]{11}", "[ab]*b[ab]{12}"};
+    rx_term t[RX_MAX_TERMS + 1];
+    regex *own[6];
+    qerr e;
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(regex_compile(hard[i], strlen(hard[i]), &own[i], &e), 0);
+        t[i] = (rx_term){own[i], true};
+    }
+    sgr_gb *b = sgr_gb_new(NULL);
+    assert_true(rx_terms_to_grammar(t, 6, b, true, 0, -1, 0, &e) < 0);
+    assert_non_null(strstr(e.msg, "unsupported: pattern intersection"));
+    assert_true(rx_terms_to_grammar(t, 6, b, true, 0, 200, 0, &e) < 0);
+    assert_non_null(strstr(e.msg, "unsupported: pattern"));
+    /* too many terms */
+    for (size_t i = 0; i <= RX_MAX_TERMS; i++) t[i] = (rx_term){own[i % 6], true};
+    assert_true(rx_terms_to_grammar(t, RX_MAX_TERMS + 1, b, true, 0, -1, 0, &e) < 0);
+    assert_true(rx_terms_to_grammar(t, 0, b, true, 0, -1, 0, &e) < 0);
+    sgr_gb_free(b);
+    /* through the schema compiler: refused with the keyword, or best effort */
+    char sch[1024];
+    int n = snprintf(sch, sizeof sch, "{\"type\":\"string\",\"allOf\":[");
+    for (size_t i = 0; i < 6; i++) n += snprintf(sch + n, sizeof sch - (size_t)n, "%s{\"pattern\":\"%s\"}", i ? "," : "", hard[i]);
+    snprintf(sch + n, sizeof sch - (size_t)n, "]}");
+    json *doc = NULL;
+    assert_int_equal(json_parse(sch, strlen(sch), NULL, &doc, &e), 0);
+    compiled c;
+    assert_false(compile_text_or_doc(doc, NULL, &c));
+    assert_non_null(strstr(c.err, "unsupported"));
+    assert_non_null(strstr(c.err, "pattern"));
+    compiled_free(&c);
+    sgr_schema_opts go = {.best_effort = true};
+    assert_true(compile_text_or_doc(doc, &go, &c));
+    compiled_free(&c);
+    json_free(doc);
+    /* seventeen patterns on one string */
+    n = snprintf(sch, sizeof sch, "{\"type\":\"string\",\"allOf\":[");
+    for (int i = 0; i < RX_MAX_TERMS / 2 + 1; i++) n += snprintf(sch + n, sizeof sch - (size_t)n, "%s{\"pattern\":\"a%d\"}", i ? "," : "", i);
+    snprintf(sch + n, sizeof sch - (size_t)n, "]}");
+    assert_int_equal(json_parse(sch, strlen(sch), NULL, &doc, &e), 0);
+    assert_false(compile_text_or_doc(doc, NULL, &c));
+    assert_non_null(strstr(c.err, "patterns on one string"));
+    compiled_free(&c);
+    json_free(doc);
+    for (size_t i = 0; i < 6; i++) regex_free(own[i]);
+}
+
+/* format ∩ pattern(s): every generated string passes the format checker and
+ * every pattern (the validator with formats asserted); an empty
+ * intersection falls back to the patterns with a note, or is refused when
+ * formats are assertions. */
+static void test_pattern_format(void **state) {
+    (void)state;
+    static const char *const both[] = {
+        "{\"type\":\"string\",\"format\":\"uri\",\"pattern\":\"^https://\"}",
+        "{\"type\":\"string\",\"format\":\"uri\",\"pattern\":\"^http\"}",
+        "{\"type\":\"string\",\"format\":\"email\",\"pattern\":\"\\\\.org$\"}",
+        "{\"type\":\"string\",\"format\":\"date\",\"pattern\":\"^20\"}",
+        "{\"type\":\"string\",\"format\":\"date-time\",\"pattern\":\"Z$\",\"maxLength\":20}",
+        "{\"type\":\"string\",\"format\":\"uuid\",\"pattern\":\"^[0-9a-f]{8}-0000\"}",
+        "{\"type\":\"string\",\"format\":\"ipv4\",\"pattern\":\"^10\\\\.\"}",
+        "{\"type\":\"string\",\"format\":\"hostname\",\"pattern\":\"[0-9]\",\"minLength\":5}",
+        "{\"allOf\":[{\"type\":\"string\",\"pattern\":\"^[a-z]+$\"},{\"pattern\":\"q\"}],\"maxLength\":8}",
+        "{\"allOf\":[{\"type\":\"string\",\"pattern\":\"^a\"},{\"pattern\":\"z$\"},{\"format\":\"hostname\"}]}",
+        "{\"allOf\":[{\"type\":\"string\",\"pattern\":\"^[0-9-]+$\"},{\"pattern\":\"-1\"},{\"format\":\"date\"},{\"format\":\"date\"}]}",
+        "{\"type\":\"object\",\"patternProperties\":{\"^x-\":{\"type\":\"integer\"}},\"propertyNames\":{\"pattern\":\"[0-9]$\"},"
+        "\"additionalProperties\":false,\"minProperties\":1}",
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof both / sizeof *both; i++) {
+        json *doc = NULL;
+        qerr e;
+        assert_int_equal(json_parse(both[i], strlen(both[i]), NULL, &doc, &e), 0);
+        compiled c = {0};
+        schema_opts so = {.assert_format = true};
+        assert_int_equal(schema_compile(doc, &so, &c.s, &e), 0);
+        c.b = sgr_gb_new(NULL);
+        sgr_unenforced *sk = NULL;
+        size_t nsk = 0;
+        c.start = sgr_schema_to_grammar(c.s, NULL, c.b, &sk, &nsk, &e);
+        if (c.start < 0) { fprintf(stderr, "%s: %s\n", both[i], e.msg); fail(); }
+        for (size_t k = 0; k < nsk; k++) { fprintf(stderr, "%s: not enforced %s\n", both[i], sk[k].keyword); bad++; }
+        free(sk);
+        bad += random_check(&c, 300, i + 31, both[i], true);
+        compiled_free(&c);
+        json_free(doc);
+    }
+    /* our date regex writes no letters: the pattern alone, with a note */
+    static const char *const clash[] = {
+        "{\"type\":\"string\",\"format\":\"date\",\"pattern\":\"^[A-Z]+$\"}",
+        "{\"type\":\"string\",\"format\":\"uri\",\"pattern\":\"^ftp://\"}",
+    };
+    for (size_t i = 0; i < sizeof clash / sizeof *clash; i++) {
+        json *doc = NULL;
+        qerr e;
+        assert_int_equal(json_parse(clash[i], strlen(clash[i]), NULL, &doc, &e), 0);
+        compiled c = {0};
+        assert_int_equal(schema_compile(doc, NULL, &c.s, &e), 0);
+        c.b = sgr_gb_new(NULL);
+        sgr_unenforced *sk = NULL;
+        size_t nsk = 0;
+        c.start = sgr_schema_to_grammar(c.s, NULL, c.b, &sk, &nsk, &e);
+        assert_true(c.start >= 0);
+        assert_int_equal(nsk, 1);
+        assert_non_null(strstr(sk[0].keyword, "with a pattern"));
+        free(sk);
+        bad += random_check(&c, 100, i + 51, clash[i], true);
+        compiled_free(&c);
+        schema_opts so = {.assert_format = true};
+        assert_int_equal(schema_compile(doc, &so, &c.s, &e), 0);
+        c.b = sgr_gb_new(NULL);
+        assert_true(sgr_schema_to_grammar(c.s, NULL, c.b, NULL, NULL, &e) < 0);
+        assert_non_null(strstr(e.msg, "format"));
+        compiled_free(&c);
+        json_free(doc);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* Integer formats (int32, int64) bound generated numbers: every walk is an
+ * integer within the format's range and the schema's bounds. */
+static void test_integer_formats(void **state) {
+    (void)state;
+    static const struct { const char *schema; long long lo, hi; } ic[] = {
+        {"{\"type\":\"number\",\"format\":\"int32\"}", -2147483648LL, 2147483647LL},
+        {"{\"type\":\"integer\",\"format\":\"int32\",\"minimum\":-5}", -5, 2147483647LL},
+        {"{\"type\":\"number\",\"format\":\"int32\",\"maximum\":1e12,\"exclusiveMinimum\":2147483000}", 2147483001LL, 2147483647LL},
+        {"{\"type\":\"number\",\"format\":\"int32\",\"multipleOf\":1000000000}", -2000000000LL, 2000000000LL},
+        {"{\"type\":\"number\",\"format\":\"int64\",\"minimum\":0.5}", 1, 999999999999999LL},
+        {"{\"type\":\"number\",\"format\":\"int64\",\"multipleOf\":0.01,\"maximum\":3}", -999999999999999LL, 3},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof ic / sizeof *ic; i++) {
+        compiled c = compile_str(ic[i].schema);
+        walker w = {0};
+        w.b = c.b;
+        w.rule_cost = rule_costs(c.b);
+        w.rng = i * 7919 + 3;
+        w.budget = 100;
+        for (int k = 0; k < 500; k++) {
+            w.n = 0;
+            put(&w, "", 0);
+            walk(&w, c.b->rules[c.start].body);
+            char *end;
+            long long v = strtoll(w.out, &end, 10);
+            if (*end || v < ic[i].lo || v > ic[i].hi) { fprintf(stderr, "%s: wrote %s\n", ic[i].schema, w.out); bad++; }
+        }
+        free(w.out);
+        free(w.rule_cost);
+        free(g_memo);
+        g_memo = NULL;
+        bad += random_check(&c, 100, i + 71, ic[i].schema, true);
+        compiled_free(&c);
+    }
+    assert_int_equal(bad, 0);
 }
 
 static void test_any_json_object(void **state) {
@@ -818,6 +1079,10 @@ static void test_cli(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regex_grammar),
+        cmocka_unit_test(test_regex_product),
+        cmocka_unit_test(test_regex_product_limits),
+        cmocka_unit_test(test_pattern_format),
+        cmocka_unit_test(test_integer_formats),
         cmocka_unit_test(test_hand_cases),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_formats_asserted),

@@ -5,9 +5,12 @@
 // Ajv, an independent implementation. Exit 1 on any invalid output.
 //
 // usage: node check.mjs QUIRE SHARED [--per-split N] [--seeds 1,2,3] [--models m1,m2]
-//                        [--splits Glaiveai2K,Github_easy] [--n 256] [--json OUT]
+//                        [--splits Glaiveai2K,Github_easy] [--n 256] [--json OUT] [--list FILE]
+// --list FILE: only the schemas it names, one "Split/file.json" a line (every
+// one of them, no sampling; --splits still selects the splits).
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import Ajv from "ajv";
@@ -19,7 +22,7 @@ import addFormats from "ajv-formats";
 const [quire, shared, ...rest] = process.argv.slice(2);
 const opt = { perSplit: 25, seeds: [1, 2, 3], n: 256, json: null,
   models: ["models/synthetic/syn-qwen2-Q8_0.gguf", "models/stories260K.gguf"],
-  splits: ["Glaiveai2K", "Github_easy"] };
+  splits: ["Glaiveai2K", "Github_easy"], list: null };
 for (let i = 0; i < rest.length; i += 2) {
   const k = rest[i], v = rest[i + 1];
   if (k === "--per-split") opt.perSplit = +v;
@@ -28,6 +31,7 @@ for (let i = 0; i < rest.length; i += 2) {
   else if (k === "--splits") opt.splits = v.split(",");
   else if (k === "--n") opt.n = +v;
   else if (k === "--json") opt.json = v;
+  else if (k === "--list") opt.list = fs.readFileSync(v, "utf8").split("\n").map(l => l.trim()).filter(l => l && !l.startsWith("#"));
   else { console.error(`unknown option ${k}`); process.exit(2); }
 }
 
@@ -38,7 +42,11 @@ function ajvFor(schema) {
   if (s.includes("draft-04")) a = new AjvDraft04(o);
   else if (s.includes("2020-12")) a = new Ajv2020(o);
   else if (s.includes("2019-09")) a = new Ajv2019(o);
-  else a = new Ajv(o);
+  else {
+    a = new Ajv(o);
+    // draft-06 documents name their meta-schema; Ajv ships it, unregistered
+    if (s.includes("draft-06")) a.addMetaSchema(createRequire(import.meta.url)("ajv/dist/refs/json-schema-draft-06.json"));
+  }
   addFormats(a);
   return a;
 }
@@ -49,11 +57,12 @@ const report = { runs: 0, ours_ok: 0, ajv_ok: 0, ajv_skipped: 0, failures: [], s
 
 for (const split of opt.splits) {
   const dir = path.join(shared, "jsonschemabench", split);
-  const files = fs.readdirSync(dir).filter(f => f.endsWith(".json")).sort();
-  const step = Math.max(1, Math.floor(files.length / opt.perSplit));
+  let files = fs.readdirSync(dir).filter(f => f.endsWith(".json")).sort();
+  if (opt.list) files = files.filter(f => opt.list.includes(`${split}/${f}`));
+  const step = opt.list ? 1 : Math.max(1, Math.floor(files.length / opt.perSplit));
   const st = { sampled: 0, supported: 0, runs: 0, ok: 0 };
   report.splits[split] = st;
-  for (let fi = 0; fi < files.length && st.sampled < opt.perSplit; fi += step) {
+  for (let fi = 0; fi < files.length && (opt.list || st.sampled < opt.perSplit); fi += step) {
     st.sampled++;
     const entry = JSON.parse(fs.readFileSync(path.join(dir, files[fi]), "utf8"));
     const sfile = path.join(tmp, "schema.json");
