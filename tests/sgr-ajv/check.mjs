@@ -6,6 +6,9 @@
 //
 // usage: node check.mjs QUIRE SHARED [--per-split N] [--seeds 1,2,3] [--models m1,m2]
 //                        [--splits Glaiveai2K,Github_easy] [--n 256] [--json OUT] [--list FILE]
+//                        [--offset K]
+// --offset K: start the even sample at file K of each stride (another sample
+// of the same size; K = 0 is the default sample)
 // --list FILE: only the schemas it names, one "Split/file.json" a line (every
 // one of them, no sampling; --splits still selects the splits).
 import { spawnSync } from "node:child_process";
@@ -31,6 +34,7 @@ for (let i = 0; i < rest.length; i += 2) {
   else if (k === "--splits") opt.splits = v.split(",");
   else if (k === "--n") opt.n = +v;
   else if (k === "--json") opt.json = v;
+  else if (k === "--offset") opt.offset = +v;
   else if (k === "--list") opt.list = fs.readFileSync(v, "utf8").split("\n").map(l => l.trim()).filter(l => l && !l.startsWith("#"));
   else { console.error(`unknown option ${k}`); process.exit(2); }
 }
@@ -62,7 +66,7 @@ for (const split of opt.splits) {
   const step = opt.list ? 1 : Math.max(1, Math.floor(files.length / opt.perSplit));
   const st = { sampled: 0, supported: 0, runs: 0, ok: 0 };
   report.splits[split] = st;
-  for (let fi = 0; fi < files.length && (opt.list || st.sampled < opt.perSplit); fi += step) {
+  for (let fi = opt.list ? 0 : (opt.offset || 0) % step; fi < files.length && (opt.list || st.sampled < opt.perSplit); fi += step) {
     st.sampled++;
     const entry = JSON.parse(fs.readFileSync(path.join(dir, files[fi]), "utf8"));
     const sfile = path.join(tmp, "schema.json");
