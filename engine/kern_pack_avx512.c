@@ -235,10 +235,6 @@ void q6_K_packed_avx512(size_t nsb, const uint8_t *w, int nr, const void *x, siz
     NC_TILES(PK_CALL_Q6K);
 }
 
-#else
-typedef int kern_pack_avx512_empty; /* nothing to compile off x86 */
-#endif
-
 /* ---- activations: Q8S and Q8KS rows (engine/pack.c) ------------------------
  * Decode converts one activation row per matmul on one thread while the
  * others wait, so the scalar conversion (roundf per element) was ~3% of a
@@ -318,3 +314,7 @@ void q8ks_from_float_avx512(const float *x, void *y, int64_t n) {
         memcpy(p + 20, bs, 32);
     }
 }
+
+#else
+typedef int kern_pack_avx512_empty; /* nothing to compile off x86 */
+#endif
