@@ -86,7 +86,10 @@ for (const split of opt.splits) {
           "--temp", "1.0", "--seed", String(seed)], { encoding: "utf8", maxBuffer: 1 << 26 });
         report.runs++; st.runs++;
         const where = `${split}/${files[fi]} ${path.basename(model)} seed ${seed} -n ${n}`;
-        if (r.status !== 0) { report.failures.push({ where, why: `exit ${r.status}: ${r.stderr.trim()}` }); continue; }
+        if (r.status !== 0) {
+          report.failures.push({ where, why: r.error ? `spawn: ${r.error.message}` : `exit ${r.status}: ${(r.stderr || "").trim()}` });
+          continue;
+        }
         const ofile = path.join(tmp, "out.json");
         fs.writeFileSync(ofile, r.stdout);
         const v = spawnSync(quire, ["schema", "validate", sfile, ofile], { encoding: "utf8" });
