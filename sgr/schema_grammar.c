@@ -546,6 +546,21 @@ static bool int_format(const cs *c, int64_t *lo, int64_t *hi) {
     return any;
 }
 
+/* Whether (double)n / m is an integer for every integer n of up to 15
+ * digits: holds when m's rounding error is under half an ulp of each
+ * quotient; checked on a sample that covers every binade up to 2^50, both
+ * signs, since the reason is arithmetic, not the sample. */
+static bool float_divides_integers(double m) {
+    if (!(m > 0)) return false;
+    for (int e = 0; e <= 50; e++)
+        for (int64_t k = 0; k < 2000; k++) {
+            double n = ldexp(1.0, e) + (double)k;
+            double q = n / m, r = -n / m;
+            if (q != floor(q) || r != floor(r)) return false;
+        }
+    return true;
+}
+
 static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     int64_t cap = (int64_t)g->int_cap;
     int F = g->o.max_frac_digits > 0 ? g->o.max_frac_digits : 6;
@@ -555,6 +570,17 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
         int d;
         if (is_pow10_frac(c->mult, &d)) {
             if (d < F) F = d;
+            /* Validators that divide in binary floating point (Ajv, Python's
+             * jsonschema) refuse some exact decimal multiples — 5.02 / 0.01
+             * is 501.99999999999994 — which the keyword's definition admits.
+             * Integers divide exactly for most such divisors (0.1 … 0.0001,
+             * not 0.00001), so when the bounds admit an integer and every
+             * integer passes that division here, only integers are made: a
+             * subset every validator accepts. */
+            int64_t ilo = c->lo ? int_ceil(c->lo, c->lo_ex, cap) : -cap, ihi = c->hi ? int_floor(c->hi, c->hi_ex, cap) : cap;
+            if (ilo < flo) ilo = flo;
+            if (ihi > fhi) ihi = fhi;
+            if (F > 0 && ilo <= ihi && float_divides_integers(c->mult->u.num.d)) F = 0;
         } else if (json_number_is_integer(c->mult) && c->mult->u.num.d >= 1 && c->mult->u.num.d <= 1e12) {
             /* integer multiples: enumerate within the bounds */
             int64_t k = (int64_t)c->mult->u.num.d;

@@ -426,7 +426,9 @@ static const hcase cases[] = {
     {"{\"type\":\"number\",\"exclusiveMinimum\":0,\"exclusiveMaximum\":1}", {"0.5", "0.000001"}, {"0", "1", "1.5"}},
     {"{\"type\":\"number\",\"minimum\":-2.5,\"maximum\":-1}", {"-2", "-1", "-1.5"}, {"0", "-3", "-0.5", "1"}},
     {"{\"type\":\"number\",\"maximum\":0,\"exclusiveMaximum\":0}", {"-1", "-0.5"}, {"0", "0.5"}},
-    {"{\"type\":\"number\",\"multipleOf\":0.01,\"minimum\":0}", {"1.25", "3", "0.01"}, {"1.255", "-1"}},
+    /* integers only: every validator's double division accepts them (see test_multipleof_float_safe) */
+    {"{\"type\":\"number\",\"multipleOf\":0.01,\"minimum\":0}", {"3", "0", "120"}, {"1.255", "-1", "1.25"}},
+    {"{\"type\":\"number\",\"multipleOf\":0.00001,\"minimum\":0}", {"3", "1.25", "0.00001"}, {"1.000001", "-1"}},
     {"{\"type\":\"integer\",\"multipleOf\":5,\"minimum\":0,\"maximum\":20}", {"0", "5", "20"}, {"3", "25", "-5"}},
     {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}",
      {"\"ab\"", "\"abc\"", "\"\\n\\\"\"", "\"\\u0001x\"", "\"\xc3\xa9\xc3\xa9\""},
@@ -891,6 +893,52 @@ static void test_integer_formats(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* multipleOf a power-of-ten fraction: where the bounds admit an integer and
+ * integers divide exactly in binary floating point, only integers are
+ * generated (validators that divide in doubles refuse 5.02 / 0.01); where
+ * they do not (0.00001), decimals still are. Every
+ * output must also pass the double division these validators do. */
+static void test_multipleof_float_safe(void **state) {
+    (void)state;
+    static const struct { const char *schema; double m, lo, hi; bool ints; } mc[] = {
+        {"{\"type\":\"number\",\"multipleOf\":0.01}", 0.01, -1e16, 1e16, true},
+        {"{\"type\":\"number\",\"multipleOf\":0.1,\"minimum\":-3.5,\"maximum\":7.25}", 0.1, -3.5, 7.25, true},
+        {"{\"type\":\"number\",\"multipleOf\":0.00001,\"minimum\":0,\"maximum\":2}", 0.00001, 0, 2, false},
+    };
+    int bad = 0, decimals = 0;
+    for (size_t i = 0; i < sizeof mc / sizeof *mc; i++) {
+        compiled c = compile_str(mc[i].schema);
+        walker w = {0};
+        w.b = c.b;
+        w.rule_cost = rule_costs(c.b);
+        w.rng = i * 104729 + 11;
+        w.budget = 100;
+        for (int k = 0; k < 500; k++) {
+            w.n = 0;
+            put(&w, "", 0);
+            walk(&w, c.b->rules[c.start].body);
+            char *end;
+            double v = strtod(w.out, &end);
+            bool is_int = !strpbrk(w.out, ".eE");
+            decimals += !is_int;
+            if (*end || v < mc[i].lo || v > mc[i].hi || (mc[i].ints && !is_int)) {
+                fprintf(stderr, "%s: wrote %s\n", mc[i].schema, w.out);
+                bad++;
+            }
+            double q = v / mc[i].m;
+            if (mc[i].ints && q != floor(q)) { fprintf(stderr, "%s: %s / %g = %.17g\n", mc[i].schema, w.out, mc[i].m, q); bad++; }
+        }
+        free(w.out);
+        free(w.rule_cost);
+        free(g_memo);
+        g_memo = NULL;
+        bad += random_check(&c, 100, i + 91, mc[i].schema, true);
+        compiled_free(&c);
+    }
+    assert_int_equal(bad, 0);
+    assert_true(decimals > 0); /* the last schema still produces decimals */
+}
+
 static void test_any_json_object(void **state) {
     (void)state;
     sgr_gb *b = sgr_gb_new(NULL);
@@ -1083,6 +1131,7 @@ int main(void) {
         cmocka_unit_test(test_regex_product_limits),
         cmocka_unit_test(test_pattern_format),
         cmocka_unit_test(test_integer_formats),
+        cmocka_unit_test(test_multipleof_float_safe),
         cmocka_unit_test(test_hand_cases),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_formats_asserted),
