@@ -370,18 +370,34 @@ static compiled compile_str_opts(const char *txt, const sgr_schema_opts *go) {
 
 static compiled compile_str(const char *txt) { return compile_str_opts(txt, NULL); }
 
-/* n random strings; each must parse strictly and validate. Returns failures. */
-static int random_check(const compiled *c, int n, uint64_t seed, const char *what, bool verbose) {
+/* Random documents from a compiled schema's grammar, one per walk_next. */
+static walker walker_for(const compiled *c, uint64_t seed, int budget) {
     walker w = {0};
     w.b = c->b;
     w.rule_cost = rule_costs(c->b);
-    w.rng = seed * 2654435761u + 12345;
-    w.budget = 2000;
+    w.rng = seed;
+    w.budget = budget;
+    return w;
+}
+static const char *walk_next(walker *w, const compiled *c) {
+    w->n = 0;
+    put(w, "", 0);
+    walk(w, c->b->rules[c->start].body);
+    return w->out;
+}
+static void walker_done(walker *w) {
+    free(w->out);
+    free(w->rule_cost);
+    free(g_memo);
+    g_memo = NULL;
+}
+
+/* n random strings; each must parse strictly and validate. Returns failures. */
+static int random_check(const compiled *c, int n, uint64_t seed, const char *what, bool verbose) {
+    walker w = walker_for(c, seed * 2654435761u + 12345, 2000);
     int bad = 0;
     for (int i = 0; i < n; i++) {
-        w.n = 0;
-        put(&w, "", 0);
-        walk(&w, c->b->rules[c->start].body);
+        walk_next(&w, c);
         json *v = NULL;
         qerr e;
         json_parse_opts po = {0, JSON_DUP_REJECT};
@@ -399,10 +415,7 @@ static int random_check(const compiled *c, int n, uint64_t seed, const char *wha
             bad++;
         }
     }
-    free(w.out);
-    free(w.rule_cost);
-    free(g_memo);
-    g_memo = NULL;
+    walker_done(&w);
     return bad;
 }
 
@@ -870,23 +883,14 @@ static void test_integer_formats(void **state) {
     int bad = 0;
     for (size_t i = 0; i < sizeof ic / sizeof *ic; i++) {
         compiled c = compile_str(ic[i].schema);
-        walker w = {0};
-        w.b = c.b;
-        w.rule_cost = rule_costs(c.b);
-        w.rng = i * 7919 + 3;
-        w.budget = 100;
+        walker w = walker_for(&c, i * 7919 + 3, 100);
         for (int k = 0; k < 500; k++) {
-            w.n = 0;
-            put(&w, "", 0);
-            walk(&w, c.b->rules[c.start].body);
+            const char *out = walk_next(&w, &c);
             char *end;
-            long long v = strtoll(w.out, &end, 10);
-            if (*end || v < ic[i].lo || v > ic[i].hi) { fprintf(stderr, "%s: wrote %s\n", ic[i].schema, w.out); bad++; }
+            long long v = strtoll(out, &end, 10);
+            if (*end || v < ic[i].lo || v > ic[i].hi) { fprintf(stderr, "%s: wrote %s\n", ic[i].schema, out); bad++; }
         }
-        free(w.out);
-        free(w.rule_cost);
-        free(g_memo);
-        g_memo = NULL;
+        walker_done(&w);
         bad += random_check(&c, 100, i + 71, ic[i].schema, true);
         compiled_free(&c);
     }
@@ -908,30 +912,21 @@ static void test_multipleof_float_safe(void **state) {
     int bad = 0, decimals = 0;
     for (size_t i = 0; i < sizeof mc / sizeof *mc; i++) {
         compiled c = compile_str(mc[i].schema);
-        walker w = {0};
-        w.b = c.b;
-        w.rule_cost = rule_costs(c.b);
-        w.rng = i * 104729 + 11;
-        w.budget = 100;
+        walker w = walker_for(&c, i * 104729 + 11, 100);
         for (int k = 0; k < 500; k++) {
-            w.n = 0;
-            put(&w, "", 0);
-            walk(&w, c.b->rules[c.start].body);
+            const char *out = walk_next(&w, &c);
             char *end;
-            double v = strtod(w.out, &end);
-            bool is_int = !strpbrk(w.out, ".eE");
+            double v = strtod(out, &end);
+            bool is_int = !strpbrk(out, ".eE");
             decimals += !is_int;
             if (*end || v < mc[i].lo || v > mc[i].hi || (mc[i].ints && !is_int)) {
-                fprintf(stderr, "%s: wrote %s\n", mc[i].schema, w.out);
+                fprintf(stderr, "%s: wrote %s\n", mc[i].schema, out);
                 bad++;
             }
             double q = v / mc[i].m;
-            if (mc[i].ints && q != floor(q)) { fprintf(stderr, "%s: %s / %g = %.17g\n", mc[i].schema, w.out, mc[i].m, q); bad++; }
+            if (mc[i].ints && q != floor(q)) { fprintf(stderr, "%s: %s / %g = %.17g\n", mc[i].schema, out, mc[i].m, q); bad++; }
         }
-        free(w.out);
-        free(w.rule_cost);
-        free(g_memo);
-        g_memo = NULL;
+        walker_done(&w);
         bad += random_check(&c, 100, i + 91, mc[i].schema, true);
         compiled_free(&c);
     }
