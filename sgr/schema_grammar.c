@@ -75,6 +75,7 @@ typedef struct sg {
     int inline_depth;
     size_t expansions;
     uint64_t int_cap;      /* largest integer written without bounds */
+    int8_t int_safe[13];   /* per 10^-d: float_divides_integers, 0 unknown, 1 yes, -1 no */
 } sg;
 
 static const char *ptr_of(const schema_node *n) { return n && n->location && n->location[0] ? n->location : "(root)"; }
@@ -567,7 +568,7 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     int64_t flo = -cap, fhi = cap; /* an integer format's range */
     if (int_format(c, &flo, &fhi) || integer) F = 0;
     if (c->mult) {
-        int d;
+        int d = 0;
         if (is_pow10_frac(c->mult, &d)) {
             if (d < F) F = d;
             /* Validators that divide in binary floating point (Ajv, Python's
@@ -580,7 +581,11 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
             int64_t ilo = c->lo ? int_ceil(c->lo, c->lo_ex, cap) : -cap, ihi = c->hi ? int_floor(c->hi, c->hi_ex, cap) : cap;
             if (ilo < flo) ilo = flo;
             if (ihi > fhi) ihi = fhi;
-            if (F > 0 && ilo <= ihi && float_divides_integers(c->mult->u.num.d)) F = 0;
+            if (F > 0 && ilo <= ihi) {
+                /* a property of 10^-d alone: checked once per compile */
+                if (!g->int_safe[d]) g->int_safe[d] = float_divides_integers(c->mult->u.num.d) ? 1 : -1;
+                if (g->int_safe[d] > 0) F = 0;
+            }
         } else if (json_number_is_integer(c->mult) && c->mult->u.num.d >= 1 && c->mult->u.num.d <= 1e12) {
             /* integer multiples: enumerate within the bounds */
             int64_t k = (int64_t)c->mult->u.num.d;
