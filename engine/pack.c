@@ -122,9 +122,7 @@ static bool pack_shape_ok(int wtype, int64_t n_rows, int64_t n_cols, qerr *e) {
 }
 
 size_t q_pack_size(int wtype, int64_t n_rows, int64_t n_cols) {
-    if (!q_pack_supported(wtype, q_isa_get()) || n_rows < 1 || n_cols < qtype_get(wtype)->blck ||
-        n_cols % qtype_get(wtype)->blck)
-        return 0;
+    if (!pack_shape_ok(wtype, n_rows, n_cols, NULL)) return 0;
     int64_t ng = (n_rows + Q_PACK_ROWS - 1) / Q_PACK_ROWS;
     return (group_bytes(wtype, n_cols) * (size_t)ng + 63) / 64 * 64;
 }
