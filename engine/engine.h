@@ -296,6 +296,10 @@ typedef struct q_matmul_op {
     /* Optional: the same matrix repacked (q_pack); used while the ISA it was
      * packed for is current, else W is. Results are identical either way. */
     const q_packed *P;
+    /* Optional: a residual stream [n_batch][n_rows]; acc += y, each row
+     * added by the thread that computed it, while it is still in its cache
+     * (the same bits as a separate loop after the job). */
+    float *acc;
 } q_matmul_op;
 void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const float *x, int64_t n_batch);
 /* q_matmul with optional packed weights P (see q_matmul_op). */
@@ -368,6 +372,9 @@ void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, 
                        int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
 
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+/* Elements [k0, k1) of q_rmsnorm's result (the scale from all n): chunks
+ * of one row normalised by different threads, the same bits. */
+void q_rmsnorm_part(float *y, const float *x, const float *w, int64_t n, float eps, int64_t k0, int64_t k1);
 void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
 void q_softmax(float *x, int64_t n);
 static inline float q_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }

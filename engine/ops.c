@@ -69,7 +69,10 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Packed ops: inputs in chunks whose converted rows fit in L2 with room to
  * spare, so each weight group is reused from cache over a whole chunk. */
 #define MM_CHUNK_BYTES (640 * 1024)
-#define MM_CHUNKS_PER_THREAD 4
+#define MM_CHUNKS_PER_THREAD 6
+/* Phase 0 of a batch smaller than the pool: slices of whole 256-element
+ * blocks, which every activation format's block size divides. */
+#define MM_SLICE 256
 
 typedef struct mm_multi_job {
     const q_matmul_op *ops;
@@ -82,6 +85,7 @@ typedef struct mm_multi_job {
     float norm_eps;
     int isa;
     int nth; /* pool size: the claim order of phase 1 (mm_multi_task) */
+    int slices; /* phase 0: chunks per batch row (1: chunks of whole rows) */
     int n_vdt;                  /* distinct activation formats */
     int vdt[MM_MAX_OPS];
     uint8_t *qx[MM_MAX_OPS];    /* converted activations per format */
@@ -132,18 +136,33 @@ static void mm_op_rows(const mm_multi_job *j, int o, int64_t r0, int64_t r1) {
 static void mm_multi_task(void *arg, int phase, int chunk, int n_chunks) {
     const mm_multi_job *j = arg;
     if (phase == 0) {
-        int64_t b0 = j->n_batch * chunk / n_chunks, b1 = j->n_batch * (chunk + 1) / n_chunks;
+        /* Batch rows [b0, b1), columns [k0, k1) of each: whole rows, or
+         * with fewer rows than threads (decode) a slice of one row. */
+        int64_t b0, b1, k0 = 0, k1 = j->n_cols;
+        if (j->slices > 1) {
+            int64_t nblk = j->n_cols / MM_SLICE, s = chunk % j->slices;
+            b0 = chunk / j->slices;
+            b1 = b0 + 1;
+            k0 = MM_SLICE * (nblk * s / j->slices);
+            k1 = MM_SLICE * (nblk * (s + 1) / j->slices);
+        } else {
+            b0 = j->n_batch * chunk / n_chunks;
+            b1 = j->n_batch * (chunk + 1) / n_chunks;
+        }
         if (j->norm_w)
             for (int64_t b = b0; b < b1; b++)
-                q_rmsnorm((float *)j->x + b * j->n_cols, j->x_raw + b * j->n_cols, j->norm_w, j->n_cols, j->norm_eps);
+                q_rmsnorm_part((float *)j->x + b * j->n_cols, j->x_raw + b * j->n_cols, j->norm_w, j->n_cols, j->norm_eps,
+                               k0, k1);
         for (int v = 0; v < j->n_vdt; v++) {
             if (!j->qx[v]) continue; /* f32: used in place */
             int f = j->vdt[v];
+            /* every format's rows are a plain sequence of blocks */
+            size_t y0 = f < 0 ? q_act_row_size(f, k0) : qtype_row_size(f, k0);
             for (int64_t b = b0; b < b1; b++) {
-                const float *xr = j->x + b * j->n_cols;
-                uint8_t *yr = j->qx[v] + (size_t)b * j->qx_row[v];
-                if (f < 0) q_act_from_float(f, xr, yr, j->n_cols);
-                else qtype_get(f)->from_float(xr, yr, j->n_cols);
+                const float *xr = j->x + b * j->n_cols + k0;
+                uint8_t *yr = j->qx[v] + (size_t)b * j->qx_row[v] + y0;
+                if (f < 0) q_act_from_float(f, xr, yr, k1 - k0);
+                else qtype_get(f)->from_float(xr, yr, k1 - k0);
             }
         }
         return;
@@ -153,8 +172,19 @@ static void mm_multi_task(void *arg, int phase, int chunk, int n_chunks) {
      * claims every T-th chunk reads one contiguous stream, and its L2
      * prefetch runs from one chunk into its next instead of each chunk
      * starting cold. Only speed depends on who claims what. */
-    if (j->nth > 1 && n_chunks % j->nth == 0) chunk = (chunk % j->nth) * (n_chunks / j->nth) + chunk / j->nth;
-    int64_t G0 = j->total_grains * chunk / n_chunks, G1 = j->total_grains * (chunk + 1) / n_chunks;
+    int64_t G0, G1;
+    if (j->nth > 1 && n_chunks % j->nth == 0) {
+        /* Within a run the chunks halve (1/2, 1/4, ... and the last two
+         * equal): the claims made last are short, so a thread slowed by the
+         * host leaves little for the others to wait on at the phase's end. */
+        int run = chunk % j->nth, pos = chunk / j->nth, per = n_chunks / j->nth;
+        int64_t R0 = j->total_grains * run / j->nth, len = j->total_grains * (run + 1) / j->nth - R0;
+        G0 = R0 + len - (len >> pos);
+        G1 = pos + 1 == per ? R0 + len : R0 + len - (len >> (pos + 1));
+    } else {
+        G0 = j->total_grains * chunk / n_chunks;
+        G1 = j->total_grains * (chunk + 1) / n_chunks;
+    }
     if (j->glu) {
         int64_t n_rows = j->ops[0].n_rows;
         int64_t r0 = G0 * MM_GRAIN, r1 = G1 * MM_GRAIN < n_rows ? G1 * MM_GRAIN : n_rows;
@@ -175,8 +205,14 @@ static void mm_multi_task(void *arg, int phase, int chunk, int n_chunks) {
         if (g0 < 0) g0 = 0;
         if (g1 > grains(op->n_rows)) g1 = grains(op->n_rows);
         if (g0 >= g1) continue;
-        int64_t r1 = g1 * MM_GRAIN < op->n_rows ? g1 * MM_GRAIN : op->n_rows;
-        mm_op_rows(j, o, g0 * MM_GRAIN, r1);
+        int64_t r0 = g0 * MM_GRAIN, r1 = g1 * MM_GRAIN < op->n_rows ? g1 * MM_GRAIN : op->n_rows;
+        mm_op_rows(j, o, r0, r1);
+        if (op->acc)
+            for (int64_t c = 0; c < j->n_batch; c++) {
+                float *a = op->acc + c * op->n_rows;
+                const float *y = op->y + c * op->n_rows;
+                for (int64_t r = r0; r < r1; r++) a[r] += y[r];
+            }
     }
 }
 
@@ -237,7 +273,13 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
     int nth = qpool_size(pool);
     j.nth = nth;
     int64_t n1 = j.total_grains < (int64_t)MM_CHUNKS_PER_THREAD * nth ? j.total_grains : (int64_t)MM_CHUNKS_PER_THREAD * nth;
-    int n_chunks[2] = {j.n_vdt || j.norm_w ? (int)(n_batch < nth ? n_batch : nth) : 0, (int)n1};
+    j.slices = 1;
+    if (n_batch < nth && n_cols % MM_SLICE == 0) {
+        int64_t s = (nth + n_batch - 1) / n_batch;
+        j.slices = (int)(s < n_cols / MM_SLICE ? s : n_cols / MM_SLICE);
+    }
+    int n0 = j.slices > 1 ? (int)n_batch * j.slices : (int)(n_batch < nth ? n_batch : nth);
+    int n_chunks[2] = {j.n_vdt || j.norm_w ? n0 : 0, (int)n1};
     qpool_run_chunks(pool, mm_multi_task, &j, 2, n_chunks);
     free(own);
 }
@@ -266,13 +308,13 @@ void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, i
 
 void q_matmul(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols, const float *x,
               int64_t n_batch, float *y) {
-    q_matmul_op op = {W, wtype, n_rows, y, NULL};
+    q_matmul_op op = {W, wtype, n_rows, y, NULL, NULL};
     q_matmul_multi(pool, &op, 1, n_cols, x, n_batch);
 }
 
 void q_matmul_packed(qpool *pool, const void *W, const q_packed *P, int wtype, int64_t n_rows, int64_t n_cols,
                      const float *x, int64_t n_batch, float *y) {
-    q_matmul_op op = {W, wtype, n_rows, y, P};
+    q_matmul_op op = {W, wtype, n_rows, y, P, NULL};
     q_matmul_multi(pool, &op, 1, n_cols, x, n_batch);
 }
 
@@ -301,11 +343,19 @@ void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, 
         q_attn_step(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
 }
 
-void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) { q_rmsnorm_part(y, x, w, n, eps, 0, n); }
+
+void q_rmsnorm_part(float *y, const float *x, const float *w, int64_t n, float eps, int64_t k0, int64_t k1) {
+    /* Eight partial sums: one chain of dependent double additions took
+     * ~4 us per 2048-wide row, serial in every decode step's norm phase. */
+    double part[8] = {0};
+    int64_t i0 = 0;
+    for (; i0 + 8 <= n; i0 += 8)
+        for (int k = 0; k < 8; k++) part[k] += (double)(x[i0 + k] * x[i0 + k]);
+    for (int64_t i = i0; i < n; i++) part[i - i0] += (double)(x[i] * x[i]);
+    double ss = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
     float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * (w ? w[i] : 1.0f);
+    for (int64_t i = k0; i < k1; i++) y[i] = x[i] * scale * (w ? w[i] : 1.0f);
 }
 
 void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps) {

@@ -42,7 +42,8 @@ int model_ctx_init(model_ctx *c, const model *m, const model_ctx_params *p, qerr
     c->hb2 = malloc(B * ff * sizeof(float));
     c->out_norm = malloc(B * d * sizeof(float));
     c->att_scores = malloc((size_t)qpool_size(c->pool) * (size_t)c->kv.n_blocks * KV_BLOCK * sizeof(float));
-    if (!c->x || !c->xb || !c->q || !c->k || !c->v || !c->att_out || !c->hb || !c->hb2 || !c->out_norm ||
+    c->rope_cs = malloc(B * (size_t)(hp->n_rot > 0 ? hp->n_rot : 1) * sizeof(float));
+    if (!c->rope_cs || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att_out || !c->hb || !c->hb2 || !c->out_norm ||
         !c->att_scores) {
         model_ctx_free(c);
         return qerr_set(e, "out of memory for the model's scratch buffers");
@@ -55,26 +56,34 @@ void model_ctx_free(model_ctx *c) {
     if (c->own_pool) qpool_free(c->pool);
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att_out);
     free(c->hb); free(c->hb2); free(c->out_norm); free(c->att_scores);
+    free(c->rope_cs);
     memset(c, 0, sizeof *c);
 }
 
-/* Rotary embedding of one head vector at position pos. The angle advances by
- * multiplication, as the reference computes it, so rounding matches. */
-static void rope(float *x, int n_rot, int head_dim, int kind, int pos, float base, float scale,
-                 const float *freq_factors) {
-    (void)head_dim;
+/* Rotary embedding: the cosines and sines of one position's angles, once
+ * per forward chunk (every layer and head reuse them). The angle advances
+ * by multiplication, as the reference computes it, so rounding matches. */
+static void rope_angles(float *cs, int n_rot, int pos, float base, float scale, const float *freq_factors) {
     float theta_scale = powf(base, -2.0f / (float)n_rot);
     float theta = (float)pos;
     for (int i = 0; i < n_rot / 2; i++) {
         float t = theta * scale;
         if (freq_factors) t /= freq_factors[i];
-        float c = cosf(t), s = sinf(t);
+        cs[2 * i] = cosf(t);
+        cs[2 * i + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+/* Rotates one head vector by a position's angles. */
+static void rope(float *x, const float *cs, int n_rot, int kind) {
+    for (int i = 0; i < n_rot / 2; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
         int a = kind == ROPE_NEOX ? i : 2 * i;
         int b = kind == ROPE_NEOX ? i + n_rot / 2 : 2 * i + 1;
         float x0 = x[a], x1 = x[b];
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;
-        theta *= theta_scale;
     }
 }
 
@@ -84,12 +93,13 @@ static inline size_t kv_cell(const kv_cache *kv, int layer, int seq, int pos) {
     return (((size_t)layer * kv->n_blocks + block) * KV_BLOCK + (size_t)(pos % KV_BLOCK)) * kv->kv_dim;
 }
 
-static void kv_store(kv_cache *kv, void *base, size_t cell, const float *src) {
+/* n values of a cache row from element offset cell on. */
+static void kv_store(kv_cache *kv, void *base, size_t cell, const float *src, int n) {
     if (kv->type == QT_F16) {
         uint16_t *d = (uint16_t *)base + cell;
-        for (int i = 0; i < kv->kv_dim; i++) d[i] = q_f32_to_fp16(src[i]);
+        for (int i = 0; i < n; i++) d[i] = q_f32_to_fp16(src[i]);
     } else {
-        memcpy((float *)base + cell, src, (size_t)kv->kv_dim * sizeof(float));
+        memcpy((float *)base + cell, src, (size_t)n * sizeof(float));
     }
 }
 
@@ -97,6 +107,10 @@ typedef struct attn_job {
     model_ctx *c;
     const model_batch *b;
     int layer, off, n; /* entries [off, off+n) of the batch */
+    /* every entry of a different sequence (decode): an (entry, KV head)
+     * item reads only cells it stores itself, so it does its own RoPE and
+     * store and the job needs no barrier between them */
+    bool own_cells;
 } attn_job;
 
 /* RoPE of the chunk's Q and K rows and the K/V store, split by entries. */
@@ -110,15 +124,12 @@ static void rope_part(const attn_job *j, int ith, int nth) {
     int i0 = j->n * ith / nth, i1 = j->n * (ith + 1) / nth;
     for (int i = i0; i < i1; i++) {
         int pos = b->pos[off + i], seq = b->seq[off + i];
-        for (int h = 0; h < hp->n_head; h++)
-            rope(c->q + (size_t)i * qd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
-                 hp->rope_freq_scale, m->rope_freq_factors);
-        for (int h = 0; h < hp->n_head_kv; h++)
-            rope(c->k + (size_t)i * kvd + (size_t)h * hd, hp->n_rot, hd, hp->rope_kind, pos, hp->rope_freq_base,
-                 hp->rope_freq_scale, m->rope_freq_factors);
+        const float *cs = c->rope_cs + (size_t)i * hp->n_rot;
+        for (int h = 0; h < hp->n_head; h++) rope(c->q + (size_t)i * qd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
+        for (int h = 0; h < hp->n_head_kv; h++) rope(c->k + (size_t)i * kvd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
         size_t cell = kv_cell(&c->kv, l, seq, pos);
-        kv_store(&c->kv, c->kv.k, cell, c->k + (size_t)i * kvd);
-        kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kvd);
+        kv_store(&c->kv, c->kv.k, cell, c->k + (size_t)i * kvd, kvd);
+        kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kvd, kvd);
     }
 }
 
@@ -148,6 +159,16 @@ static void attn_task(void *arg, int phase, int chunk, int n_chunks) {
         int i = (int)(w / n_kv), kvh = (int)(w % n_kv);
         int bi = j->off + i;
         int seq = j->b->seq[bi], pos = j->b->pos[bi];
+        if (j->own_cells) {
+            const float *cs = c->rope_cs + (size_t)i * hp->n_rot;
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                rope(c->q + (size_t)i * qd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
+            float *kr = c->k + (size_t)i * kv->kv_dim + (size_t)kvh * hd;
+            rope(kr, cs, hp->n_rot, hp->rope_kind);
+            size_t cell = kv_cell(kv, j->layer, seq, pos) + (size_t)kvh * hd;
+            kv_store(&c->kv, c->kv.k, cell, kr, hd);
+            kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kv->kv_dim + (size_t)kvh * hd, hd);
+        }
         for (int h0 = 0; h0 < group; h0 += 16) {
             int nq = group - h0 < 16 ? group - h0 : 16;
             int h = kvh * group + h0;
@@ -201,6 +222,15 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
     size_t erow = qtype_row_size(m->tok_embd->type, d);
     for (int i = 0; i < n; i++)
         et->to_float((const uint8_t *)m->tok_embd->data + (size_t)b->tokens[off + i] * erow, c->x + (size_t)i * d, d);
+    for (int i = 0; i < n; i++)
+        rope_angles(c->rope_cs + (size_t)i * hp->n_rot, hp->n_rot, b->pos[off + i], hp->rope_freq_base,
+                    hp->rope_freq_scale, m->rope_freq_factors);
+    /* entries of distinct sequences (at most 64 compared) attend to cells of
+     * their own only */
+    bool own_cells = n <= 64;
+    for (int i = 0; i < n && own_cells; i++)
+        for (int k = 0; k < i; k++)
+            if (b->seq[off + i] == b->seq[off + k]) own_cells = false;
     SPAN("embed", "op", n);
 
     for (int l = 0; l < hp->n_layer; l++) {
@@ -209,30 +239,30 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         /* RMSNorm, then Q, K and V in one pool job: the input is normalised
          * and converted once. */
         q_rms_in attn_in = {c->x, L->attn_norm, hp->rms_eps};
-        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q, L->pq},
-                              {L->wk->data, L->wk->type, kvd, c->k, L->pk},
-                              {L->wv->data, L->wv->type, kvd, c->v, L->pv}};
+        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q, L->pq, NULL},
+                              {L->wk->data, L->wk->type, kvd, c->k, L->pk, NULL},
+                              {L->wv->data, L->wv->type, kvd, c->v, L->pv, NULL}};
         q_matmul_multi_rms(c->pool, qkv, 3, d, &attn_in, c->xb, n);
         add_bias(c->q, L->bq, n, qd);
         add_bias(c->k, L->bk, n, kvd);
         add_bias(c->v, L->bv, n, kvd);
         SPAN("norm_qkv", "op", n);
-        attn_job aj = {c, b, l, off, n};
+        attn_job aj = {c, b, l, off, n, own_cells};
         int nth = qpool_size(c->pool), items = n * hp->n_head_kv;
-        int attn_chunks[2] = {n < nth ? n : nth, items < 4 * nth ? items : 4 * nth};
+        int attn_chunks[2] = {own_cells ? 0 : n < nth ? n : nth, items < 4 * nth ? items : 4 * nth};
         qpool_run_chunks(c->pool, attn_task, &aj, 2, attn_chunks);
         SPAN("rope_attention", "op", n);
-        q_matmul_packed(c->pool, L->wo->data, L->po, L->wo->type, d, qd, c->att_out, n, c->xb);
-        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+        q_matmul_op wo = {L->wo->data, L->wo->type, d, c->xb, L->po, c->x}; /* x += wo(att_out) */
+        q_matmul_multi(c->pool, &wo, 1, qd, c->att_out, n);
         SPAN("attn_output", "op", n);
 
-        q_matmul_op gate = {L->w_gate->data, L->w_gate->type, ff, c->hb, L->p_gate};
-        q_matmul_op up = {L->w_up->data, L->w_up->type, ff, c->hb2, L->p_up};
+        q_matmul_op gate = {L->w_gate->data, L->w_gate->type, ff, c->hb, L->p_gate, NULL};
+        q_matmul_op up = {L->w_up->data, L->w_up->type, ff, c->hb2, L->p_up, NULL};
         q_rms_in ffn_in = {c->x, L->ffn_norm, hp->rms_eps};
         q_matmul_glu(c->pool, &gate, &up, d, &ffn_in, c->xb, n); /* hb = silu(gate(norm x)) * up(norm x) */
         SPAN("norm_ffn_gate_up", "op", n);
-        q_matmul_packed(c->pool, L->w_down->data, L->p_down, L->w_down->type, d, ff, c->hb, n, c->xb);
-        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+        q_matmul_op down = {L->w_down->data, L->w_down->type, d, c->xb, L->p_down, c->x}; /* x += down(hb) */
+        q_matmul_multi(c->pool, &down, 1, ff, c->hb, n);
         SPAN("ffn_down", "op", n);
         if (c->trace) {
             char name[32];

@@ -108,6 +108,7 @@ typedef struct model_ctx {
     /* scratch, sized for n_batch_max */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2, *att_scores;
     float *out_norm; /* normed final hidden states of entries wanting logits */
+    float *rope_cs;  /* [n_batch_max][n_rot/2][cos, sin] of the chunk's positions, for every layer */
     qtrace *trace;   /* per-layer and per-op spans when not NULL */
 } model_ctx;
 

@@ -265,6 +265,47 @@ static void test_multi_sequence(void **state) {
     model_free(m);
 }
 
+/* Batched decode: one entry per sequence in a batch (each item of the
+ * attention job then ropes and stores its own cells) gives the logits each
+ * sequence gives alone. */
+static void test_batched_decode(void **state) {
+    (void)state;
+    model *m;
+    qerr e;
+    assert_int_equal(model_load(&m, shared_path("models/synthetic/syn-llama-F16.gguf"), &e), 0);
+    enum { N = 12, STEPS = 3 };
+    int nv = m->hp.n_vocab;
+    int32_t s[3][N + STEPS];
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < N + STEPS; i++) s[k][i] = (int32_t)((i * (13 + 6 * k) + 3 * k + 1) % nv);
+    float *alone[3];
+    for (int k = 0; k < 3; k++) alone[k] = eval_prompt(m, s[k], N + STEPS, 2, 0);
+    for (int threads = 1; threads <= 3; threads++) {
+        model_ctx c;
+        model_ctx_params p = {.n_ctx = 3 * (N + STEPS + KV_BLOCK), .n_seq = 3, .n_threads = threads};
+        assert_int_equal(model_ctx_init(&c, m, &p, &e), 0);
+        float *out = malloc((size_t)N * nv * sizeof(float));
+        int32_t pos[N], seq[N];
+        for (int k = 0; k < 3; k++) {
+            for (int i = 0; i < N; i++) pos[i] = i, seq[i] = k;
+            model_batch b = {N, s[k], pos, seq, NULL};
+            assert_int_equal(model_forward(&c, &b, out, &e), 0);
+        }
+        for (int t = 0; t < STEPS; t++) {
+            int32_t tok[3], tp[3], ts[3];
+            for (int k = 0; k < 3; k++) tok[k] = s[2 - k][N + t], tp[k] = N + t, ts[k] = 2 - k;
+            model_batch b = {3, tok, tp, ts, NULL};
+            assert_int_equal(model_forward(&c, &b, out, &e), 0);
+            for (int k = 0; k < 3; k++)
+                assert_memory_equal(out + (size_t)k * nv, alone[2 - k] + (size_t)(N + t) * nv, (size_t)nv * sizeof(float));
+        }
+        free(out);
+        model_ctx_free(&c);
+    }
+    for (int k = 0; k < 3; k++) free(alone[k]);
+    model_free(m);
+}
+
 static void test_bad_models(void **state) {
     (void)state;
     model *m;
@@ -282,6 +323,7 @@ int main(void) {
         cmocka_unit_test(test_thread_and_batch_invariance),
         cmocka_unit_test(test_repack_modes),
         cmocka_unit_test(test_multi_sequence),
+        cmocka_unit_test(test_batched_decode),
         cmocka_unit_test(test_bad_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

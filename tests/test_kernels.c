@@ -158,7 +158,7 @@ static void test_matmul_invariance(int t, int64_t n) {
             qpool_free(p);
         }
         /* q_matmul_multi: the same bits as separate q_matmul calls */
-        q_matmul_op ops[2] = {{w, t, rows, y, NULL}, {w, t, 4, y + (size_t)maxb * rows, NULL}};
+        q_matmul_op ops[2] = {{w, t, rows, y, NULL, NULL}, {w, t, 4, y + (size_t)maxb * rows, NULL, NULL}};
         float *y2 = malloc((size_t)maxb * (rows + 4) * sizeof(float));
         ops[1].y = y2;
         qpool *p = qpool_new(2);
@@ -212,7 +212,7 @@ static void test_packed(int t) {
             float *g = malloc((size_t)maxb * rows * sizeof(float)), *u = malloc((size_t)maxb * rows * sizeof(float));
             for (int packed = 0; packed < 2; packed++) {
                 qpool *p = qpool_new(2);
-                q_matmul_op go = {w, t, rows, g, packed ? P : NULL}, uo = {w, t, rows, u, packed ? P : NULL};
+                q_matmul_op go = {w, t, rows, g, packed ? P : NULL, NULL}, uo = {w, t, rows, u, packed ? P : NULL, NULL};
                 q_matmul_glu(p, &go, &uo, n, NULL, x, 7);
                 int same = 1;
                 for (int i = 0; i < 7 * rows; i++) {
@@ -232,13 +232,27 @@ static void test_packed(int t) {
                 q_matmul(p1, w, t, rows, n, xn, maxb, want);
                 qpool *p = qpool_new(3);
                 q_rms_in in = {x, nw, 1e-5f};
-                q_matmul_op op = {w, t, rows, y, P};
+                q_matmul_op op = {w, t, rows, y, P, NULL};
                 q_matmul_multi_rms(p, &op, 1, n, &in, xo, maxb);
                 check(memcmp(y, want, (size_t)maxb * rows * sizeof(float)) == 0 &&
                           memcmp(xo, xn, (size_t)maxb * n * sizeof(float)) == 0,
                       "%s %s: q_matmul_multi_rms %d rows", qtype_get(t)->name, q_isa_name(isa), rows);
                 qpool_free(p);
                 free(nw); free(xn); free(xo); free(want);
+            }
+            /* A residual stream in the job: acc += y, the bits of a loop after it */
+            for (int packed = 0; packed < 2; packed++) {
+                float *acc = malloc((size_t)maxb * rows * sizeof(float)), *want = malloc((size_t)maxb * rows * sizeof(float));
+                rand_row(acc, (int64_t)maxb * rows, 5);
+                for (int i = 0; i < maxb * rows; i++) want[i] = acc[i] + ref[i];
+                qpool *p = qpool_new(3);
+                q_matmul_op op = {w, t, rows, y, packed ? P : NULL, acc};
+                q_matmul_multi(p, &op, 1, n, x, maxb);
+                check(memcmp(acc, want, (size_t)maxb * rows * sizeof(float)) == 0 &&
+                          memcmp(y, ref, (size_t)maxb * rows * sizeof(float)) == 0,
+                      "%s %s: acc += matmul, packed=%d %d rows", qtype_get(t)->name, q_isa_name(isa), packed, rows);
+                qpool_free(p);
+                free(acc); free(want);
             }
             free(g); free(u);
             qpool_free(p1);
@@ -386,6 +400,53 @@ static void test_act_convert(void) {
     free(x); free(ref); free(got);
 }
 
+/* RMSNorm and conversion inside the job for batches smaller than the pool:
+ * each row's phase 0 is split into slices of 256 columns converted by
+ * different chunks; the same bits as q_rmsnorm + q_matmul on one thread,
+ * for every activation format (packed and not). */
+static void test_rms_slices(void) {
+    const int ts[] = {QT_Q4_0, QT_Q8_0, QT_Q4_K, QT_Q6_K, QT_Q5_0, QT_F16};
+    const int64_t n = 768;
+    const int rows = 20, maxb = 3;
+    float *x = malloc((size_t)maxb * n * sizeof(float)), *nw = malloc((size_t)n * sizeof(float));
+    float *xn = malloc((size_t)maxb * n * sizeof(float)), *xo = malloc((size_t)maxb * n * sizeof(float));
+    float *want = malloc((size_t)maxb * rows * sizeof(float)), *y = malloc((size_t)maxb * rows * sizeof(float));
+    rand_row(x, (int64_t)maxb * n, 2);
+    for (int64_t i = 0; i < n; i++) nw[i] = 0.25f + (float)(i % 5) * 0.5f;
+    for (int b = 0; b < maxb; b++) q_rmsnorm(xn + b * n, x + b * n, nw, n, 1e-6f);
+    for (int ti = 0; ti < (int)(sizeof ts / sizeof *ts); ti++) {
+        int t = ts[ti];
+        uint8_t *w = make_rows(t, n, rows, 1);
+        for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+            if (!q_isa_available(isa)) continue;
+            q_isa_set(isa, NULL);
+            qerr e;
+            q_packed *P = q_pack_supported(t, isa) ? q_pack(w, t, rows, n, &e) : NULL;
+            qpool *p1 = qpool_new(1);
+            q_matmul(p1, w, t, rows, n, xn, maxb, want);
+            qpool_free(p1);
+            for (int th = 2; th <= 4; th++) {
+                qpool *p = qpool_new(th);
+                for (int nb = 1; nb <= maxb; nb++)
+                    for (int packed = 0; packed < (P ? 2 : 1); packed++) {
+                        memset(xo, 0, (size_t)maxb * n * sizeof(float));
+                        q_rms_in in = {x, nw, 1e-6f};
+                        q_matmul_op op = {w, t, rows, y, packed ? P : NULL, NULL};
+                        q_matmul_multi_rms(p, &op, 1, n, &in, xo, nb);
+                        check(memcmp(y, want, (size_t)nb * rows * sizeof(float)) == 0 &&
+                                  memcmp(xo, xn, (size_t)nb * n * sizeof(float)) == 0,
+                              "%s %s: sliced norm+convert, batch %d threads %d packed %d", qtype_get(t)->name,
+                              q_isa_name(isa), nb, th, packed);
+                    }
+                qpool_free(p);
+            }
+            q_packed_free(P);
+        }
+        free(w);
+    }
+    free(x); free(nw); free(xn); free(xo); free(want); free(y);
+}
+
 int main(void) {
     const char *san = getenv("QUIRE_TEST_SANITIZED");
     bool light = san && *san && strcmp(san, "0") != 0;
@@ -412,6 +473,7 @@ int main(void) {
     test_packed(QT_Q8_0);
     test_packed(QT_Q4_K);
     test_packed(QT_Q6_K);
+    test_rms_slices();
     test_repack_env();
     test_attention();
     test_attention_group();
