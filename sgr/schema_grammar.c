@@ -487,30 +487,163 @@ static sgr_expr frac(sg *g, int F) {
     return seq3v(g, lit(g, "."), digits(g, 0, (uint32_t)F - 1), sgr_gb_range(g->b, '1', '9'));
 }
 
-/* Non-negative numbers y with A <= y <= B written D(.F)?, A, B integers
- * (B < 0: unbounded up to the digit cap); a_ex: y > A; b_ex: y < B. */
-static sgr_expr nonneg(sg *g, int64_t A, bool a_ex, int64_t B, bool b_ex, int F) {
-    int64_t cap = (int64_t)g->int_cap;
-    bool binf = B < 0;
-    if (binf) { B = cap; b_ex = false; }
-    if (A > B) return vd(g);
-    sgr_expr fr = F > 0 ? frac(g, F) : vd(g);
-    xvec a = {0};
-    if (A == B) {
-        if (!a_ex && !b_ex) xv_add(&a, int_range(g, A, A));
-        if (binf && F > 0) xv_add(&a, seq2v(g, int_range(g, A, A), a_ex ? fr : opt(g, fr)));
-    } else {
-        /* D == A */
-        xv_add(&a, seq2v(g, int_range(g, A, A), a_ex ? fr : opt(g, fr)));
-        /* A < D < B */
-        if (A + 1 <= B - 1) xv_add(&a, seq2v(g, int_range(g, A + 1, B - 1), opt(g, fr)));
-        /* D == B */
-        if (binf) xv_add(&a, seq2v(g, int_range(g, B, B), opt(g, fr)));
-        else if (!b_ex) xv_add(&a, int_range(g, B, B));
+/* ---- exact decimal ranges ------------------------------------------------
+ * A number with at most F fraction digits is N / 10^F for an integer N, so
+ * a range of such numbers is a range of N: bounds are read exactly from
+ * their JSON text (any length, any exponent), rounded inward to the grid,
+ * and the canonical strings of [lo, hi] — no leading zeros, no trailing
+ * fraction zeros, so every number is written once — are built digit by
+ * digit like fixed_range. */
+typedef __int128 i128;
+#define DEC_MAX_F 18 /* 18 integer + 18 fraction digits fit an i128 */
+
+static i128 pow10_i128(int k) {
+    i128 r = 1;
+    while (k-- > 0) r *= 10;
+    return r;
+}
+
+/* b * 10^F rounded down (up: up), clamped to [-lim-1, lim+1]; *exact when
+ * b * 10^F is an integer. */
+static i128 dec_scaled(const json *b, int F, bool up, i128 lim, bool *exact) {
+    const char *t = b->u.num.text;
+    bool neg = *t == '-';
+    if (neg) t++;
+    const char *e = t;
+    while (*e && *e != 'e' && *e != 'E') e++;
+    long ex = *e ? strtol(e + 1, NULL, 10) : 0;
+    if (ex > 1000) ex = 1000;
+    if (ex < -1000) ex = -1000;
+    const char *dot = memchr(t, '.', (size_t)(e - t));
+    long p = (long)((dot ? dot : e) - t) + ex + F; /* mantissa digits before the scaled point */
+    i128 n = 0;
+    bool over = false, rest = false;
+    long k = 0;
+    for (const char *q = t; q < e; q++) {
+        if (*q == '.') continue;
+        int d = *q - '0';
+        if (k++ < p) {
+            if (!over) n = n * 10 + d;
+            if (n > lim) over = true;
+        } else if (d) {
+            rest = true;
+        }
     }
+    for (; k < p && !over; k++) {
+        n *= 10;
+        if (n > lim) over = true;
+    }
+    if (over) { *exact = false; return neg ? -lim - 1 : lim + 1; }
+    *exact = !rest;
+    if (neg) return rest && !up ? -n - 1 : -n;
+    return rest && up ? n + 1 : n;
+}
+
+/* The canonical fraction digits (no trailing zeros) of the L-digit strings
+ * in [x, y]: ne, the non-empty ones (has_ne), and whether the all-zero
+ * string (no fraction at all) is in the range. */
+typedef struct srx { sgr_expr ne; bool has_ne, empty; } srx;
+
+static sgr_expr frac_tail(sg *g, int L) { /* non-empty, at most L digits, last one non-zero */
+    return seq2v(g, digits(g, 0, (uint32_t)L - 1), sgr_gb_range(g->b, '1', '9'));
+}
+
+static srx stripped_range(sg *g, const char *x, const char *y, int L) {
+    srx r = {vd(g), false, false};
+    if (L == 0) { r.empty = true; return r; }
+    bool xz = true, y9 = true;
+    for (int i = 0; i < L; i++) { if (x[i] != '0') xz = false; if (y[i] != '9') y9 = false; }
+    if (xz && y9) return (srx){frac_tail(g, L), true, true};
+    bool x1 = x[L - 1] == '1'; /* x = 0…01: every non-empty fraction (negative numbers' lower end) */
+    for (int i = 0; i + 1 < L && x1; i++) x1 = x[i] == '0';
+    if (x1 && y9) return (srx){frac_tail(g, L), true, false};
+    char nines[DEC_MAX_F + 1], zeros[DEC_MAX_F + 1];
+    memset(nines, '9', (size_t)L);
+    memset(zeros, '0', (size_t)L);
+    xvec a = {0};
+    /* first digit c, then the rest s: c + s.ne, and c alone (or nothing,
+     * for c = 0) when the rest may be all zeros */
+    srx sub[2];
+    char first[2] = {x[0], y[0]};
+    int nsub = 1;
+    if (x[0] == y[0]) {
+        sub[0] = stripped_range(g, x + 1, y + 1, L - 1);
+    } else {
+        sub[0] = stripped_range(g, x + 1, nines, L - 1);
+        sub[1] = stripped_range(g, zeros, y + 1, L - 1);
+        nsub = 2;
+        if (x[0] + 1 <= y[0] - 1) { /* digits >= 1: any rest */
+            sgr_expr cr = sgr_gb_range(g->b, (uint8_t)(x[0] + 1), (uint8_t)(y[0] - 1));
+            xv_add(&a, L > 1 ? seq2v(g, cr, opt(g, frac_tail(g, L - 1))) : cr);
+        }
+    }
+    for (int k = 0; k < nsub; k++) {
+        char c[2] = {first[k], 0};
+        if (sub[k].has_ne) xv_add(&a, seq2v(g, lit(g, c), sub[k].ne));
+        if (sub[k].empty) {
+            if (c[0] == '0') r.empty = true;
+            else xv_add(&a, lit(g, c));
+        }
+    }
+    r.has_ne = a.n > 0;
+    if (r.has_ne) r.ne = altv(g, a.v, a.n);
+    free(a.v);
+    return r;
+}
+
+/* Integer part ip followed by the fractions of [ua, ub] (units of 10^-F). */
+static sgr_expr with_frac(sg *g, sgr_expr ip, i128 ua, i128 ub, int F) {
+    char xs[DEC_MAX_F + 1], ys[DEC_MAX_F + 1];
+    for (int i = F - 1; i >= 0; i--, ua /= 10, ub /= 10) xs[i] = (char)('0' + (int)(ua % 10)), ys[i] = (char)('0' + (int)(ub % 10));
+    srx f = stripped_range(g, xs, ys, F);
+    if (!f.has_ne) return f.empty ? ip : vd(g);
+    sgr_expr fr = seq2v(g, lit(g, "."), f.ne);
+    return seq2v(g, ip, f.empty ? opt(g, fr) : fr);
+}
+
+/* Canonical strings of N / 10^F for N in [lo, hi], 0 <= lo. */
+static sgr_expr dec_nonneg(sg *g, i128 lo, i128 hi, int F) {
+    if (lo > hi) return vd(g);
+    i128 P = pow10_i128(F);
+    int64_t i1 = (int64_t)(lo / P), i2 = (int64_t)(hi / P);
+    i128 u1 = lo % P, u2 = hi % P;
+    if (i1 == i2) return with_frac(g, int_range(g, i1, i1), u1, u2, F);
+    /* integer parts whose every fraction is in range share one branch */
+    int64_t m1 = u1 == 0 ? i1 : i1 + 1, m2 = u2 == P - 1 ? i2 : i2 - 1;
+    xvec a = {0};
+    if (m1 != i1) xv_add(&a, with_frac(g, int_range(g, i1, i1), u1, P - 1, F));
+    if (m1 <= m2) xv_add(&a, with_frac(g, int_range(g, m1, m2), 0, P - 1, F));
+    if (m2 != i2) xv_add(&a, with_frac(g, int_range(g, i2, i2), 0, u2, F));
     sgr_expr r = altv(g, a.v, a.n);
     free(a.v);
     return r;
+}
+
+/* Canonical strings of N / 10^F for N in [lo, hi]; never "-0". */
+static sgr_expr dec_range(sg *g, i128 lo, i128 hi, int F) {
+    xvec a = {0};
+    if (hi >= 0) xv_add(&a, dec_nonneg(g, lo > 0 ? lo : 0, hi, F));
+    if (lo < 0) xv_add(&a, seq2v(g, lit(g, "-"), dec_nonneg(g, hi < 0 ? -hi : 1, -lo, F)));
+    sgr_expr r = altv(g, a.v, a.n);
+    free(a.v);
+    return r;
+}
+
+/* Writes N / 10^F canonically. */
+static void dec_format(char *out, size_t cap, i128 n, int F) {
+    char d[48];
+    int k = 0;
+    bool neg = n < 0;
+    if (neg) n = -n;
+    do { d[k++] = (char)('0' + (int)(n % 10)); n /= 10; } while (n > 0 || k <= F);
+    size_t o = 0;
+    if (neg && o + 1 < cap) out[o++] = '-';
+    for (int i = k - 1; i >= F && o + 1 < cap; i--) out[o++] = d[i];
+    int last = 0; /* lowest non-zero fraction digit */
+    while (last < F && d[last] == '0') last++;
+    if (last < F && o + 1 < cap) out[o++] = '.';
+    for (int i = F - 1; i >= last && o + 1 < cap; i--) out[o++] = d[i];
+    out[o] = 0;
 }
 
 static bool is_pow10_frac(const json *m, int *d) {
@@ -567,6 +700,7 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     int F = g->o.max_frac_digits > 0 ? g->o.max_frac_digits : 6;
     int64_t flo = -cap, fhi = cap; /* an integer format's range */
     if (int_format(c, &flo, &fhi) || integer) F = 0;
+    bool ajv_unsafe = false; /* decimal multiples some validators refuse */
     if (c->mult) {
         int d = 0;
         if (is_pow10_frac(c->mult, &d)) {
@@ -586,6 +720,7 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
                 if (!g->int_safe[d]) g->int_safe[d] = float_divides_integers(c->mult->u.num.d) ? 1 : -1;
                 if (g->int_safe[d] > 0) F = 0;
             }
+            ajv_unsafe = F > 0;
         } else if (json_number_is_integer(c->mult) && c->mult->u.num.d >= 1 && c->mult->u.num.d <= 1e12) {
             /* integer multiples: enumerate within the bounds */
             int64_t k = (int64_t)c->mult->u.num.d;
@@ -626,36 +761,46 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
         if (hi > fhi) hi = fhi;
         return int_range(g, lo, hi);
     }
-    /* Number bounds: integer bounds are exact; a fractional bound is rounded
-     * inward to an integer (a subset). */
-    int64_t A = 0, B = 0;
-    bool aex = false, bex = false;
+    /* Numbers with at most F fraction digits in the bounds, exactly. */
+    if (F > DEC_MAX_F) F = DEC_MAX_F;
+    i128 lim = (i128)(cap + 1) * pow10_i128(F) - 1;
+    bool exact;
+    i128 lo = -lim, hi = lim;
     if (has_lo) {
-        if (json_number_is_integer(c->lo)) { A = int_ceil(c->lo, false, cap); aex = c->lo_ex; }
-        else A = int_ceil(c->lo, true, cap);
-    } else A = -cap;
+        lo = dec_scaled(c->lo, F, true, lim, &exact);
+        if (exact && c->lo_ex) lo++;
+    }
     if (has_hi) {
-        if (json_number_is_integer(c->hi)) { B = int_floor(c->hi, false, cap); bex = c->hi_ex; }
-        else B = int_floor(c->hi, true, cap);
-    } else B = cap;
-    if (A < -cap) { A = -cap; aex = false; }
-    if (B > cap) { B = cap; bex = false; }
-    xvec a = {0};
-    /* non-negative part: y in [max(A,0), B] */
-    if (B > 0 || (B == 0 && !bex)) {
-        int64_t a0 = A > 0 ? A : 0;
-        bool a0ex = A > 0 ? aex : (A == 0 ? aex : false);
-        xv_add(&a, nonneg(g, a0, a0ex, has_hi ? B : -1, bex, F));
+        hi = dec_scaled(c->hi, F, false, lim, &exact);
+        if (exact && c->hi_ex) hi--;
     }
-    /* negative part: x = -y, y in (max(-B,0), -A] */
-    if (A < 0) {
-        int64_t ylo = B < 0 ? -B : 0;
-        bool ylo_ex = B < 0 ? bex : true;
-        xv_add(&a, seq2v(g, lit(g, "-"), nonneg(g, ylo, ylo_ex, has_lo ? -A : -1, aex, F)));
+    if (lo < -lim) lo = -lim;
+    if (hi > lim) hi = lim;
+    if (lo > hi) return vd(g);
+    if (c->mult && ajv_unsafe) {
+        /* Multiples of 10^-F where validators dividing in binary floating
+         * point would refuse some (see above): the ones that divide exactly,
+         * up to MAX_ENUM_MULTIPLES of them from the smallest magnitude. */
+        double m = c->mult->u.num.d;
+        i128 start = lo > 0 ? lo : hi < 0 ? hi : 0;
+        xvec a = {0};
+        for (i128 k = 0; a.n < MAX_ENUM_MULTIPLES && k <= 4 * (i128)MAX_ENUM_MULTIPLES; k++) {
+            /* outward from start: start, start+1, start-1, ... */
+            i128 n = k % 2 ? start + (k + 1) / 2 : start - k / 2;
+            if (n < lo || n > hi) {
+                if (start + (k + 1) / 2 > hi && start - k / 2 < lo) break;
+                continue;
+            }
+            char t[64];
+            dec_format(t, sizeof t, n, F);
+            double q = strtod(t, NULL) / m;
+            if (q == floor(q)) xv_add(&a, lit(g, t));
+        }
+        sgr_expr r = altv(g, a.v, a.n);
+        free(a.v);
+        return r;
     }
-    sgr_expr r = altv(g, a.v, a.n);
-    free(a.v);
-    return r;
+    return dec_range(g, lo, hi, F);
 }
 
 /* ---- strings ------------------------------------------------------------ */
@@ -701,6 +846,8 @@ static const char *format_regex(const char *f) {
 #undef TIME
 #undef OCT
 }
+
+bool sgr_format_generated(const char *f) { return format_regex(f) || !strcmp(f, "int32") || !strcmp(f, "int64"); }
 
 /* Longest bounded free string generated (see gen_string_body). */
 #define STR_GEN_MAX 96

@@ -457,6 +457,11 @@ typedef struct sgr_unenforced { char keyword[64]; char pointer[512]; } sgr_unenf
 int32_t sgr_schema_to_grammar(const schema *s, const sgr_schema_opts *o, sgr_gb *b,
                               sgr_unenforced **skipped, size_t *n_skipped, qerr *e);
 
+/* Whether the grammar keeps values within format f although the validator
+ * treats it as an annotation (OpenAPI's int32/int64, byte, url: validators
+ * such as Ajv's formats assert them, so generation stays inside them). */
+bool sgr_format_generated(const char *f);
+
 /* Any JSON object (OpenAI's response_format json_object): members with keys
  * of strictly increasing length (so keys never repeat), nesting depth at
  * most max_depth (0 = default 6). Returns the start rule or -1. */

@@ -441,7 +441,13 @@ static const hcase cases[] = {
     {"{\"type\":\"number\",\"maximum\":0,\"exclusiveMaximum\":0}", {"-1", "-0.5"}, {"0", "0.5"}},
     /* integers only: every validator's double division accepts them (see test_multipleof_float_safe) */
     {"{\"type\":\"number\",\"multipleOf\":0.01,\"minimum\":0}", {"3", "0", "120"}, {"1.255", "-1", "1.25"}},
-    {"{\"type\":\"number\",\"multipleOf\":0.00001,\"minimum\":0}", {"3", "1.25", "0.00001"}, {"1.000001", "-1"}},
+    /* 0.00001 does not divide every integer exactly in doubles: multiples
+     * that do, enumerated from zero */
+    {"{\"type\":\"number\",\"multipleOf\":0.00001,\"minimum\":0}", {"0", "0.00001", "0.00002"}, {"1.000001", "-1", "0.000015"}},
+    /* fractional bounds are exact, not rounded to integers */
+    {"{\"type\":\"number\",\"minimum\":-1.75,\"maximum\":-1.25}", {"-1.75", "-1.25", "-1.5", "-1.333333"}, {"-1", "-2", "-1.76", "-1.2", "-1.250"}},
+    {"{\"type\":\"number\",\"exclusiveMinimum\":0.01,\"maximum\":3e-2}", {"0.03", "0.010001", "0.015"}, {"0.01", "0.031", "0"}},
+    {"{\"type\":\"number\",\"multipleOf\":0.01,\"minimum\":0.01,\"maximum\":0.99}", {"0.01", "0.05", "0.5"}, {"0", "1", "0.005"}},
     {"{\"type\":\"integer\",\"multipleOf\":5,\"minimum\":0,\"maximum\":20}", {"0", "5", "20"}, {"3", "25", "-5"}},
     {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}",
      {"\"ab\"", "\"abc\"", "\"\\n\\\"\"", "\"\\u0001x\"", "\"\xc3\xa9\xc3\xa9\""},
@@ -897,6 +903,82 @@ static void test_integer_formats(void **state) {
     assert_int_equal(bad, 0);
 }
 
+static uint64_t xorshift(uint64_t *r) {
+    *r ^= *r << 13;
+    *r ^= *r >> 7;
+    *r ^= *r << 17;
+    return *r;
+}
+
+/* Fractional bounds are exact: for random bounds (plain, exponent and
+ * exclusive forms) and F fraction digits, the grammar accepts a number
+ * string exactly when it is canonical (no leading zeros, no trailing
+ * fraction zeros, no "-0"), has at most F fraction digits and lies in the
+ * bounds by exact decimal comparison. */
+static void test_decimal_ranges(void **state) {
+    (void)state;
+    uint64_t r = 88172645463325252ull;
+#define RND() xorshift(&r)
+    int bad = 0, yes = 0, total = 0;
+    for (int t = 0; t < 60; t++) {
+        char lo[40], hi[40];
+        double a = (double)(int64_t)(RND() % 40000) / 1000.0 - 20.0;
+        double b = a + (double)(RND() % 5000) / 1000.0;
+        if (t % 5 == 0) b = a + (double)(RND() % 5) / 10000.0; /* narrow */
+        if (t % 7 == 3) snprintf(lo, sizeof lo, "%.0fe-3", a * 1000);
+        else snprintf(lo, sizeof lo, "%.3f", a);
+        snprintf(hi, sizeof hi, "%.4f", b);
+        bool lex = RND() % 3 == 0, hex = RND() % 3 == 0;
+        int F = 1 + (int)(RND() % 4);
+        char sch[200];
+        snprintf(sch, sizeof sch, "{\"type\":\"number\",\"%s\":%s,\"%s\":%s}", lex ? "exclusiveMinimum" : "minimum", lo,
+                 hex ? "exclusiveMaximum" : "maximum", hi);
+        sgr_schema_opts go = {0};
+        go.max_frac_digits = F;
+        json *lj = NULL, *hj = NULL;
+        qerr e;
+        assert_int_equal(json_parse(lo, strlen(lo), NULL, &lj, &e), 0);
+        assert_int_equal(json_parse(hi, strlen(hi), NULL, &hj, &e), 0);
+        json *doc = NULL;
+        assert_int_equal(json_parse(sch, strlen(sch), NULL, &doc, &e), 0);
+        compiled c;
+        /* a range narrower than 10^-F may hold no number of F digits */
+        bool none = !compile_text_or_doc(doc, &go, &c);
+        json_free(doc);
+        if (none && !strstr(c.err, "no finite instance")) { fprintf(stderr, "%s: %s\n", sch, c.err); bad++; }
+        for (int k = 0; k < 400; k++) {
+            /* a candidate near the bounds: sign, integer part, 0..F+1 fraction digits */
+            char s[40];
+            double v = a - 0.5 + (double)(RND() % 100000) / 100000.0 * (b - a + 1.0);
+            if (k % 4 == 0) v = (k % 8 ? a : b) + ((double)(RND() % 21) - 10.0) * pow(10.0, -(double)(RND() % 5));
+            int fd = (int)(RND() % (unsigned)(F + 2));
+            snprintf(s, sizeof s, "%.*f", fd, v);
+            if (RND() % 5 == 0 && fd > 0) s[strlen(s) - 1] = '0'; /* maybe non-canonical */
+            json *x = NULL;
+            assert_int_equal(json_parse(s, strlen(s), NULL, &x, &e), 0);
+            const char *dot = strchr(s, '.');
+            size_t nf = dot ? strlen(dot + 1) : 0;
+            bool canon = strcmp(s, "-0") != 0 && !(dot && s[strlen(s) - 1] == '0') && nf <= (size_t)F &&
+                         !(dot && nf == 0);
+            int cl = json_number_cmp(x, lj), ch = json_number_cmp(x, hj);
+            bool want = canon && (lex ? cl > 0 : cl >= 0) && (hex ? ch < 0 : ch <= 0);
+            bool got = !none && accepts(&c, s);
+            if (got != want) { fprintf(stderr, "%s F=%d: %s %s\n", sch, F, s, got ? "accepted" : "refused"); bad++; }
+            yes += want;
+            total++;
+            json_free(x);
+        }
+        if (!none) bad += random_check(&c, 50, (uint64_t)t + 5, sch, true);
+        compiled_free(&c);
+        json_free(lj);
+        json_free(hj);
+    }
+#undef RND
+    fprintf(stderr, "decimal ranges: %d of %d candidates in range\n", yes, total);
+    assert_int_equal(bad, 0);
+    assert_true(yes > total / 10 && yes < total); /* both answers exercised */
+}
+
 /* multipleOf a power-of-ten fraction: where the bounds admit an integer and
  * integers divide exactly in binary floating point, only integers are
  * generated (validators that divide in doubles refuse 5.02 / 0.01); where
@@ -1115,6 +1197,14 @@ static void test_cli(void **state) {
     assert_int_equal(run_quire(args, &out), 0);
     assert_non_null(strstr(out, "\"supported\":1"));
     free(out);
+    /* int32: an annotation to the validator, a bound to the generator */
+    f = fopen(sp, "w");
+    fputs("{\"type\":\"integer\",\"format\":\"int32\"}", f);
+    fclose(f);
+    snprintf(args, sizeof args, "schema check %s 2>&1", sp);
+    assert_int_equal(run_quire(args, &out), 0);
+    assert_non_null(strstr(out, "not validated (numbers are generated within it): format \"int32\""));
+    free(out);
     remove(sp);
     rmdir(dir);
 }
@@ -1127,6 +1217,7 @@ int main(void) {
         cmocka_unit_test(test_pattern_format),
         cmocka_unit_test(test_integer_formats),
         cmocka_unit_test(test_multipleof_float_safe),
+        cmocka_unit_test(test_decimal_ranges),
         cmocka_unit_test(test_hand_cases),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_formats_asserted),

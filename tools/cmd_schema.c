@@ -220,8 +220,13 @@ int cmd_schema(int argc, char **argv) {
                         s->unknown[i].pointer[0] ? s->unknown[i].pointer : "/");
                 rc = EXIT_USAGE;
             } else {
-                fprintf(stderr, "quire schema: annotation, not enforced: %s%s%s at %s\n", fmt ? "" : "\"", kw, fmt ? "" : "\"",
-                        s->unknown[i].pointer[0] ? s->unknown[i].pointer : "/");
+                /* kw is `format "NAME"` for a format */
+                char name[64] = "";
+                if (fmt) sscanf(kw + 8, "%63[^\"]", name);
+                bool gen = fmt && sgr_format_generated(name), num = !strcmp(name, "int32") || !strcmp(name, "int64");
+                fprintf(stderr, "quire schema: annotation, not %s: %s%s%s at %s\n",
+                        !gen ? "enforced" : num ? "validated (numbers are generated within it)" : "validated (strings are generated within it)",
+                        fmt ? "" : "\"", kw, fmt ? "" : "\"", s->unknown[i].pointer[0] ? s->unknown[i].pointer : "/");
             }
         }
         if (rc == EXIT_OK) {
