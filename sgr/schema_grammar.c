@@ -695,6 +695,92 @@ static bool float_divides_integers(double m) {
     return true;
 }
 
+/* Integer multiples of k within the bounds and [flo, fhi], enumerated
+ * (at most MAX_ENUM_MULTIPLES, small magnitudes first when unbounded on
+ * both sides). */
+static sgr_expr int_multiples(sg *g, cs *c, int64_t k, int64_t flo, int64_t fhi) {
+    int64_t cap = (int64_t)g->int_cap;
+    int64_t lo = c->lo ? int_ceil(c->lo, c->lo_ex, cap) : -cap;
+    int64_t hi = c->hi ? int_floor(c->hi, c->hi_ex, cap) : cap;
+    if (lo < flo) lo = flo;
+    if (hi > fhi) hi = fhi;
+    if (lo > hi) return vd(g);
+    int64_t first = lo >= 0 ? (lo + k - 1) / k : -((-lo) / k);
+    int64_t last = hi >= 0 ? hi / k : -((-hi + k - 1) / k);
+    xvec a = {0};
+    int64_t m0 = first;
+    if (first < 0 && last > 0) m0 = first < -MAX_ENUM_MULTIPLES / 2 ? -MAX_ENUM_MULTIPLES / 2 : first;
+    for (int64_t m = m0; m <= last && a.n < MAX_ENUM_MULTIPLES; m++) {
+        char t[32];
+        snprintf(t, sizeof t, "%lld", (long long)(m * k));
+        xv_add(&a, lit(g, t));
+    }
+    sgr_expr r = altv(g, a.v, a.n);
+    free(a.v);
+    return r;
+}
+
+/* The divisor m as k * 10^-d with k an integer of at most 12 digits and
+ * d <= DEC_MAX_F, d smallest. */
+static bool dec_divisor(const json *m, i128 *k, int *d) {
+    if (!(m->u.num.d > 0)) return false;
+    for (int dd = 0; dd <= DEC_MAX_F; dd++) {
+        bool exact;
+        i128 v = dec_scaled(m, dd, false, pow10_i128(30), &exact);
+        if (exact) {
+            if (v < 1 || v > (i128)999999999999) return false;
+            *k = v;
+            *d = dd;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Multiples j * k * 10^-d within the bounds, written with at most maxF
+ * fraction digits, enumerated from the smallest magnitude (at most
+ * MAX_ENUM_MULTIPLES), keeping those whose double division by the divisor
+ * is exact: validators that divide in binary floating point refuse the
+ * others (0.9 / 0.3 = 3.0000000000000004). */
+static sgr_expr dec_multiples(sg *g, cs *c, i128 k, int d, int maxF) {
+    int64_t cap = (int64_t)g->int_cap;
+    i128 lim = (i128)(cap + 1) * pow10_i128(d) - 1, lo = -lim, hi = lim;
+    bool exact;
+    if (c->lo) {
+        lo = dec_scaled(c->lo, d, true, lim, &exact);
+        if (exact && c->lo_ex) lo++;
+    }
+    if (c->hi) {
+        hi = dec_scaled(c->hi, d, false, lim, &exact);
+        if (exact && c->hi_ex) hi--;
+    }
+    if (lo < -lim) lo = -lim;
+    if (hi > lim) hi = lim;
+    if (lo > hi) return vd(g);
+    /* j in [jlo, jhi]: ceil(lo / k), floor(hi / k) */
+    i128 jlo = lo >= 0 ? (lo + k - 1) / k : -((-lo) / k), jhi = hi >= 0 ? hi / k : -((-hi + k - 1) / k);
+    if (jlo > jhi) return vd(g);
+    i128 start = jlo > 0 ? jlo : jhi < 0 ? jhi : 0;
+    double m = c->mult->u.num.d;
+    xvec a = {0};
+    for (i128 i = 0; a.n < MAX_ENUM_MULTIPLES && i <= 4 * (i128)MAX_ENUM_MULTIPLES; i++) {
+        i128 j = i % 2 ? start + (i + 1) / 2 : start - i / 2; /* outward from start */
+        if (j < jlo || j > jhi) {
+            if (start + (i + 1) / 2 > jhi && start - i / 2 < jlo) break;
+            continue;
+        }
+        char t[64];
+        dec_format(t, sizeof t, j * k, d);
+        const char *dot = strchr(t, '.');
+        if (dot && (int)strlen(dot + 1) > maxF) continue;
+        double q = strtod(t, NULL) / m;
+        if (q == floor(q)) xv_add(&a, lit(g, t));
+    }
+    sgr_expr r = altv(g, a.v, a.n);
+    free(a.v);
+    return r;
+}
+
 static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     int64_t cap = (int64_t)g->int_cap;
     int F = g->o.max_frac_digits > 0 ? g->o.max_frac_digits : 6;
@@ -722,29 +808,20 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
             }
             ajv_unsafe = F > 0;
         } else if (json_number_is_integer(c->mult) && c->mult->u.num.d >= 1 && c->mult->u.num.d <= 1e12) {
-            /* integer multiples: enumerate within the bounds */
-            int64_t k = (int64_t)c->mult->u.num.d;
-            int64_t lo = c->lo ? int_ceil(c->lo, c->lo_ex, cap) : -cap;
-            int64_t hi = c->hi ? int_floor(c->hi, c->hi_ex, cap) : cap;
-            if (lo < flo) lo = flo;
-            if (hi > fhi) hi = fhi;
-            if (lo > hi) return vd(g);
-            int64_t first = lo >= 0 ? (lo + k - 1) / k : -((-lo) / k);
-            int64_t last = hi >= 0 ? hi / k : -((-hi + k - 1) / k);
-            xvec a = {0};
-            /* prefer small magnitudes first when unbounded on both sides */
-            int64_t m0 = first;
-            if (first < 0 && last > 0) m0 = first < -MAX_ENUM_MULTIPLES / 2 ? -MAX_ENUM_MULTIPLES / 2 : first;
-            for (int64_t m = m0; m <= last && a.n < MAX_ENUM_MULTIPLES; m++) {
-                char t[32];
-                snprintf(t, sizeof t, "%lld", (long long)(m * k));
-                xv_add(&a, lit(g, t));
-            }
-            sgr_expr r = altv(g, a.v, a.n);
-            free(a.v);
-            return r;
+            return int_multiples(g, c, (int64_t)c->mult->u.num.d, flo, fhi);
         } else {
-            if (!unsup(g, at, "multipleOf", "multipleOf %s (only integers and powers of ten 0.1, 0.01, ...)", c->mult->u.num.text))
+            /* a decimal divisor k * 10^-d (0.25, 2.5, 0.3): its multiples
+             * enumerated; integers only where the context wants integers */
+            i128 k;
+            int dd;
+            if (dec_divisor(c->mult, &k, &dd)) {
+                if (F > 0) return dec_multiples(g, c, k, dd, F);
+                i128 p = pow10_i128(dd), a = k, b = p;
+                while (b) { i128 t = a % b; a = b; b = t; } /* gcd(k, 10^d) */
+                if (k / a <= (i128)1000000000000) return int_multiples(g, c, (int64_t)(k / a), flo, fhi);
+            }
+            if (!unsup(g, at, "multipleOf", "multipleOf %s (an integer or a decimal of at most %d fraction digits and 12 significant)",
+                       c->mult->u.num.text, DEC_MAX_F))
                 return SGR_EXPR_ERR;
         }
     }
