@@ -298,7 +298,8 @@ typedef struct q_matmul_op {
     const q_packed *P;
     /* Optional: a residual stream [n_batch][n_rows]; acc += y, each row
      * added by the thread that computed it, while it is still in its cache
-     * (the same bits as a separate loop after the job). */
+     * (the same bits as a separate loop after the job). Not used by
+     * q_matmul_glu. */
     float *acc;
 } q_matmul_op;
 void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const float *x, int64_t n_batch);

@@ -135,7 +135,9 @@ static void rope_part(const attn_job *j, int ith, int nth) {
 
 /* One pool job in two phases: RoPE + K/V store of the chunk's entries,
  * then (once every cell is stored: attention reads the cells other chunks
- * stored) attention by (entry, KV head). */
+ * stored) attention by (entry, KV head). With own_cells (decode) phase 0
+ * is empty and each (entry, KV head) item ropes and stores its own head
+ * first. */
 static void attn_task(void *arg, int phase, int chunk, int n_chunks) {
     const attn_job *j = arg;
     model_ctx *c = j->c;
