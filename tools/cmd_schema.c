@@ -43,13 +43,40 @@ static int reason_cmp(const void *a, const void *b) {
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Compiles one schema document to a grammar; returns 0 supported, 1 not
- * (why set), -1 the schema itself does not compile (why set). */
+/* Words that are not JSON Schema keywords ("esriDocumentation", "_format",
+ * "example") and format values outside the known set are annotations:
+ * 2020-12 says to collect, not assert, them, and every validator ignores
+ * them — so they are listed, not refused. Keywords that assert something in
+ * another draft or vocabulary, and unknown formats under --assert-format,
+ * are refused; --strict-keywords refuses every unknown word. Returns the
+ * index in s->unknown of the first refused word, or -1. */
+static long unknown_refused(const schema *s, bool strict_keywords, bool assert_format) {
+    static const char *const asserting[] = {"divisibleBy", "disallow", "extends", "$recursiveRef", "optional", NULL};
+    for (size_t i = 0; i < s->n_unknown; i++) {
+        const char *kw = s->unknown[i].keyword;
+        bool fmt = strncmp(kw, "format \"", 8) == 0; /* a format value it cannot check */
+        bool refuse = strict_keywords || (fmt && assert_format);
+        for (int k = 0; asserting[k] && !fmt; k++) refuse |= strcmp(kw, asserting[k]) == 0;
+        if (refuse) return (long)i;
+    }
+    return -1;
+}
+
+/* Compiles one schema document to a grammar as `schema check` does (words
+ * it refuses included); returns 0 supported, 1 not (why set), -1 the
+ * schema itself does not compile (why set). */
 static int grammar_one(const json *doc, const sgr_schema_opts *go, char *why, size_t whyn, size_t *rules) {
     schema_opts so = {0};
     schema *s;
     qerr e;
     if (schema_compile(doc, &so, &s, &e)) { snprintf(why, whyn, "%s", e.msg); return -1; }
+    long r = go->best_effort ? -1 : unknown_refused(s, false, false);
+    if (r >= 0) {
+        snprintf(why, whyn, "unsupported keyword \"%s\" at %s", s->unknown[r].keyword,
+                 s->unknown[r].pointer[0] ? s->unknown[r].pointer : "/");
+        schema_free(s);
+        return 1;
+    }
     sgr_gb *b = sgr_gb_new(NULL);
     sgr_unenforced *sk = NULL;
     size_t nsk = 0;
@@ -202,20 +229,12 @@ int cmd_schema(int argc, char **argv) {
     json_free(doc);
     int rc = EXIT_OK;
     if (!validate) {
-        /* Words that are not JSON Schema keywords ("esriDocumentation",
-         * "_format", "example") and format values outside the known set are
-         * annotations: 2020-12 says to collect, not assert, them, and every
-         * validator ignores them — so they are listed, not refused. Keywords
-         * that assert something in another draft or vocabulary, and unknown
-         * formats under --assert-format, are refused. --strict-keywords
-         * refuses every unknown word. */
-        static const char *const asserting[] = {"divisibleBy", "disallow", "extends", "$recursiveRef", "optional", NULL};
+        /* annotations are listed; refused words end the check (unknown_refused) */
+        long first_refused = best_effort ? -1 : unknown_refused(s, strict_keywords, assert_format);
         for (size_t i = 0; i < s->n_unknown && rc == EXIT_OK; i++) {
             const char *kw = s->unknown[i].keyword;
             bool fmt = strncmp(kw, "format \"", 8) == 0; /* a format value it cannot check */
-            bool refuse = strict_keywords || (fmt && assert_format);
-            for (int k = 0; asserting[k] && !fmt; k++) refuse |= strcmp(kw, asserting[k]) == 0;
-            if (refuse && !best_effort) {
+            if ((long)i == first_refused) {
                 fprintf(stderr, "quire schema: unsupported %s%s%s at %s\n", fmt ? "" : "keyword \"", kw, fmt ? "" : "\"",
                         s->unknown[i].pointer[0] ? s->unknown[i].pointer : "/");
                 rc = EXIT_USAGE;
