@@ -113,24 +113,27 @@ typedef struct attn_job {
     bool own_cells;
 } attn_job;
 
-/* RoPE of the chunk's Q and K rows and the K/V store, split by entries. */
-static void rope_part(const attn_job *j, int ith, int nth) {
+/* RoPE of entry i's query heads of KV group kvh and of its key head kvh,
+ * then that head's K and V stored in the cache. */
+static void rope_store_head(const attn_job *j, int i, int kvh) {
     model_ctx *c = j->c;
-    const model *m = c->m;
-    const model_hparams *hp = &m->hp;
-    const model_batch *b = j->b;
-    int off = j->off, l = j->layer, hd = hp->head_dim;
-    int qd = hp->n_head * hd, kvd = hp->n_head_kv * hd;
+    const model_hparams *hp = &c->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t qd = (size_t)hp->n_head * hd, kvd = (size_t)c->kv.kv_dim;
+    const float *cs = c->rope_cs + (size_t)i * hp->n_rot;
+    for (int h = kvh * group; h < (kvh + 1) * group; h++) rope(c->q + i * qd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
+    float *kr = c->k + i * kvd + (size_t)kvh * hd;
+    rope(kr, cs, hp->n_rot, hp->rope_kind);
+    size_t cell = kv_cell(&c->kv, j->layer, j->b->seq[j->off + i], j->b->pos[j->off + i]) + (size_t)kvh * hd;
+    kv_store(&c->kv, c->kv.k, cell, kr, hd);
+    kv_store(&c->kv, c->kv.v, cell, c->v + i * kvd + (size_t)kvh * hd, hd);
+}
+
+/* Phase 0: RoPE and the K/V store of the chunk's entries, every head. */
+static void rope_part(const attn_job *j, int ith, int nth) {
     int i0 = j->n * ith / nth, i1 = j->n * (ith + 1) / nth;
-    for (int i = i0; i < i1; i++) {
-        int pos = b->pos[off + i], seq = b->seq[off + i];
-        const float *cs = c->rope_cs + (size_t)i * hp->n_rot;
-        for (int h = 0; h < hp->n_head; h++) rope(c->q + (size_t)i * qd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
-        for (int h = 0; h < hp->n_head_kv; h++) rope(c->k + (size_t)i * kvd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
-        size_t cell = kv_cell(&c->kv, l, seq, pos);
-        kv_store(&c->kv, c->kv.k, cell, c->k + (size_t)i * kvd, kvd);
-        kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kvd, kvd);
-    }
+    for (int i = i0; i < i1; i++)
+        for (int kvh = 0; kvh < j->c->m->hp.n_head_kv; kvh++) rope_store_head(j, i, kvh);
 }
 
 /* One pool job in two phases: RoPE + K/V store of the chunk's entries,
@@ -161,16 +164,7 @@ static void attn_task(void *arg, int phase, int chunk, int n_chunks) {
         int i = (int)(w / n_kv), kvh = (int)(w % n_kv);
         int bi = j->off + i;
         int seq = j->b->seq[bi], pos = j->b->pos[bi];
-        if (j->own_cells) {
-            const float *cs = c->rope_cs + (size_t)i * hp->n_rot;
-            for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                rope(c->q + (size_t)i * qd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
-            float *kr = c->k + (size_t)i * kv->kv_dim + (size_t)kvh * hd;
-            rope(kr, cs, hp->n_rot, hp->rope_kind);
-            size_t cell = kv_cell(kv, j->layer, seq, pos) + (size_t)kvh * hd;
-            kv_store(&c->kv, c->kv.k, cell, kr, hd);
-            kv_store(&c->kv, c->kv.v, cell, c->v + (size_t)i * kv->kv_dim + (size_t)kvh * hd, hd);
-        }
+        if (j->own_cells) rope_store_head(j, i, kvh);
         for (int h0 = 0; h0 < group; h0 += 16) {
             int nq = group - h0 < 16 ? group - h0 : 16;
             int h = kvh * group + h0;

@@ -665,14 +665,19 @@ static bool is_pow10_frac(const json *m, int *d) {
  * Ajv's formats): int32 and int64 admit only integers in their range. Our
  * validator treats them as annotations, so generating within them is a
  * subset. Narrows [*lo, *hi]; returns whether one applies. */
+/* The range of an integer format (int32, int64), or false. */
+static bool int_format_range(const char *f, int64_t *a, int64_t *b) {
+    if (!strcmp(f, "int32")) *a = -2147483647 - 1, *b = 2147483647;
+    else if (!strcmp(f, "int64")) *a = INT64_MIN, *b = INT64_MAX;
+    else return false;
+    return true;
+}
+
 static bool int_format(const cs *c, int64_t *lo, int64_t *hi) {
     bool any = false;
     for (size_t i = 0; i < c->fmt.n; i++) {
-        const char *f = c->fmt.v[i]->format;
         int64_t a, b;
-        if (!strcmp(f, "int32")) a = -2147483647 - 1, b = 2147483647;
-        else if (!strcmp(f, "int64")) a = INT64_MIN, b = INT64_MAX;
-        else continue;
+        if (!int_format_range(c->fmt.v[i]->format, &a, &b)) continue;
         if (*lo < a) *lo = a;
         if (*hi > b) *hi = b;
         any = true;
@@ -840,6 +845,9 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     }
     /* Numbers with at most F fraction digits in the bounds, exactly. */
     if (F > DEC_MAX_F) F = DEC_MAX_F;
+    /* multiples of 10^-F some validators would refuse (see above): the ones
+     * whose double division is exact, enumerated */
+    if (c->mult && ajv_unsafe) return dec_multiples(g, c, 1, F, F);
     i128 lim = (i128)(cap + 1) * pow10_i128(F) - 1;
     bool exact;
     i128 lo = -lim, hi = lim;
@@ -854,29 +862,6 @@ static sgr_expr gen_number(sg *g, cs *c, const schema_node *at, bool integer) {
     if (lo < -lim) lo = -lim;
     if (hi > lim) hi = lim;
     if (lo > hi) return vd(g);
-    if (c->mult && ajv_unsafe) {
-        /* Multiples of 10^-F where validators dividing in binary floating
-         * point would refuse some (see above): the ones that divide exactly,
-         * up to MAX_ENUM_MULTIPLES of them from the smallest magnitude. */
-        double m = c->mult->u.num.d;
-        i128 start = lo > 0 ? lo : hi < 0 ? hi : 0;
-        xvec a = {0};
-        for (i128 k = 0; a.n < MAX_ENUM_MULTIPLES && k <= 4 * (i128)MAX_ENUM_MULTIPLES; k++) {
-            /* outward from start: start, start+1, start-1, ... */
-            i128 n = k % 2 ? start + (k + 1) / 2 : start - k / 2;
-            if (n < lo || n > hi) {
-                if (start + (k + 1) / 2 > hi && start - k / 2 < lo) break;
-                continue;
-            }
-            char t[64];
-            dec_format(t, sizeof t, n, F);
-            double q = strtod(t, NULL) / m;
-            if (q == floor(q)) xv_add(&a, lit(g, t));
-        }
-        sgr_expr r = altv(g, a.v, a.n);
-        free(a.v);
-        return r;
-    }
     return dec_range(g, lo, hi, F);
 }
 
@@ -924,7 +909,11 @@ static const char *format_regex(const char *f) {
 #undef OCT
 }
 
-bool sgr_format_generated(const char *f) { return format_regex(f) || !strcmp(f, "int32") || !strcmp(f, "int64"); }
+int sgr_format_generated(const char *f) {
+    int64_t lo, hi;
+    if (int_format_range(f, &lo, &hi)) return SGR_FMT_NUMBERS;
+    return format_regex(f) ? SGR_FMT_STRINGS : SGR_FMT_NONE;
+}
 
 /* Longest bounded free string generated (see gen_string_body). */
 #define STR_GEN_MAX 96

@@ -459,8 +459,10 @@ int32_t sgr_schema_to_grammar(const schema *s, const sgr_schema_opts *o, sgr_gb 
 
 /* Whether the grammar keeps values within format f although the validator
  * treats it as an annotation (OpenAPI's int32/int64, byte, url: validators
- * such as Ajv's formats assert them, so generation stays inside them). */
-bool sgr_format_generated(const char *f);
+ * such as Ajv's formats assert them, so generation stays inside them):
+ * SGR_FMT_NUMBERS or SGR_FMT_STRINGS for the values it bounds, else 0. */
+enum { SGR_FMT_NONE = 0, SGR_FMT_NUMBERS = 1, SGR_FMT_STRINGS = 2 };
+int sgr_format_generated(const char *f);
 
 /* Any JSON object (OpenAI's response_format json_object): members with keys
  * of strictly increasing length (so keys never repeat), nesting depth at

@@ -1173,56 +1173,55 @@ static void test_suite_soundness(void **state) {
     assert_int_equal(st.invalid_accepted, 0);
 }
 
+static void put_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Runs quire with the formatted arguments, checks its exit code, returns
+ * its output (caller frees). */
+static char *quire_out(int want_rc, const char *fmt, const char *arg) {
+    char args[1024], *out;
+    snprintf(args, sizeof args, fmt, arg);
+    assert_int_equal(run_quire(args, &out), want_rc);
+    return out;
+}
+
 static void test_cli(void **state) {
     (void)state;
     char tmpl[] = "/tmp/quire-sg-XXXXXX";
     char *dir = mkdtemp(tmpl);
     assert_non_null(dir);
-    char sp[256], args[1024];
+    char sp[256];
     snprintf(sp, sizeof sp, "%s/s.json", dir);
-    FILE *f = fopen(sp, "w");
-    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":3}]}}}", f);
-    fclose(f);
-    char *out;
-    snprintf(args, sizeof args, "schema check %s 2>&1", sp);
-    assert_int_equal(run_quire(args, &out), 2);
+    put_text(sp, "{\"type\":\"object\",\"properties\":{\"x\":{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":3}]}}}");
+    char *out = quire_out(2, "schema check %s 2>&1", sp);
     assert_non_null(strstr(out, "oneOf"));
     assert_non_null(strstr(out, "/properties/x"));
     free(out);
-    snprintf(args, sizeof args, "schema check %s --best-effort 2>&1", sp);
-    assert_int_equal(run_quire(args, &out), 0);
+    out = quire_out(0, "schema check %s --best-effort 2>&1", sp);
     assert_non_null(strstr(out, "not enforced: oneOf at /properties/x"));
     free(out);
-    f = fopen(sp, "w");
-    fputs("{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"boolean\"}},\"required\":[\"x\"]}", f);
-    fclose(f);
-    snprintf(args, sizeof args, "schema check %s --grammar", sp);
-    assert_int_equal(run_quire(args, &out), 0);
+    put_text(sp, "{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"boolean\"}},\"required\":[\"x\"]}");
+    out = quire_out(0, "schema check %s --grammar", sp);
     assert_non_null(strstr(out, "root ::="));
     assert_non_null(strstr(out, "\"true\""));
     free(out);
-    snprintf(args, sizeof args, "schema check --stats %s", dir);
-    assert_int_equal(run_quire(args, &out), 0);
+    out = quire_out(0, "schema check --stats %s", dir);
     assert_non_null(strstr(out, "\"supported\":1"));
     free(out);
     /* --stats refuses what `schema check` refuses: a keyword that asserts in an older draft */
-    f = fopen(sp, "w");
-    fputs("{\"type\":\"object\",\"extends\":{\"type\":\"object\"}}", f);
-    fclose(f);
-    snprintf(args, sizeof args, "schema check --stats %s", dir);
-    assert_int_equal(run_quire(args, &out), 0);
+    put_text(sp, "{\"type\":\"object\",\"extends\":{\"type\":\"object\"}}");
+    out = quire_out(0, "schema check --stats %s", dir);
     assert_non_null(strstr(out, "\"supported\":0"));
     assert_non_null(strstr(out, "extends"));
     free(out);
-    snprintf(args, sizeof args, "schema check %s 2>&1", sp);
-    assert_int_equal(run_quire(args, &out), 2);
-    free(out);
+    free(quire_out(2, "schema check %s 2>&1", sp));
     /* int32: an annotation to the validator, a bound to the generator */
-    f = fopen(sp, "w");
-    fputs("{\"type\":\"integer\",\"format\":\"int32\"}", f);
-    fclose(f);
-    snprintf(args, sizeof args, "schema check %s 2>&1", sp);
-    assert_int_equal(run_quire(args, &out), 0);
+    put_text(sp, "{\"type\":\"integer\",\"format\":\"int32\"}");
+    out = quire_out(0, "schema check %s 2>&1", sp);
     assert_non_null(strstr(out, "not validated (numbers are generated within it): format \"int32\""));
     free(out);
     remove(sp);

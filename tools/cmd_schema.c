@@ -242,9 +242,11 @@ int cmd_schema(int argc, char **argv) {
                 /* kw is `format "NAME"` for a format */
                 char name[64] = "";
                 if (fmt) sscanf(kw + 8, "%63[^\"]", name);
-                bool gen = fmt && sgr_format_generated(name), num = !strcmp(name, "int32") || !strcmp(name, "int64");
+                int gen = fmt ? sgr_format_generated(name) : SGR_FMT_NONE;
                 fprintf(stderr, "quire schema: annotation, not %s: %s%s%s at %s\n",
-                        !gen ? "enforced" : num ? "validated (numbers are generated within it)" : "validated (strings are generated within it)",
+                        gen == SGR_FMT_NUMBERS   ? "validated (numbers are generated within it)"
+                        : gen == SGR_FMT_STRINGS ? "validated (strings are generated within it)"
+                                                 : "enforced",
                         fmt ? "" : "\"", kw, fmt ? "" : "\"", s->unknown[i].pointer[0] ? s->unknown[i].pointer : "/");
             }
         }
