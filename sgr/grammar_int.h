@@ -35,6 +35,16 @@ struct sgr_gb {
     char err[256];         /* first error; "" when none */
 };
 
+/* What a builder holds at one moment, so a front end can take back a
+ * failed attempt (sgr_gb_rollback) and try another way. */
+typedef struct gb_mark {
+    size_t nodes, bytes, kids, classes, rules;
+    sgr_expr empty_node;
+} gb_mark;
+
+gb_mark sgr_gb_mark(const sgr_gb *b);
+void sgr_gb_rollback(sgr_gb *b, const gb_mark *m);
+
 static inline const gx_node *gx_at(const sgr_gb *b, sgr_expr x) { return &b->nodes[x]; }
 
 #endif

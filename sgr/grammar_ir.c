@@ -40,6 +40,25 @@ void sgr_gb_free(sgr_gb *b) {
     free(b);
 }
 
+gb_mark sgr_gb_mark(const sgr_gb *b) {
+    return (gb_mark){b->n_nodes, b->n_bytes, b->n_kids, b->n_classes, b->n_rules, b->empty_node};
+}
+
+/* Nodes are immutable and refer only to older nodes and rules, so cutting
+ * every array back to the mark leaves the older part whole. The error is
+ * cleared: it belonged to the attempt (a builder that had failed before the
+ * mark would have nothing to roll back to). */
+void sgr_gb_rollback(sgr_gb *b, const gb_mark *m) {
+    for (size_t i = m->rules; i < b->n_rules; i++) free(b->rules[i].name);
+    b->n_nodes = m->nodes;
+    b->n_bytes = m->bytes;
+    b->n_kids = m->kids;
+    b->n_classes = m->classes;
+    b->n_rules = m->rules;
+    b->empty_node = m->empty_node;
+    b->err[0] = 0;
+}
+
 const char *sgr_gb_error(const sgr_gb *b) { return b->err[0] ? b->err : NULL; }
 
 sgr_expr sgr_gb_fail(sgr_gb *b, const char *fmt, ...) {

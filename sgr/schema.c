@@ -475,6 +475,62 @@ static bool is_annotation(const char *k) {
 
 #define SET(k) (n->kw |= 1ull << (k))
 
+/* A node for schema j at loc, owned by the schema (not yet in the map). */
+static schema_node *node_new(cctx *c, const json *j, schema_resource *res, const char *loc) {
+    schema_node *n = calloc(1, sizeof *n);
+    if (!n) abort();
+    n->src = j;
+    n->location = strdup(loc);
+    if (!n->location) abort();
+    SGR_GROW(c->in->nodes, c->in->n_nodes, c->in->cap_nodes);
+    c->in->nodes[c->in->n_nodes++] = n;
+    n->res = res;
+    n->draft = res->draft;
+    n->min_contains = 1;
+    n->max_props = n->max_items = n->max_length = n->max_contains = -1;
+    return n;
+}
+
+enum kw_filter { KW_ALL, KW_REF_ONLY, KW_SIBLINGS };
+
+static int compile_keywords(cctx *c, schema_node *n, const json *j, schema_resource *res, const char *loc, int depth,
+                            int draft, enum kw_filter which);
+
+/* The siblings of a draft <= 7 $ref that the grammar also enforces:
+ * assertions on the instance itself. None holds a subschema: a subschema
+ * there is one the spec never compiles, whose $ids and anchors do not
+ * exist, so it is left out rather than half-registered. */
+static bool is_sibling_assertion(const char *k) {
+    static const char *kws[] = {
+        "type", "enum", "const", "required", "minProperties", "maxProperties", "minItems", "maxItems",
+        "uniqueItems", "minLength", "maxLength", "pattern", "format", "minimum", "maximum",
+        "exclusiveMinimum", "exclusiveMaximum", "multipleOf", NULL,
+    };
+    for (int i = 0; kws[i]; i++) if (!strcmp(k, kws[i])) return true;
+    return false;
+}
+
+/* Validators differ on $ref siblings in drafts 4-7: the spec (and Python's
+ * jsonschema) ignores them, Ajv applies them. Output that satisfies both
+ * $ref and its siblings is valid either way, so the grammar conjoins this
+ * node when it can (sgr/schema_grammar.c); the validator never reads it.
+ * Siblings the spec ignores must not fail the compile: a malformed one
+ * just leaves no sibling node. */
+static schema_node *compile_ref_siblings(cctx *c, const json *j, schema_resource *res, const char *loc, int depth, int draft) {
+    size_t i = 0;
+    while (i < j->u.obj.n && !is_sibling_assertion(j->u.obj.m[i].key)) i++;
+    if (i == j->u.obj.n || c->err) return NULL;
+    schema_node *n = node_new(c, j, res, loc);
+    n->draft = draft;
+    size_t regex_before = c->regex_insts;
+    if (compile_keywords(c, n, j, res, loc, depth, draft, KW_SIBLINGS)) {
+        c->err = 0;
+        c->regex_insts = regex_before;
+        return NULL;
+    }
+    return n;
+}
+
 static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, const char *loc, int depth) {
     if (c->err) return NULL;
     schema_node *n = map_get(c->in, j);
@@ -485,18 +541,8 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
     if (!json_is_bool(j) && !json_is_object(j)) { cfail(c, loc, "%s", "a schema must be an object or a boolean"); return NULL; }
     c->loc_bytes += strlen(loc) + 1;
     if (c->loc_bytes > MAX_LOC_BYTES) { cfail(c, "", "%s", "schema too large (locations exceed 64 MB)"); return NULL; }
-    n = calloc(1, sizeof *n);
-    if (!n) abort();
-    n->src = j;
-    n->location = strdup(loc);
-    if (!n->location) abort();
-    SGR_GROW(c->in->nodes, c->in->n_nodes, c->in->cap_nodes);
-    c->in->nodes[c->in->n_nodes++] = n;
+    n = node_new(c, j, res, loc);
     if (map_put(c->in, j, n)) abort();
-    n->res = res;
-    n->draft = res->draft;
-    n->min_contains = 1;
-    n->max_props = n->max_items = n->max_length = n->max_contains = -1;
     if (json_is_bool(j)) {
         n->is_bool = true;
         n->bool_val = j->type == JSON_TRUE;
@@ -569,44 +615,56 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
         }
     }
 
+    if (compile_keywords(c, n, j, res, loc, depth, draft, legacy_ref ? KW_REF_ONLY : KW_ALL)) return NULL;
+    /* draft <= 7 ignores the siblings of $ref; what they assert is still
+     * compiled, apart, for the grammar (see ref_siblings) */
+    if (legacy_ref) n->ref_siblings = compile_ref_siblings(c, j, res, loc, depth, draft);
+    return n;
+}
+
+/* The keywords of schema object j, into n. Returns -1 on error. */
+static int compile_keywords(cctx *c, schema_node *n, const json *j, schema_resource *res, const char *loc, int depth,
+                            int draft, enum kw_filter which) {
+    const json *v;
     for (size_t mi = 0; mi < j->u.obj.n; mi++) {
         const char *k = j->u.obj.m[mi].key;
         v = j->u.obj.m[mi].val;
-        if (c->err) return NULL;
-        if (legacy_ref && strcmp(k, "$ref") != 0) continue; /* draft <= 7: siblings of $ref are ignored */
+        if (c->err) return -1;
+        if (which == KW_REF_ONLY && strcmp(k, "$ref") != 0) continue;
+        if (which == KW_SIBLINGS && !is_sibling_assertion(k)) continue;
         if (!strcmp(k, "type")) {
             SET(SK_TYPE);
             if (json_is_string(v)) {
                 n->types = type_bit(json_string(v));
-                if (!n->types) return cfail(c, loc, "unknown type \"%s\"", json_string(v)), NULL;
+                if (!n->types) return cfail(c, loc, "unknown type \"%s\"", json_string(v)), -1;
             } else if (json_is_array(v)) {
                 for (size_t i = 0; i < json_size(v); i++) {
                     const json *t = json_at(v, i);
                     unsigned b = json_is_string(t) ? type_bit(json_string(t)) : 0;
-                    if (!b) return cfail(c, loc, "%s", "type array must hold type names"), NULL;
+                    if (!b) return cfail(c, loc, "%s", "type array must hold type names"), -1;
                     n->types |= b;
                 }
-            } else return cfail(c, loc, "%s", "type must be a string or an array"), NULL;
+            } else return cfail(c, loc, "%s", "type must be a string or an array"), -1;
             if (n->types & ST_NUMBER) n->types |= ST_INTEGER;
         } else if (!strcmp(k, "enum")) {
-            if (!json_is_array(v)) return cfail(c, loc, "%s", "enum must be an array"), NULL;
+            if (!json_is_array(v)) return cfail(c, loc, "%s", "enum must be an array"), -1;
             SET(SK_ENUM); n->enum_values = v;
         } else if (!strcmp(k, "const")) {
             SET(SK_CONST); n->const_value = v;
         } else if (!strcmp(k, "properties")) {
             SET(SK_PROPERTIES);
-            if (!(n->props = sub_map(c, v, res, loc, k, &n->n_props, depth))) return NULL;
+            if (!(n->props = sub_map(c, v, res, loc, k, &n->n_props, depth))) return -1;
         } else if (!strcmp(k, "required")) {
             if (draft <= 3 && json_is_bool(v)) continue;
-            if (!json_is_array(v)) return cfail(c, loc, "%s", "required must be an array of strings"), NULL;
+            if (!json_is_array(v)) return cfail(c, loc, "%s", "required must be an array of strings"), -1;
             for (size_t i = 0; i < json_size(v); i++)
-                if (!json_is_string(json_at(v, i))) return cfail(c, loc, "%s", "required must be an array of strings"), NULL;
+                if (!json_is_string(json_at(v, i))) return cfail(c, loc, "%s", "required must be an array of strings"), -1;
             SET(SK_REQUIRED); n->required = v;
         } else if (!strcmp(k, "additionalProperties")) {
             SET(SK_ADDITIONAL_PROPERTIES);
-            if (!(n->additional_props = sub(c, v, res, loc, k, depth))) return NULL;
+            if (!(n->additional_props = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "patternProperties")) {
-            if (!json_is_object(v)) return cfail(c, loc, "%s", "patternProperties must be an object"), NULL;
+            if (!json_is_object(v)) return cfail(c, loc, "%s", "patternProperties must be an object"), -1;
             SET(SK_PATTERN_PROPERTIES);
             size_t cnt = json_size(v);
             n->pattern_props = calloc(cnt ? cnt : 1, sizeof *n->pattern_props);
@@ -617,69 +675,69 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
                 schema_pattern_prop *pp = &n->pattern_props[i];
                 n->n_pattern_props = i + 1;
                 pp->source = m->key;
-                if (cregex(c, m->key, m->klen, &pp->re, loc)) { free(l); return NULL; }
+                if (cregex(c, m->key, m->klen, &pp->re, loc)) { free(l); return -1; }
                 char *li = loc_join(l, m->key, m->klen);
                 pp->s = compile_node(c, m->val, res, li, depth + 1);
                 free(li);
-                if (!pp->s) { free(l); return NULL; }
+                if (!pp->s) { free(l); return -1; }
             }
             free(l);
         } else if (!strcmp(k, "propertyNames")) {
             SET(SK_PROPERTY_NAMES);
-            if (!(n->property_names = sub(c, v, res, loc, k, depth))) return NULL;
+            if (!(n->property_names = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "minProperties")) {
-            SET(SK_MIN_PROPERTIES); if (get_count(c, v, loc, k, &n->min_props)) return NULL;
+            SET(SK_MIN_PROPERTIES); if (get_count(c, v, loc, k, &n->min_props)) return -1;
         } else if (!strcmp(k, "maxProperties")) {
-            SET(SK_MAX_PROPERTIES); if (get_count(c, v, loc, k, &n->max_props)) return NULL;
+            SET(SK_MAX_PROPERTIES); if (get_count(c, v, loc, k, &n->max_props)) return -1;
         } else if (!strcmp(k, "items")) {
             SET(SK_ITEMS);
             if (json_is_array(v)) {
                 /* draft <= 2019-09 tuple form: prefix items, then additionalItems */
                 SET(SK_PREFIX_ITEMS);
-                if (!(n->prefix_items = sub_array(c, v, res, loc, k, &n->n_prefix_items, depth))) return NULL;
+                if (!(n->prefix_items = sub_array(c, v, res, loc, k, &n->n_prefix_items, depth))) return -1;
                 const json *ai = json_get(j, "additionalItems");
-                if (ai && !(n->items = sub(c, ai, res, loc, "additionalItems", depth))) return NULL;
+                if (ai && !(n->items = sub(c, ai, res, loc, "additionalItems", depth))) return -1;
                 if (!ai) n->kw &= ~(1ull << SK_ITEMS);
-            } else if (!(n->items = sub(c, v, res, loc, k, depth))) return NULL;
+            } else if (!(n->items = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "additionalItems")) {
             /* only meaningful with the array form of items (handled there) */
             const json *it = json_get(j, "items");
             if (!it || !json_is_array(it)) {
                 schema_node *x = sub(c, v, res, loc, k, depth); /* compiled, not applied */
-                if (!x) return NULL;
+                if (!x) return -1;
             }
         } else if (!strcmp(k, "prefixItems")) {
             SET(SK_PREFIX_ITEMS);
-            if (!(n->prefix_items = sub_array(c, v, res, loc, k, &n->n_prefix_items, depth))) return NULL;
+            if (!(n->prefix_items = sub_array(c, v, res, loc, k, &n->n_prefix_items, depth))) return -1;
         } else if (!strcmp(k, "contains")) {
             SET(SK_CONTAINS);
-            if (!(n->contains = sub(c, v, res, loc, k, depth))) return NULL;
+            if (!(n->contains = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "minContains")) {
-            SET(SK_MIN_CONTAINS); if (get_count(c, v, loc, k, &n->min_contains)) return NULL;
+            SET(SK_MIN_CONTAINS); if (get_count(c, v, loc, k, &n->min_contains)) return -1;
         } else if (!strcmp(k, "maxContains")) {
-            SET(SK_MAX_CONTAINS); if (get_count(c, v, loc, k, &n->max_contains)) return NULL;
+            SET(SK_MAX_CONTAINS); if (get_count(c, v, loc, k, &n->max_contains)) return -1;
         } else if (!strcmp(k, "minItems")) {
-            SET(SK_MIN_ITEMS); if (get_count(c, v, loc, k, &n->min_items)) return NULL;
+            SET(SK_MIN_ITEMS); if (get_count(c, v, loc, k, &n->min_items)) return -1;
         } else if (!strcmp(k, "maxItems")) {
-            SET(SK_MAX_ITEMS); if (get_count(c, v, loc, k, &n->max_items)) return NULL;
+            SET(SK_MAX_ITEMS); if (get_count(c, v, loc, k, &n->max_items)) return -1;
         } else if (!strcmp(k, "uniqueItems")) {
-            if (!json_is_bool(v)) return cfail(c, loc, "%s", "uniqueItems must be a boolean"), NULL;
+            if (!json_is_bool(v)) return cfail(c, loc, "%s", "uniqueItems must be a boolean"), -1;
             SET(SK_UNIQUE_ITEMS); n->unique_items = v->type == JSON_TRUE;
         } else if (!strcmp(k, "minLength")) {
-            SET(SK_MIN_LENGTH); if (get_count(c, v, loc, k, &n->min_length)) return NULL;
+            SET(SK_MIN_LENGTH); if (get_count(c, v, loc, k, &n->min_length)) return -1;
         } else if (!strcmp(k, "maxLength")) {
-            SET(SK_MAX_LENGTH); if (get_count(c, v, loc, k, &n->max_length)) return NULL;
+            SET(SK_MAX_LENGTH); if (get_count(c, v, loc, k, &n->max_length)) return -1;
         } else if (!strcmp(k, "pattern")) {
-            if (!json_is_string(v)) return cfail(c, loc, "%s", "pattern must be a string"), NULL;
+            if (!json_is_string(v)) return cfail(c, loc, "%s", "pattern must be a string"), -1;
             SET(SK_PATTERN);
             n->pattern_src = json_string(v);
-            if (cregex(c, json_string(v), json_string_len(v), &n->pattern, loc)) return NULL;
+            if (cregex(c, json_string(v), json_string_len(v), &n->pattern, loc)) return -1;
         } else if (!strcmp(k, "format")) {
-            if (!json_is_string(v)) return cfail(c, loc, "%s", "format must be a string"), NULL;
+            if (!json_is_string(v)) return cfail(c, loc, "%s", "format must be a string"), -1;
             SET(SK_FORMAT); n->format = json_string(v);
             bool known;
             (void)schema_format_check(n->format, "", 0, &known);
-            if (!known) {
+            if (!known && which != KW_SIBLINGS) {
                 /* an annotation the validator cannot check: reported by check */
                 strb b = {0};
                 sbs(&b, "format \"");
@@ -689,11 +747,11 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
                 free(b.p);
             }
         } else if (!strcmp(k, "minimum") || !strcmp(k, "maximum") || !strcmp(k, "multipleOf")) {
-            if (!json_is_number(v)) return cfail(c, loc, "%s must be a number", k), NULL;
+            if (!json_is_number(v)) return cfail(c, loc, "%s must be a number", k), -1;
             if (k[1] == 'i') { SET(SK_MINIMUM); n->minimum = v; }
             else if (k[1] == 'a') { SET(SK_MAXIMUM); n->maximum = v; }
             else {
-                if (v->u.num.d <= 0) return cfail(c, loc, "%s", "multipleOf must be greater than 0"), NULL;
+                if (v->u.num.d <= 0) return cfail(c, loc, "%s", "multipleOf must be greater than 0"), -1;
                 SET(SK_MULTIPLE_OF); n->multiple_of = v;
             }
         } else if (!strcmp(k, "exclusiveMinimum") || !strcmp(k, "exclusiveMaximum")) {
@@ -710,29 +768,29 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
             } else if (json_is_number(v)) {
                 if (mx) { SET(SK_EXCLUSIVE_MAXIMUM); n->exclusive_maximum = v; }
                 else { SET(SK_EXCLUSIVE_MINIMUM); n->exclusive_minimum = v; }
-            } else return cfail(c, loc, "%s must be a number", k), NULL;
+            } else return cfail(c, loc, "%s must be a number", k), -1;
         } else if (!strcmp(k, "allOf")) {
-            SET(SK_ALL_OF); if (!(n->all_of = sub_array(c, v, res, loc, k, &n->n_all_of, depth))) return NULL;
+            SET(SK_ALL_OF); if (!(n->all_of = sub_array(c, v, res, loc, k, &n->n_all_of, depth))) return -1;
         } else if (!strcmp(k, "anyOf")) {
-            SET(SK_ANY_OF); if (!(n->any_of = sub_array(c, v, res, loc, k, &n->n_any_of, depth))) return NULL;
+            SET(SK_ANY_OF); if (!(n->any_of = sub_array(c, v, res, loc, k, &n->n_any_of, depth))) return -1;
         } else if (!strcmp(k, "oneOf")) {
-            SET(SK_ONE_OF); if (!(n->one_of = sub_array(c, v, res, loc, k, &n->n_one_of, depth))) return NULL;
+            SET(SK_ONE_OF); if (!(n->one_of = sub_array(c, v, res, loc, k, &n->n_one_of, depth))) return -1;
         } else if (!strcmp(k, "not")) {
-            SET(SK_NOT); if (!(n->not_ = sub(c, v, res, loc, k, depth))) return NULL;
+            SET(SK_NOT); if (!(n->not_ = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "if")) {
-            SET(SK_IF); if (!(n->if_ = sub(c, v, res, loc, k, depth))) return NULL;
+            SET(SK_IF); if (!(n->if_ = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "then")) {
-            if (!(n->then_ = sub(c, v, res, loc, k, depth))) return NULL;
+            if (!(n->then_ = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "else")) {
-            if (!(n->else_ = sub(c, v, res, loc, k, depth))) return NULL;
+            if (!(n->else_ = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "dependentRequired") || !strcmp(k, "dependentSchemas") || !strcmp(k, "dependencies")) {
-            if (!json_is_object(v)) return cfail(c, loc, "%s must be an object", k), NULL;
+            if (!json_is_object(v)) return cfail(c, loc, "%s must be an object", k), -1;
             char *l = loc_join(loc, k, strlen(k));
             for (size_t i = 0; i < json_size(v); i++) {
                 const json_member *m = &v->u.obj.m[i];
                 if (json_is_array(m->val) && k[9] != 'S') {
                     for (size_t q = 0; q < json_size(m->val); q++)
-                        if (!json_is_string(json_at(m->val, q))) { free(l); return cfail(c, loc, "%s values must be arrays of strings", k), NULL; }
+                        if (!json_is_string(json_at(m->val, q))) { free(l); return cfail(c, loc, "%s values must be arrays of strings", k), -1; }
                     SET(SK_DEPENDENT_REQUIRED);
                     SGR_GROW(n->dep_required, n->n_dep_required, n->cap_dep_required);
                     n->dep_required[n->n_dep_required++] = (schema_dep_req){m->key, m->klen, m->val};
@@ -741,19 +799,19 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
                     char *li = loc_join(l, m->key, m->klen);
                     schema_node *x = compile_node(c, m->val, res, li, depth + 1);
                     free(li);
-                    if (!x) { free(l); return NULL; }
+                    if (!x) { free(l); return -1; }
                     SGR_GROW(n->dep_schemas, n->n_dep_schemas, n->cap_dep_schemas);
                     n->dep_schemas[n->n_dep_schemas++] = (schema_prop){m->key, m->klen, x};
-                } else { free(l); return cfail(c, loc, "%s has a value of the wrong type", k), NULL; }
+                } else { free(l); return cfail(c, loc, "%s has a value of the wrong type", k), -1; }
             }
             free(l);
         } else if (!strcmp(k, "$ref")) {
-            if (!json_is_string(v)) return cfail(c, loc, "%s", "$ref must be a string"), NULL;
+            if (!json_is_string(v)) return cfail(c, loc, "%s", "$ref must be a string"), -1;
             SET(SK_REF);
             n->ref_uri = uri_resolve(res->uri, json_string(v));
             add_pending(c, n, false);
         } else if (!strcmp(k, "$dynamicRef")) {
-            if (!json_is_string(v)) return cfail(c, loc, "%s", "$dynamicRef must be a string"), NULL;
+            if (!json_is_string(v)) return cfail(c, loc, "%s", "$dynamicRef must be a string"), -1;
             SET(SK_DYNAMIC_REF);
             n->dynamic_ref_uri = uri_resolve(res->uri, json_string(v));
             const char *h = strchr(json_string(v), '#');
@@ -761,17 +819,17 @@ static schema_node *compile_node(cctx *c, const json *j, schema_resource *res, c
             add_pending(c, n, true);
         } else if (!strcmp(k, "unevaluatedProperties")) {
             SET(SK_UNEVALUATED_PROPERTIES);
-            if (!(n->unevaluated_props = sub(c, v, res, loc, k, depth))) return NULL;
+            if (!(n->unevaluated_props = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "unevaluatedItems")) {
             SET(SK_UNEVALUATED_ITEMS);
-            if (!(n->unevaluated_items = sub(c, v, res, loc, k, depth))) return NULL;
+            if (!(n->unevaluated_items = sub(c, v, res, loc, k, depth))) return -1;
         } else if (!strcmp(k, "id") && draft <= 4) {
             /* draft-04 identifier, handled above */
         } else if (!is_annotation(k)) {
             record_unknown(c, loc, k, k);
         }
     }
-    return c->err ? NULL : n;
+    return c->err ? -1 : 0;
 }
 
 /* Resolves an absolute URI (with optional fragment) to a node, loading and

@@ -76,6 +76,7 @@ typedef struct sg {
     size_t expansions;
     uint64_t int_cap;      /* largest integer written without bounds */
     int8_t int_safe[13];   /* per 10^-d: float_divides_integers, 0 unknown, 1 yes, -1 no */
+    bool siblings;         /* conjoin the assertions beside draft <= 7 $refs */
 } sg;
 
 static const char *ptr_of(const schema_node *n) { return n && n->location && n->location[0] ? n->location : "(root)"; }
@@ -367,6 +368,7 @@ static bool collect(sg *g, cs *c, const schema_node *n, int depth, const appl *d
     }
     if (HAS(n, SK_DYNAMIC_REF) && !unsup(g, n, "$dynamicRef", "$dynamicRef")) return false;
     if (n->ref && !collect(g, c, n->ref, depth + 1, dec, nd)) return false;
+    if (g->siblings && n->ref_siblings && !collect(g, c, n->ref_siblings, depth + 1, dec, nd)) return false;
     for (size_t i = 0; i < n->n_all_of; i++)
         if (!collect(g, c, n->all_of[i], depth + 1, dec, nd)) return false;
     return !g->failed;
@@ -1938,18 +1940,42 @@ static int32_t sg_finish(sg *g, int32_t start, sgr_unenforced **skipped, size_t 
     return start;
 }
 
-int32_t sgr_schema_to_grammar(const schema *s, const sgr_schema_opts *o, sgr_gb *b,
-                              sgr_unenforced **skipped, size_t *n_skipped, qerr *e) {
-    if (skipped) *skipped = NULL;
-    if (n_skipped) *n_skipped = 0;
-    if (!s || !s->root || !b) return qerr_set(e, "sgr_schema_to_grammar: no schema or builder");
+static bool has_ref_siblings(const schema *s) {
+    for (size_t i = 0; i < s->in->n_nodes; i++) if (s->in->nodes[i]->ref_siblings) return true;
+    return false;
+}
+
+static int32_t schema_to_grammar(const schema *s, const sgr_schema_opts *o, bool siblings, sgr_gb *b,
+                                 sgr_unenforced **skipped, size_t *n_skipped, qerr *e) {
     sg g;
     sg_init(&g, s, o, b, e);
+    g.siblings = siblings;
     int32_t start = sgr_gb_rule(b, "root");
     sgr_expr body = node_ref(&g, s->root);
     if (body != SGR_EXPR_ERR && !g.failed) sgr_gb_define(b, start, body);
     else if (!g.failed) hard_fail(&g, "%s", sgr_gb_error(b) ? sgr_gb_error(b) : "grammar error");
     return sg_finish(&g, start, skipped, n_skipped);
+}
+
+int32_t sgr_schema_to_grammar(const schema *s, const sgr_schema_opts *o, sgr_gb *b,
+                              sgr_unenforced **skipped, size_t *n_skipped, qerr *e) {
+    if (skipped) *skipped = NULL;
+    if (n_skipped) *n_skipped = 0;
+    if (!s || !s->root || !b) return qerr_set(e, "sgr_schema_to_grammar: no schema or builder");
+    /* Draft <= 7 $ref siblings: validators disagree on them (see
+     * compile_ref_siblings), so the grammar first tries to satisfy them
+     * too, strictly (no best effort), and otherwise generates by the spec
+     * alone, as if they were not there. */
+    if (has_ref_siblings(s) && !sgr_gb_error(b)) {
+        gb_mark m = sgr_gb_mark(b);
+        sgr_schema_opts so = o ? *o : (sgr_schema_opts){0};
+        so.best_effort = false;
+        qerr e2;
+        int32_t st = schema_to_grammar(s, &so, true, b, skipped, n_skipped, &e2);
+        if (st >= 0) return st;
+        sgr_gb_rollback(b, &m);
+    }
+    return schema_to_grammar(s, o, false, b, skipped, n_skipped, e);
 }
 
 int32_t sgr_schema_any_json_object(sgr_gb *b, const sgr_schema_opts *o, int max_depth, qerr *e) {

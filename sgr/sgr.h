@@ -222,6 +222,8 @@ struct schema_node {
     schema_prop *dep_schemas; size_t n_dep_schemas, cap_dep_schemas;
     char *ref_uri;               /* $ref resolved to an absolute URI */
     schema_node *ref;
+    schema_node *ref_siblings;   /* draft <= 7: assertions beside $ref, which validation ignores
+                                    (the grammar may conjoin them; see sgr/schema.c) */
     char *dynamic_ref_uri;       /* $dynamicRef */
     schema_node *dynamic_ref;    /* its static resolution */
     const char *dynamic_ref_anchor; /* fragment name when it is a plain-name fragment */

@@ -907,6 +907,54 @@ static void test_integer_formats(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* Draft <= 7 ignores $ref's siblings; Ajv applies them. The grammar keeps
+ * to both where it can: the siblings are conjoined, while the validator
+ * still ignores them, and a schema whose siblings cannot be met falls back
+ * to the spec alone rather than failing. */
+static void test_ref_siblings(void **state) {
+    (void)state;
+    /* applied in generation, ignored in validation */
+    compiled c = compile_str("{\"$schema\":\"http://json-schema.org/draft-04/schema#\","
+                             "\"definitions\":{\"l\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":9}},"
+                             "\"s\":{\"type\":\"string\",\"pattern\":\"^[a-z]+$\"}},"
+                             "\"type\":\"object\",\"required\":[\"a\",\"b\",\"c\"],\"additionalProperties\":false,"
+                             "\"properties\":{\"a\":{\"$ref\":\"#/definitions/l\",\"maxItems\":1,\"description\":\"x\"},"
+                             "\"b\":{\"$ref\":\"#/definitions/l\",\"minItems\":2},\"c\":{\"$ref\":\"#/definitions/s\",\"maxLength\":3}}}");
+    assert_true(accepts(&c, "{\"a\":[3],\"b\":[1,1],\"c\":\"abc\"}"));
+    assert_true(accepts(&c, "{\"a\":[],\"b\":[1,2,3],\"c\":\"x\"}"));
+    assert_false(accepts(&c, "{\"a\":[3,4],\"b\":[1,2],\"c\":\"x\"}"));  /* maxItems beside $ref */
+    assert_false(accepts(&c, "{\"a\":[3],\"b\":[1],\"c\":\"x\"}"));      /* minItems beside $ref */
+    assert_false(accepts(&c, "{\"a\":[3],\"b\":[1,2],\"c\":\"abcd\"}")); /* maxLength beside $ref */
+    assert_false(accepts(&c, "{\"a\":[3],\"b\":[1,2],\"c\":\"A\"}"));    /* the target still applies */
+    json *v = NULL;
+    qerr e;
+    const char *both = "{\"a\":[3,4],\"b\":[1],\"c\":\"abcd\"}";
+    assert_int_equal(json_parse(both, strlen(both), NULL, &v, &e), 0);
+    assert_int_equal(schema_validate(c.s, v, NULL), 1);                  /* the spec ignores them */
+    json_free(v);
+    assert_int_equal(random_check(&c, 200, 5, "ref siblings", true), 0);
+    compiled_free(&c);
+
+    /* siblings no instance of the target meets: the spec's language alone */
+    c = compile_str("{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"definitions\":{\"i\":{\"type\":\"integer\"}},"
+                    "\"$ref\":\"#/definitions/i\",\"type\":\"string\"}");
+    assert_true(accepts(&c, "7"));
+    assert_false(accepts(&c, "\"7\""));
+    compiled_free(&c);
+
+    /* a malformed sibling neither fails the compile nor constrains */
+    c = compile_str("{\"$schema\":\"http://json-schema.org/draft-06/schema#\",\"definitions\":{\"i\":{\"type\":\"integer\"}},"
+                    "\"$ref\":\"#/definitions/i\",\"maximum\":\"x\",\"pattern\":\"(\"}");
+    assert_true(accepts(&c, "12"));
+    compiled_free(&c);
+
+    /* 2019-09 and later apply siblings in validation as well */
+    c = compile_str("{\"$defs\":{\"i\":{\"type\":\"integer\"}},\"$ref\":\"#/$defs/i\",\"maximum\":3}");
+    assert_true(accepts(&c, "3"));
+    assert_false(accepts(&c, "4"));
+    compiled_free(&c);
+}
+
 static uint64_t xorshift(uint64_t *r) {
     *r ^= *r << 13;
     *r ^= *r >> 7;
@@ -1237,6 +1285,7 @@ int main(void) {
         cmocka_unit_test(test_integer_formats),
         cmocka_unit_test(test_multipleof_float_safe),
         cmocka_unit_test(test_decimal_ranges),
+        cmocka_unit_test(test_ref_siblings),
         cmocka_unit_test(test_hand_cases),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_formats_asserted),
