@@ -262,6 +262,15 @@ int qpool_size(const qpool *p);
 void qpool_run(qpool *p, qpool_fn fn, void *arg);
 /* n_phases <= 8; phases with no chunks are skipped. */
 void qpool_run_chunks(qpool *p, qpool_chunk_fn fn, void *arg, int n_phases, const int *n_chunks);
+/* While thread `thread` (0 = the caller) waits — for the other threads'
+ * chunks of a job, or for the next job — it prefetches [addr, addr+bytes)
+ * into its L2, once per region (a different addr restarts it; NULL clears).
+ * A hint only: memory the next job will stream, loaded while the bus would
+ * otherwise idle. It must stay mapped while set. */
+void qpool_set_wait_prefetch(qpool *p, int thread, const void *addr, size_t bytes);
+/* Inside a chunk function: which of the pool's threads runs it (0 = the
+ * caller). For locality only: results must not depend on it. */
+int qpool_thread_index(void);
 /* Grow-only scratch memory owned by the pool (valid until the next call with
  * a larger size, or qpool_free); NULL when out of memory. */
 void *qpool_scratch(qpool *p, size_t bytes);
@@ -323,6 +332,11 @@ void q_matmul_multi_rms(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t 
  * the input as is). */
 void q_matmul_glu(qpool *pool, const q_matmul_op *gate, const q_matmul_op *up, int64_t n_cols, const q_rms_in *norm,
                   float *x, int64_t n_batch);
+/* Decode hint: the matmul (or GLU: ops = {gate, up}) that runs after the
+ * next pool job. Each thread, while it waits during that job, prefetches the
+ * start of the rows it will likely take (qpool_set_wait_prefetch). Speed
+ * only; results never depend on it. */
+void q_matmul_prefetch_next(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int64_t n_cols);
 /* Weights repacked once at load for the wide kernels (engine/pack.c):
  * groups of 16 rows interleaved block by block, same bytes per row as the
  * GGUF encoding. Available for Q4_0 and Q8_0 under avx512. */
@@ -346,6 +360,8 @@ int q_packed_isa(const q_packed *p);
 int q_packed_type(const q_packed *p);
 int64_t q_packed_rows(const q_packed *p);
 int64_t q_packed_cols(const q_packed *p);
+/* The packed bytes from row row0 (a multiple of 16) to the matrix's end. */
+const void *q_packed_rows_at(const q_packed *p, int64_t row0, size_t *bytes_to_end);
 /* QUIRE_REPACK: unset, 1 or on -> 1; 0 or off -> 0; anything else -> -1
  * with *e set. */
 int q_repack_mode(qerr *e);

@@ -5,6 +5,7 @@
 #include "engine/kernels.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* ------------------------------------------------------------------------ */
@@ -73,6 +74,8 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Phase 0 of a batch smaller than the pool: slices of whole 256-element
  * blocks, which every activation format's block size divides. */
 #define MM_SLICE 256
+/* Phase 1 in runs, one per thread, while the pool has at most this many. */
+#define MM_MAX_RUNS 64
 
 typedef struct mm_multi_job {
     const q_matmul_op *ops;
@@ -85,6 +88,7 @@ typedef struct mm_multi_job {
     float norm_eps;
     int isa;
     int nth; /* pool size: the claim order of phase 1 (mm_multi_task) */
+    atomic_int run_next[MM_MAX_RUNS]; /* phase 1: next piece of each thread's run */
     int slices; /* phase 0: chunks per batch row (1: chunks of whole rows) */
     int n_vdt;                  /* distinct activation formats */
     int vdt[MM_MAX_OPS];
@@ -167,17 +171,25 @@ static void mm_multi_task(void *arg, int phase, int chunk, int n_chunks) {
         }
         return;
     }
-    /* Claims alternate between threads, so claim c takes the (c mod T)-th
-     * of T contiguous runs of chunks, at position c div T: a thread that
-     * claims every T-th chunk reads one contiguous stream, and its L2
-     * prefetch runs from one chunk into its next instead of each chunk
-     * starting cold. Only speed depends on who claims what. */
+    /* The rows are T contiguous runs, one per thread, each in pieces: a
+     * claim takes the next piece of the claiming thread's own run, or when
+     * that run is done, of the next run not done. So a thread reads one
+     * contiguous stream, its L2 prefetch runs from one piece into the
+     * next, and the run it starts is the one whose head it prefetched
+     * while waiting (q_matmul_prefetch_next). Every claim finds a piece
+     * (there are as many as chunks); which thread computes a piece never
+     * changes its bits. */
     int64_t G0, G1;
-    if (j->nth > 1 && n_chunks % j->nth == 0) {
-        /* Within a run the chunks halve (1/2, 1/4, ... and the last two
+    if (j->nth > 1 && j->nth <= MM_MAX_RUNS && n_chunks % j->nth == 0) {
+        /* Within a run the pieces halve (1/2, 1/4, ... and the last two
          * equal): the claims made last are short, so a thread slowed by the
          * host leaves little for the others to wait on at the phase's end. */
-        int run = chunk % j->nth, pos = chunk / j->nth, per = n_chunks / j->nth;
+        int per = n_chunks / j->nth, me = qpool_thread_index() % j->nth, run = me, pos = per;
+        for (int k = 0; k < j->nth && pos >= per; k++) {
+            run = (me + k) % j->nth;
+            pos = atomic_fetch_add(&((mm_multi_job *)j)->run_next[run], 1);
+        }
+        if (pos >= per) abort(); /* more claims than pieces: a pool bug */
         int64_t R0 = j->total_grains * run / j->nth, len = j->total_grains * (run + 1) / j->nth - R0;
         G0 = R0 + len - (len >> pos);
         G1 = pos + 1 == per ? R0 + len : R0 + len - (len >> (pos + 1));
@@ -220,6 +232,7 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
                    int64_t n_batch, const q_rms_in *norm) {
     mm_multi_job j;
     memset(&j, 0, sizeof j);
+    for (int r = 0; r < MM_MAX_RUNS; r++) atomic_init(&j.run_next[r], 0);
     if (norm) {
         j.x_raw = norm->x;
         j.norm_w = norm->w;
@@ -282,6 +295,37 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
     int n_chunks[2] = {j.n_vdt || j.norm_w ? n0 : 0, (int)n1};
     qpool_run_chunks(pool, mm_multi_task, &j, 2, n_chunks);
     free(own);
+}
+
+/* Bytes of each thread's first run a wait prefetches: enough to cover the
+ * ramp of the kernels' own L2 stream (24 KB ahead) several times over,
+ * little against the 2 MB L2. */
+#define MM_WAIT_PF_BYTES (1024 * 1024)
+
+void q_matmul_prefetch_next(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int64_t n_cols) {
+    int nth = qpool_size(pool);
+    if (nth < 2) return;
+    int64_t total = 0;
+    for (int o = 0; o < (glu ? 1 : n_ops); o++) total += grains(ops[o].n_rows);
+    for (int r = 0; r < nth; r++) {
+        /* run r of phase 1 starts at grain total * r / nth (mm_multi_task);
+         * the claim order makes thread r its likeliest taker */
+        int64_t g = total * r / nth, base = 0;
+        int o = 0;
+        while (o + 1 < n_ops && !glu && g >= base + grains(ops[o].n_rows)) base += grains(ops[o++].n_rows);
+        const q_matmul_op *op = &ops[o];
+        int64_t row0 = (g - base) * MM_GRAIN;
+        const void *a = NULL;
+        size_t n = 0;
+        if (op->P && q_packed_isa(op->P) == q_isa_get() && q_packed_cols(op->P) == n_cols)
+            a = q_packed_rows_at(op->P, row0, &n);
+        else if (op->W && row0 < op->n_rows) {
+            size_t rs = qtype_row_size(op->wtype, n_cols);
+            a = (const uint8_t *)op->W + (size_t)row0 * rs;
+            n = (size_t)(op->n_rows - row0) * rs;
+        }
+        qpool_set_wait_prefetch(pool, r, a, n < MM_WAIT_PF_BYTES ? n : MM_WAIT_PF_BYTES);
+    }
 }
 
 void q_matmul_multi(qpool *pool, const q_matmul_op *ops, int n_ops, int64_t n_cols, const float *x, int64_t n_batch) {

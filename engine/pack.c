@@ -222,6 +222,11 @@ int q_packed_isa(const q_packed *p) { return p ? p->isa : -1; }
 int q_packed_type(const q_packed *p) { return p ? p->wtype : -1; }
 int64_t q_packed_rows(const q_packed *p) { return p ? p->n_rows : 0; }
 int64_t q_packed_cols(const q_packed *p) { return p ? p->n_cols : 0; }
+const void *q_packed_rows_at(const q_packed *p, int64_t row0, size_t *bytes_to_end) {
+    size_t off = (size_t)(row0 / Q_PACK_ROWS) * p->group_bytes;
+    *bytes_to_end = off < p->bytes ? p->bytes - off : 0;
+    return off < p->bytes ? p->data + off : NULL;
+}
 
 /* Q8S activations: the reference Q8_0 rounding, then the sums. */
 static void q8s_from_float(const float *x, void *y, int64_t n) {

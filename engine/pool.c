@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #define SPIN_ITERS 4000 /* pauses before a waiting worker parks */
+#define MAX_THREADS 256 /* threads with a wait-prefetch region */
+#define PF_STEP 256     /* bytes prefetched per look at the claim word */
 #define YIELD_EVERY 64  /* pauses between sched_yield while the caller waits */
 #define MAX_PHASES 8
 #define IDX_BITS 24
@@ -51,7 +53,36 @@ struct qpool {
     atomic_int phase_id[MAX_PHASES];  /* the caller's number for it */
     void *scratch;
     size_t scratch_size;
+    /* per thread: what to prefetch while it waits (qpool_set_wait_prefetch) */
+    struct { _Atomic(const uint8_t *) start; atomic_size_t bytes; } pf[MAX_THREADS];
+    struct qpool_worker { qpool *p; int id; } *workers;
 };
+
+/* A waiting thread's progress through its prefetch region. */
+typedef struct pf_cursor { const uint8_t *start, *at, *end; } pf_cursor;
+
+/* Takes the thread's current region (a new one restarts the cursor). */
+static void pf_load(qpool *p, int id, pf_cursor *c) {
+    if (id >= MAX_THREADS) return;
+    /* a region read while it is being replaced may pair one start with the
+     * other's length: harmless, a prefetch never faults */
+    const uint8_t *s = atomic_load_explicit(&p->pf[id].start, memory_order_acquire);
+    size_t n = atomic_load_explicit(&p->pf[id].bytes, memory_order_relaxed);
+    if (s != c->start) { c->start = c->at = s; c->end = s ? s + n : s; }
+    else if (s && c->end != s + n) c->end = s + n;
+}
+
+/* One step of waiting: prefetch PF_STEP bytes of the region into this
+ * core's L2, or pause when the region is done. */
+static inline void cpu_relax(void);
+static inline void wait_step(pf_cursor *c) {
+    if (c->at && c->at < c->end) {
+#if defined(__GNUC__)
+        for (int l = 0; l < PF_STEP; l += 64) __builtin_prefetch(c->at + l, 0, 2);
+#endif
+        c->at += PF_STEP;
+    } else cpu_relax();
+}
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -90,13 +121,23 @@ static uint64_t work(qpool *p) {
     }
 }
 
+/* The calling thread's index in the pool it works for (workers 1..n-1;
+ * 0 for any other thread, the caller of qpool_run_chunks included). */
+static _Thread_local int tls_index;
+
+int qpool_thread_index(void) { return tls_index; }
+
 static void *worker_main(void *v) {
-    qpool *p = v;
+    struct qpool_worker *w = v;
+    qpool *p = w->p;
+    tls_index = w->id;
+    pf_cursor pc = {0};
     while (!atomic_load(&p->stop)) {
         uint64_t seen = work(p);
         int spins = 0;
+        pf_load(p, w->id, &pc);
         while (atomic_load(&p->claim) == seen && !atomic_load(&p->stop) && spins < SPIN_ITERS) {
-            cpu_relax();
+            wait_step(&pc);
             spins++;
         }
         if (atomic_load(&p->claim) != seen || atomic_load(&p->stop)) continue;
@@ -118,12 +159,15 @@ qpool *qpool_new(int n_threads) {
     pthread_cond_init(&p->cv, NULL);
     atomic_store(&p->claim, claim_word(0, PHASE_DONE, 0));
     p->threads = calloc((size_t)n_threads, sizeof(pthread_t));
-    if (!p->threads) { free(p); return NULL; }
-    for (int i = 1; i < n_threads; i++)
-        if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
+    p->workers = calloc((size_t)n_threads, sizeof *p->workers);
+    if (!p->threads || !p->workers) { free(p->threads); free(p->workers); free(p); return NULL; }
+    for (int i = 1; i < n_threads; i++) {
+        p->workers[i] = (struct qpool_worker){p, i};
+        if (pthread_create(&p->threads[i], NULL, worker_main, &p->workers[i]) != 0) {
             p->n = i; /* run with the threads we got */
             break;
         }
+    }
     return p;
 }
 
@@ -137,6 +181,7 @@ void qpool_free(qpool *p) {
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
+    free(p->workers);
     free(p->scratch);
     free(p);
 }
@@ -173,15 +218,23 @@ void qpool_run_chunks(qpool *p, qpool_chunk_fn fn, void *arg, int n_phases, cons
         pthread_mutex_unlock(&p->mu);
     }
     const uint64_t fin = claim_word(seq, PHASE_DONE, 0);
+    pf_cursor pc = {0};
     for (unsigned spins = 0;;) {
         uint64_t c = work(p);
         if (c == fin) break;
+        pf_load(p, 0, &pc);
         while (atomic_load(&p->claim) == c) {
             /* a claimed chunk still runs, maybe on a descheduled worker */
             if (++spins % YIELD_EVERY == 0) sched_yield();
-            else cpu_relax();
+            else wait_step(&pc);
         }
     }
+}
+
+void qpool_set_wait_prefetch(qpool *p, int thread, const void *addr, size_t bytes) {
+    if (!p || thread < 0 || thread >= MAX_THREADS || thread >= p->n) return;
+    atomic_store_explicit(&p->pf[thread].bytes, addr ? bytes : 0, memory_order_relaxed);
+    atomic_store_explicit(&p->pf[thread].start, (const uint8_t *)addr, memory_order_release);
 }
 
 typedef struct plain_job {

@@ -206,6 +206,14 @@ static void add_bias(float *y, const float *bias, int n_rows, int dim) {
         }                                                      \
     } while (0)
 
+static void qkv_ops(model_ctx *c, const model_layer *L, q_matmul_op ops[3]) {
+    const model_hparams *hp = &c->m->hp;
+    int qd = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+    ops[0] = (q_matmul_op){L->wq->data, L->wq->type, qd, c->q, L->pq, NULL};
+    ops[1] = (q_matmul_op){L->wk->data, L->wk->type, kvd, c->k, L->pk, NULL};
+    ops[2] = (q_matmul_op){L->wv->data, L->wv->type, kvd, c->v, L->pv, NULL};
+}
+
 /* Evaluates entries [off, off+n) of the batch; all K/V room is reserved. */
 static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, float *logits, int *n_out) {
     const model *m = c->m;
@@ -229,15 +237,23 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
             if (b->seq[off + i] == b->seq[off + k]) own_cells = false;
     SPAN("embed", "op", n);
 
+    /* Decode streams every weight once per token: while a thread waits
+     * during one job it prefetches the start of its share of the next
+     * matrix (q_matmul_prefetch_next). Prefill is compute-bound: no hints. */
+    bool hint = n <= 4;
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer *L = &m->layers[l];
         if (c->trace) layer_t = span_t;
         /* RMSNorm, then Q, K and V in one pool job: the input is normalised
          * and converted once. */
         q_rms_in attn_in = {c->x, L->attn_norm, hp->rms_eps};
-        q_matmul_op qkv[3] = {{L->wq->data, L->wq->type, qd, c->q, L->pq, NULL},
-                              {L->wk->data, L->wk->type, kvd, c->k, L->pk, NULL},
-                              {L->wv->data, L->wv->type, kvd, c->v, L->pv, NULL}};
+        q_matmul_op qkv[3];
+        qkv_ops(c, L, qkv);
+        q_matmul_op wo = {L->wo->data, L->wo->type, d, c->xb, L->po, c->x}; /* x += wo(att_out) */
+        q_matmul_op gu[2] = {{L->w_gate->data, L->w_gate->type, ff, c->hb, L->p_gate, NULL},
+                             {L->w_up->data, L->w_up->type, ff, c->hb2, L->p_up, NULL}};
+        q_matmul_op down = {L->w_down->data, L->w_down->type, d, c->xb, L->p_down, c->x}; /* x += down(hb) */
+        if (hint) q_matmul_prefetch_next(c->pool, &wo, 1, false, qd);
         q_matmul_multi_rms(c->pool, qkv, 3, d, &attn_in, c->xb, n);
         add_bias(c->q, L->bq, n, qd);
         add_bias(c->k, L->bk, n, kvd);
@@ -248,16 +264,22 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         int attn_chunks[2] = {own_cells ? 0 : n < nth ? n : nth, items < 4 * nth ? items : 4 * nth};
         qpool_run_chunks(c->pool, attn_task, &aj, 2, attn_chunks);
         SPAN("rope_attention", "op", n);
-        q_matmul_op wo = {L->wo->data, L->wo->type, d, c->xb, L->po, c->x}; /* x += wo(att_out) */
+        if (hint) q_matmul_prefetch_next(c->pool, gu, 2, true, d);
         q_matmul_multi(c->pool, &wo, 1, qd, c->att_out, n);
         SPAN("attn_output", "op", n);
 
-        q_matmul_op gate = {L->w_gate->data, L->w_gate->type, ff, c->hb, L->p_gate, NULL};
-        q_matmul_op up = {L->w_up->data, L->w_up->type, ff, c->hb2, L->p_up, NULL};
         q_rms_in ffn_in = {c->x, L->ffn_norm, hp->rms_eps};
-        q_matmul_glu(c->pool, &gate, &up, d, &ffn_in, c->xb, n); /* hb = silu(gate(norm x)) * up(norm x) */
+        if (hint) q_matmul_prefetch_next(c->pool, &down, 1, false, ff);
+        q_matmul_glu(c->pool, &gu[0], &gu[1], d, &ffn_in, c->xb, n); /* hb = silu(gate(norm x)) * up(norm x) */
         SPAN("norm_ffn_gate_up", "op", n);
-        q_matmul_op down = {L->w_down->data, L->w_down->type, d, c->xb, L->p_down, c->x}; /* x += down(hb) */
+        if (hint && l + 1 < hp->n_layer) {
+            q_matmul_op next[3];
+            qkv_ops(c, &m->layers[l + 1], next);
+            q_matmul_prefetch_next(c->pool, next, 3, false, d);
+        } else if (hint) {
+            q_matmul_op out = {m->output->data, m->output->type, hp->n_vocab, NULL, m->p_output, NULL};
+            q_matmul_prefetch_next(c->pool, &out, 1, false, d);
+        }
         q_matmul_multi(c->pool, &down, 1, ff, c->hb, n);
         SPAN("ffn_down", "op", n);
         if (c->trace) {
@@ -277,6 +299,8 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         q_matmul_packed(c->pool, m->output->data, m->p_output, m->output->type, hp->n_vocab, d, c->out_norm, k,
                         logits + (size_t)*n_out * hp->n_vocab);
     *n_out += k;
+    if (hint)
+        for (int t = 0; t < qpool_size(c->pool); t++) qpool_set_wait_prefetch(c->pool, t, NULL, 0);
     SPAN("output", "op", k);
 }
 
