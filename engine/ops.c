@@ -297,9 +297,9 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
     free(own);
 }
 
-/* Bytes of each thread's first run a wait prefetches: enough to cover the
- * ramp of the kernels' own L2 stream (24 KB ahead) several times over,
- * little against the 2 MB L2. */
+/* Bytes of the head of each thread's run that a waiting thread prefetches:
+ * half the 2 MB L2. 192 KB measured no gain, 512 KB less than 1 MB, 1.5 MB
+ * none more (bench/README-kernels.md, sixth round). */
 #define MM_WAIT_PF_BYTES (1024 * 1024)
 
 void q_matmul_prefetch_next(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int64_t n_cols) {
@@ -308,8 +308,8 @@ void q_matmul_prefetch_next(qpool *pool, const q_matmul_op *ops, int n_ops, bool
     int64_t total = 0;
     for (int o = 0; o < (glu ? 1 : n_ops); o++) total += grains(ops[o].n_rows);
     for (int r = 0; r < nth; r++) {
-        /* run r of phase 1 starts at grain total * r / nth (mm_multi_task);
-         * the claim order makes thread r its likeliest taker */
+        /* run r of phase 1 starts at grain total * r / nth, and thread r
+         * claims from it first (mm_multi_task) */
         int64_t g = total * r / nth, base = 0;
         int o = 0;
         while (o + 1 < n_ops && !glu && g >= base + grains(ops[o].n_rows)) base += grains(ops[o++].n_rows);

@@ -58,6 +58,14 @@ struct qpool {
     struct qpool_worker { qpool *p; int id; } *workers;
 };
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* A waiting thread's progress through its prefetch region. */
 typedef struct pf_cursor { const uint8_t *start, *at, *end; } pf_cursor;
 
@@ -73,23 +81,18 @@ static void pf_load(qpool *p, int id, pf_cursor *c) {
 }
 
 /* One step of waiting: prefetch PF_STEP bytes of the region into this
- * core's L2, or pause when the region is done. */
-static inline void cpu_relax(void);
-static inline void wait_step(pf_cursor *c) {
+ * core's L2, or, when the region is done, pause (and return true: only
+ * pauses count toward parking, so prefetching never shortens the spin). */
+static inline bool wait_step(pf_cursor *c) {
     if (c->at && c->at < c->end) {
 #if defined(__GNUC__)
         for (int l = 0; l < PF_STEP; l += 64) __builtin_prefetch(c->at + l, 0, 2);
 #endif
         c->at += PF_STEP;
-    } else cpu_relax();
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
+        return false;
+    }
+    cpu_relax();
+    return true;
 }
 
 static inline uint64_t claim_word(uint32_t seq, int phase, int idx) {
@@ -136,10 +139,8 @@ static void *worker_main(void *v) {
         uint64_t seen = work(p);
         int spins = 0;
         pf_load(p, w->id, &pc);
-        while (atomic_load(&p->claim) == seen && !atomic_load(&p->stop) && spins < SPIN_ITERS) {
-            wait_step(&pc);
-            spins++;
-        }
+        while (atomic_load(&p->claim) == seen && !atomic_load(&p->stop) && spins < SPIN_ITERS)
+            spins += wait_step(&pc);
         if (atomic_load(&p->claim) != seen || atomic_load(&p->stop)) continue;
         pthread_mutex_lock(&p->mu);
         atomic_fetch_add(&p->sleepers, 1);
