@@ -100,6 +100,16 @@ typedef struct mm_multi_job {
 
 static int64_t grains(int64_t rows) { return (rows + MM_GRAIN - 1) / MM_GRAIN; }
 
+/* Phase 1 splits the granules of all ops' rows (GLU: of the gate's, with
+ * the same rows of up) into nth runs; run r starts at mm_run_start(r).
+ * mm_run and q_matmul_prefetch_next must agree on both. */
+static int64_t mm_total_grains(const q_matmul_op *ops, int n_ops, bool glu) {
+    int64_t t = 0;
+    for (int o = 0; o < (glu ? 1 : n_ops); o++) t += grains(ops[o].n_rows);
+    return t;
+}
+static int64_t mm_run_start(int64_t total, int r, int nth) { return total * r / nth; }
+
 /* Rows [r0, r1) of op o (r0 a multiple of MM_GRAIN). */
 static void mm_op_rows(const mm_multi_job *j, int o, int64_t r0, int64_t r1) {
     const q_matmul_op *op = &j->ops[o];
@@ -190,7 +200,8 @@ static void mm_multi_task(void *arg, int phase, int chunk, int n_chunks) {
             pos = atomic_fetch_add(&((mm_multi_job *)j)->run_next[run], 1);
         }
         if (pos >= per) abort(); /* more claims than pieces: a pool bug */
-        int64_t R0 = j->total_grains * run / j->nth, len = j->total_grains * (run + 1) / j->nth - R0;
+        int64_t R0 = mm_run_start(j->total_grains, run, j->nth);
+        int64_t len = mm_run_start(j->total_grains, run + 1, j->nth) - R0;
         G0 = R0 + len - (len >> pos);
         G1 = pos + 1 == per ? R0 + len : R0 + len - (len >> (pos + 1));
     } else {
@@ -247,7 +258,6 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
     j.isa = q_isa_get();
     size_t total = 0;
     for (int o = 0; o < n_ops; o++) {
-        j.total_grains += grains(ops[o].n_rows);
         const qtype_traits *t = qtype_get(ops[o].wtype);
         j.op_vdt[o] = -1;
         if (!t || t->vec_dot_type < 0 || !t->gemm[Q_ISA_SCALAR] || qtype_row_size(t->vec_dot_type, n_cols) == 0) continue;
@@ -268,7 +278,7 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
         }
         j.op_vdt[o] = v;
     }
-    if (glu) j.total_grains = grains(ops[0].n_rows);
+    j.total_grains = mm_total_grains(ops, n_ops, glu);
     uint8_t *mem = NULL, *own = NULL;
     if (total) {
         mem = qpool_scratch(pool, total);
@@ -305,12 +315,10 @@ static void mm_run(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int
 void q_matmul_prefetch_next(qpool *pool, const q_matmul_op *ops, int n_ops, bool glu, int64_t n_cols) {
     int nth = qpool_size(pool);
     if (nth < 2) return;
-    int64_t total = 0;
-    for (int o = 0; o < (glu ? 1 : n_ops); o++) total += grains(ops[o].n_rows);
+    int64_t total = mm_total_grains(ops, n_ops, glu);
     for (int r = 0; r < nth; r++) {
-        /* run r of phase 1 starts at grain total * r / nth, and thread r
-         * claims from it first (mm_multi_task) */
-        int64_t g = total * r / nth, base = 0;
+        /* thread r claims from run r first (mm_multi_task) */
+        int64_t g = mm_run_start(total, r, nth), base = 0;
         int o = 0;
         while (o + 1 < n_ops && !glu && g >= base + grains(ops[o].n_rows)) base += grains(ops[o++].n_rows);
         const q_matmul_op *op = &ops[o];

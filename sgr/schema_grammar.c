@@ -663,10 +663,6 @@ static bool is_pow10_frac(const json *m, int *d) {
     return false;
 }
 
-/* Integer formats that validators assert on numbers (OpenAPI's, checked by
- * Ajv's formats): int32 and int64 admit only integers in their range. Our
- * validator treats them as annotations, so generating within them is a
- * subset. Narrows [*lo, *hi]; returns whether one applies. */
 /* The range of an integer format (int32, int64), or false. */
 static bool int_format_range(const char *f, int64_t *a, int64_t *b) {
     if (!strcmp(f, "int32")) *a = -2147483647 - 1, *b = 2147483647;
@@ -675,6 +671,10 @@ static bool int_format_range(const char *f, int64_t *a, int64_t *b) {
     return true;
 }
 
+/* Integer formats that validators assert on numbers (OpenAPI's, checked by
+ * Ajv's formats): int32 and int64 admit only integers in their range. Our
+ * validator treats them as annotations, so generating within them is a
+ * subset. Narrows [*lo, *hi]; returns whether one applies. */
 static bool int_format(const cs *c, int64_t *lo, int64_t *hi) {
     bool any = false;
     for (size_t i = 0; i < c->fmt.n; i++) {
