@@ -395,6 +395,10 @@ void q_rmsnorm_part(float *y, const float *x, const float *w, int64_t n, float e
 void q_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
 void q_softmax(float *x, int64_t n);
 static inline float q_silu(float x) { return x / (1.0f + __builtin_expf(-x)); }
+/* g[i] = q_silu(g[i]) * u[i] for i < n: the GLU's activation. The scalar
+ * ISA computes exactly that; AVX-512 uses a vector exp (a few ulp from it,
+ * the same bits for any thread count or batch). */
+void q_silu_mul(float *g, const float *u, int64_t n);
 float q_gelu(float x);
 
 /* ------------------------------------------------------------------------ */

@@ -164,9 +164,10 @@ void attn_step_scalar(const float *q, const void *k, const void *v, bool kv_f16,
 #if defined(__x86_64__)
 void attn_step_avx2(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
                     float scale, float *m, float *l, float *out);
-/* AVX-512: a block at a time with a vector exp (engine/kern_attn_avx512.c). */
+/* AVX-512: a block at a time with a vector exp (engine/kern_f32_avx512.c). */
 void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
                        float scale, float *m, float *l, float *out);
+void silu_mul_avx512(float *g, const float *u, int64_t n);
 void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
                        int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
 #endif

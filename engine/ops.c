@@ -70,7 +70,11 @@ void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t
 /* Packed ops: inputs in chunks whose converted rows fit in L2 with room to
  * spare, so each weight group is reused from cache over a whole chunk. */
 #define MM_CHUNK_BYTES (640 * 1024)
-#define MM_CHUNKS_PER_THREAD 6
+/* Claims per thread's run, halving (mm_multi_task): with 8 the last is
+ * 1/128 of the run (a glu run's is one granule, ~2.5 us of decode stream);
+ * with 6 the tails at the end of a decode glu job were 25 us, with 8 9 us
+ * (bench/README-kernels.md, seventh round). */
+#define MM_CHUNKS_PER_THREAD 8
 /* Phase 0 of a batch smaller than the pool: slices of whole 256-element
  * blocks, which every activation format's block size divides. */
 #define MM_SLICE 256
@@ -217,7 +221,7 @@ static void mm_multi_task(void *arg, int phase, int chunk, int n_chunks) {
         for (int64_t c = 0; c < j->n_batch; c++) {
             float *g = j->ops[0].y + c * n_rows;
             const float *u = j->ops[1].y + c * n_rows;
-            for (int64_t r = r0; r < r1; r++) g[r] = q_silu(g[r]) * u[r];
+            q_silu_mul(g + r0, u + r0, r1 - r0);
         }
         return;
     }
@@ -393,6 +397,18 @@ void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, 
 #endif
     for (int h = 0; h < n_q; h++)
         q_attn_step(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
+}
+
+void q_silu_mul(float *g, const float *u, int64_t n) {
+#if defined(__x86_64__)
+    /* the scalar loop spent ~11 us per layer and thread of a TinyLlama
+     * decode in expf (bench/README-kernels.md, seventh round) */
+    if (q_isa_get() == Q_ISA_AVX512) {
+        silu_mul_avx512(g, u, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) g[i] = q_silu(g[i]) * u[i];
 }
 
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) { q_rmsnorm_part(y, x, w, n, eps, 0, n); }

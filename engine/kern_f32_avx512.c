@@ -1,4 +1,7 @@
-/* kern_attn_avx512.c — q_attn_step on 512-bit vectors, a cache block at a
+/* kern_f32_avx512.c — float kernels on 512-bit vectors that need a vector
+ * exp: SiLU·up (the GLU's activation) and attention.
+ *
+ * Attention (q_attn_step) runs a cache block at a
  * time: the block's scores first (q . k, 16 lanes, F16 converted in
  * registers), one max and one rescale of the running state per block, the
  * exponentials of all its scores at once (vector exp), then the V rows
@@ -34,6 +37,26 @@ AI __m512 exp512(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
+}
+
+/* g[i] = silu(g[i]) * u[i] = g[i] / (1 + e^-g[i]) * u[i], the scalar
+ * q_silu's operations in its order with exp512 for expf (so within a few
+ * ulp of it, not bit-equal). exp512 wants x <= 0: e^-g for g < 0 is
+ * 1 / e^g, whose rounding is no worse. NaN stays NaN (g / anything);
+ * e^-g overflows to inf below g = -88.7 as expf does, giving -0. */
+void silu_mul_avx512(float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 mk = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(mk, g + i);
+        __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+        /* e^-|x|, then inverted where x < 0 */
+        __m512 ax = _mm512_abs_ps(x);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), ax));
+        e = _mm512_mask_div_ps(e, neg, one, e);
+        __m512 y = _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(mk, u + i));
+        _mm512_mask_storeu_ps(g + i, mk, y);
+    }
 }
 
 /* r[p] = sum of the lanes of a[p], p < 16: a transpose-and-add tree
