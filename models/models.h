@@ -72,7 +72,7 @@ typedef struct kv_cache {
     int n_layer, kv_dim, type; /* QT_F16 or QT_F32 */
     int n_blocks;              /* in the pool */
     int n_seq;
-    void *k, *v;               /* [n_layer][n_blocks][KV_BLOCK][kv_dim] */
+    void *k, *v;               /* [n_layer][n_blocks][n_head_kv][KV_BLOCK][head_dim] */
     int *free_blocks;
     int n_free;
     kv_seq *seqs;
