@@ -162,8 +162,10 @@ AI void attn_block_body(const float *q, const void *k, const void *v, bool kv_f1
 void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
                        float scale, float *m, float *l, float *out) {
     if (hd > 256 || n > 64) attn_step_scalar(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
-    else if (hd == 64 && !kv_f16) attn_block_body(q, k, v, false, stride, n, 64, scale, m, l, out);
-    else if (hd == 128 && !kv_f16) attn_block_body(q, k, v, false, stride, n, 128, scale, m, l, out);
+    else if (hd == 64 && kv_f16) attn_block_body(q, k, v, true, stride, n, 64, scale, m, l, out);
+    else if (hd == 64) attn_block_body(q, k, v, false, stride, n, 64, scale, m, l, out);
+    else if (hd == 128 && kv_f16) attn_block_body(q, k, v, true, stride, n, 128, scale, m, l, out);
+    else if (hd == 128) attn_block_body(q, k, v, false, stride, n, 128, scale, m, l, out);
     else attn_block_body(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
 }
 
