@@ -384,9 +384,12 @@ void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size
 /* q_attn_step for n_q query heads sharing one K/V head (grouped-query
  * attention): head h reads q + h*q_stride and updates m[h], l[h] and
  * out + h*out_stride; each head's result is bit-identical to q_attn_step's
- * (the cache rows are only converted once for all of them). */
+ * (the cache rows are only converted once for all of them). k_next and
+ * v_next (or NULL): next_bytes of the rows the following call will read,
+ * prefetched while this one computes — a speed hint only. */
 void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride, const void *k_next,
+                       const void *v_next, size_t next_bytes);
 
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 /* Elements [k0, k1) of q_rmsnorm's result (the scale from all n): chunks

@@ -173,7 +173,8 @@ void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16
  * are converted to f32 once (exactly) and every head runs the f32 path,
  * so each head's result is bit-identical to attn_block_avx512 alone. */
 void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride) {
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride,
+                       const void *k_next, const void *v_next, size_t next_bytes) {
     if (!kv_f16 || n_q < 2 || hd % 16 != 0 || hd > 128 || n > 32) {
         for (int h = 0; h < n_q; h++)
             attn_block_avx512(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
@@ -185,8 +186,16 @@ void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, 
             _mm512_store_ps(kf + p * hd + i, ld16(k, (size_t)p * stride + (size_t)i, true));
             _mm512_store_ps(vf + p * hd + i, ld16(v, (size_t)p * stride + (size_t)i, true));
         }
-    for (int h = 0; h < n_q; h++)
+    /* the next block's lines, spread over the heads: a burst of them at
+     * once would wait for fill buffers with the computation behind it */
+    size_t lines = k_next ? (next_bytes + 63) / 64 : 0;
+    for (int h = 0; h < n_q; h++) {
+        for (size_t i = lines * (size_t)h / (size_t)n_q; i < lines * (size_t)(h + 1) / (size_t)n_q; i++) {
+            _mm_prefetch((const char *)k_next + 64 * i, _MM_HINT_T0);
+            _mm_prefetch((const char *)v_next + 64 * i, _MM_HINT_T0);
+        }
         attn_block_avx512(q + h * q_stride, kf, vf, false, (size_t)hd, n, hd, scale, m + h, l + h, out + h * out_stride);
+    }
 }
 
 #else

@@ -169,7 +169,8 @@ void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16
                        float scale, float *m, float *l, float *out);
 void silu_mul_avx512(float *g, const float *u, int64_t n);
 void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride);
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride,
+                       const void *k_next, const void *v_next, size_t next_bytes);
 #endif
 
 /* Packed weights (engine/pack.c): groups of Q_PACK_ROWS rows interleaved,

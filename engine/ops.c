@@ -388,10 +388,12 @@ void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size
 }
 
 void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride) {
+                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride, const void *k_next,
+                       const void *v_next, size_t next_bytes) {
 #if defined(__x86_64__)
     if (q_isa_get() == Q_ISA_AVX512) {
-        attn_group_avx512(q, q_stride, n_q, k, v, kv_f16, stride, n, hd, scale, m, l, out, out_stride);
+        attn_group_avx512(q, q_stride, n_q, k, v, kv_f16, stride, n, hd, scale, m, l, out, out_stride, k_next, v_next,
+                          next_bytes);
         return;
     }
 #endif

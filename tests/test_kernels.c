@@ -347,7 +347,8 @@ static void test_attention_group(void) {
         memset(o2, 0, sizeof o2);
         for (int rep = 0; rep < 2; rep++) { /* two blocks: the second rescales */
             for (int h = 0; h < nq; h++) q_attn_step(q + h * hd, kh, vh, true, stride, n - rep * 7, hd, 0.2f, &m1[h], &l1[h], o1 + h * hd);
-            q_attn_step_group(q, (size_t)hd, nq, kh, vh, true, stride, n - rep * 7, hd, 0.2f, m2, l2, o2, (size_t)hd);
+            q_attn_step_group(q, (size_t)hd, nq, kh, vh, true, stride, n - rep * 7, hd, 0.2f, m2, l2, o2, (size_t)hd,
+                              rep ? NULL : kh, rep ? NULL : vh, (size_t)n * stride * 2);
         }
         check(memcmp(o1, o2, sizeof o1) == 0 && memcmp(l1, l2, sizeof l1) == 0 && memcmp(m1, m2, sizeof m1) == 0,
               "q_attn_step_group %s differs from q_attn_step", q_isa_name(isa));
