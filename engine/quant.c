@@ -6,6 +6,9 @@
 
 #include <math.h>
 #include <strings.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 static void f32_to_float(const void *x, float *y, int64_t n) { memcpy(y, x, (size_t)n * sizeof(float)); }
 static void f32_from_float(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * sizeof(float)); }
@@ -18,12 +21,34 @@ static void f16_to_float(const void *x, float *y, int64_t n) {
         y[i] = q_fp16_to_f32(h);
     }
 }
-static void f16_from_float(const float *x, void *y, int64_t n) {
-    uint8_t *p = y;
+static void f16_from_float_scalar(const float *x, uint8_t *p, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         uint16_t h = q_f32_to_fp16(x[i]);
         memcpy(p + 2 * i, &h, 2);
     }
+}
+#if defined(__x86_64__)
+/* F16C rounds to nearest even like q_f32_to_fp16, subnormals and overflow
+ * included; only NaN payloads differ, so eights holding a NaN take the
+ * scalar path (the F16 KV cache store: ~12 cycles per element in software). */
+__attribute__((target("avx,f16c"))) static void f16_from_float_f16c(const float *x, uint8_t *p, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) f16_from_float_scalar(x + i, p + 2 * i, 8);
+        else _mm_storeu_si128((__m128i *)(void *)(p + 2 * i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    f16_from_float_scalar(x + i, p + 2 * i, n - i);
+}
+#endif
+static void f16_from_float(const float *x, void *y, int64_t n) {
+#if defined(__x86_64__)
+    if (q_isa_get() != Q_ISA_SCALAR) { /* AVX2 and up include F16C */
+        f16_from_float_f16c(x, y, n);
+        return;
+    }
+#endif
+    f16_from_float_scalar(x, y, n);
 }
 static void bf16_to_float(const void *x, float *y, int64_t n) {
     const uint8_t *p = x;

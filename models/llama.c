@@ -102,8 +102,7 @@ static inline size_t kv_cell(const kv_cache *kv, int layer, int seq, int pos, in
 /* n values of a cache row from element offset cell on. */
 static void kv_store(kv_cache *kv, void *base, size_t cell, const float *src, int n) {
     if (kv->type == QT_F16) {
-        uint16_t *d = (uint16_t *)base + cell;
-        for (int i = 0; i < n; i++) d[i] = q_f32_to_fp16(src[i]);
+        qtype_get(QT_F16)->from_float(src, (uint16_t *)base + cell, n);
     } else {
         memcpy((float *)base + cell, src, (size_t)n * sizeof(float));
     }

@@ -402,6 +402,48 @@ static void test_silu_mul(void) {
     q_isa_set(saved, NULL);
 }
 
+/* F16 rows (the KV cache store) of every ISA: the bytes of q_f32_to_fp16,
+ * for random values across the half range, ties to even, the subnormal and
+ * overflow edges, ±0, ±inf and NaN, at every tail length. */
+static void test_f16_row(void) {
+    enum { N = 4000 };
+    float x[N];
+    uint16_t want[N], got[N + 1];
+    uint64_t s = 11;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t u = (uint32_t)(s >> 32);
+        /* exponents 2^-30 .. 2^17 (subnormal halves to overflow), any mantissa */
+        u = (u & 0x807fffffu) | ((97u + (u >> 23) % 48u) << 23);
+        x[i] = q_f32_from_bits(u);
+    }
+    const float edge[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 65504.0f, 65519.99f, 65520.0f, -65520.0f,
+                          6.1035156e-05f, 5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f, 1.0009766f, 1.0004883f,
+                          1.0014648f, 3.0e-8f, 1e-45f};
+    for (int i = 0; i < (int)(sizeof edge / sizeof *edge); i++) x[i * 3] = edge[i];
+    x[100] = q_f32_from_bits(0x7fe00000u); /* NaNs with payloads */
+    x[205] = q_f32_from_bits(0xffa00001u);
+    for (int i = 0; i < N; i++) want[i] = q_f32_to_fp16(x[i]);
+    int saved = q_isa_get();
+    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+        if (!q_isa_available(isa)) continue;
+        q_isa_set(isa, NULL);
+        int bad = -1, bad_len = -1;
+        for (int n = 0; n <= 20 && bad_len < 0; n++) {
+            got[n] = 0xbeef; /* a canary after the row */
+            qtype_get(QT_F16)->from_float(x + 37, got, n);
+            if (memcmp(got, want + 37, (size_t)n * 2) != 0 || got[n] != 0xbeef) bad_len = n;
+        }
+        check(bad_len < 0, "F16 row %s: a row of %d differs or writes past its end", q_isa_name(isa), bad_len);
+        qtype_get(QT_F16)->from_float(x, got, N);
+        for (int i = 0; i < N && bad < 0; i++)
+            if (got[i] != want[i]) bad = i;
+        check(bad < 0, "F16 row %s: element %d (%g) gives %04x, scalar %04x", q_isa_name(isa), bad,
+              bad >= 0 ? x[bad] : 0.0, bad >= 0 ? got[bad] : 0, bad >= 0 ? want[bad] : 0);
+    }
+    q_isa_set(saved, NULL);
+}
+
 /* The activation conversions of every ISA produce the scalar bytes: random
  * rows at several magnitudes, exact halves (roundf vs round-half-even
  * differ there), zero / tiny / denormal blocks, infinities and NaNs. */
@@ -524,6 +566,7 @@ int main(void) {
     test_attention();
     test_attention_group();
     test_silu_mul();
+    test_f16_row();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
     qerr e;
     check(q_isa_set(Q_ISA_COUNT, &e) != 0, "q_isa_set out of range accepted");
