@@ -371,25 +371,31 @@ int q_repack_mode(qerr *e);
 void q_matmul_f32(qpool *pool, const void *W, int wtype, int64_t n_rows, int64_t n_cols, const float *x,
                   int64_t n_batch, float *y);
 
-/* Attention, one step of a fused online softmax over n cached positions of
- * one head: for each position p, s = scale * q . k_p; the running max *m,
- * normaliser *l and unnormalised output out[hd] are rescaled when s raises
- * the max, then out += exp(s - *m) * v_p, *l += exp(s - *m). k and v are
- * F16 (kv_f16) or F32 rows, `stride` elements apart. Start with *m = -inf,
- * *l = 0, out = 0 and divide out by *l at the end. Vectorised per ISA; a
- * head's result depends only on its inputs (not on threads or batching). */
-void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd, float scale,
-                 float *m, float *l, float *out);
-
-/* q_attn_step for n_q query heads sharing one K/V head (grouped-query
- * attention): head h reads q + h*q_stride and updates m[h], l[h] and
- * out + h*out_stride; each head's result is bit-identical to q_attn_step's
- * (the cache rows are only converted once for all of them). k_next and
- * v_next (or NULL): next_bytes of the rows the following call will read,
- * prefetched while this one computes — a speed hint only. */
-void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride, const void *k_next,
-                       const void *v_next, size_t next_bytes);
+/* Attention over a KV cache, a block of Q_ATTN_BLOCK positions of one KV
+ * head at a time (fused online softmax). The block holds K transposed, hd
+ * rows of Q_ATTN_BLOCK (position p of dimension d at d * Q_ATTN_BLOCK + p),
+ * so a query's scores come out many positions per vector with no
+ * reduction, and V by position (p * hd + d); F16 (kv_f16) or F32.
+ * Query row r (one head of one entry) sees the block's first cnt[r]
+ * positions (0: none) and updates its running max m[r], normaliser l[r]
+ * and unnormalised output out[r][hd]: s = scale * q . k_p; when the block
+ * raises the max, out and l are rescaled; then out += exp(s - m) v_p and
+ * l += exp(s - m). Start with m = -inf, l = 0, out = 0; divide out by l
+ * after the last block. A row's result depends only on its own inputs —
+ * not on the other rows, their number or order, threads or batching — so
+ * prefill (many entries' rows per block), batched decode and decode agree
+ * bit for bit. kt_next, v_next: the blocks the next call reads (or NULL),
+ * next_bytes each, prefetched while this one computes (a speed hint). */
+#define Q_ATTN_BLOCK 32
+typedef struct q_attn_rows {
+    int n;
+    const float *const *q; /* [n] query rows, hd each */
+    float *const *out;     /* [n] accumulators, hd each */
+    float *m, *l;          /* [n] running max and normaliser */
+    const int *cnt;        /* [n] positions of the block seen, 0..Q_ATTN_BLOCK */
+} q_attn_rows;
+void q_attn_block(const q_attn_rows *rows, const void *kt, const void *v, bool kv_f16, int hd, float scale,
+                  const void *kt_next, const void *v_next, size_t next_bytes);
 
 void q_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 /* Elements [k0, k1) of q_rmsnorm's result (the scale from all n): chunks

@@ -1,15 +1,15 @@
 /* kern_f32_avx512.c — float kernels on 512-bit vectors that need a vector
  * exp: SiLU·up (the GLU's activation) and attention.
  *
- * Attention (q_attn_step) runs a cache block at a
- * time: the block's scores first (q . k, 16 lanes, F16 converted in
- * registers), one max and one rescale of the running state per block, the
- * exponentials of all its scores at once (vector exp), then the V rows
+ * Attention (q_attn_block) takes a cache block of one KV head against many
+ * query rows: the block converted from F16 once, then rows four at a time,
+ * their scores for 16 positions per vector straight from the transposed K
+ * (no reductions), one max and one rescale of a row's state per block, the
+ * exponentials of its scores at once (vector exp), then the V rows
  * accumulated. The same result as the position-by-position online softmax
  * up to rounding (one rescale per block instead of one per new maximum);
- * deterministic, and a head's result depends only on its own inputs. Head
- * sizes that are not a multiple of 16 use a masked last vector (small
- * models: stories260K has 8); above 256 they take the scalar path. */
+ * deterministic, and a row's result depends only on its own inputs. Head
+ * sizes that are not a multiple of 16 or above 256 take the scalar path. */
 #include "engine/kernels.h"
 
 #if defined(__x86_64__)
@@ -59,145 +59,145 @@ void silu_mul_avx512(float *g, const float *u, int64_t n) {
     }
 }
 
-/* r[p] = sum of the lanes of a[p], p < 16: a transpose-and-add tree
- * (about 3 operations per vector instead of a full reduction each). */
-AI __m512 hsum16(__m512 a[16]) {
-    __m512 b[8], c[4];
-    for (int i = 0; i < 8; i++)
-        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[i], a[i + 8], 0x44), _mm512_shuffle_f32x4(a[i], a[i + 8], 0xee));
-    for (int i = 0; i < 4; i++)
-        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xdd));
-    /* chunk k of c[i] holds position i + (0, 8, 4, 12)[k] */
-    __m512 d0 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
-    __m512 d1 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
-    __m512 r = _mm512_add_ps(_mm512_shuffle_ps(d0, d1, 0x44), _mm512_shuffle_ps(d0, d1, 0xee));
-    return _mm512_shuffle_f32x4(r, r, 0xd8); /* chunks 0, 2, 1, 3 */
-}
-
+/* 16 f32 lanes at element idx of a block: F16 converted on the load (exact)
+ * or f32. */
 AI __m512 ld16(const void *base, size_t idx, bool f16) {
     if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)base + idx)));
     return _mm512_loadu_ps((const float *)base + idx);
 }
-/* The same with lanes outside mk zero (and not read: masked loads never
- * touch the masked-out elements). */
-AI __m512 ld16m(const void *base, size_t idx, bool f16, __mmask16 mk) {
-    if (mk == (__mmask16)0xffff) return ld16(base, idx, f16);
-    if (f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, (const uint16_t *)base + idx));
-    return _mm512_maskz_loadu_ps(mk, (const float *)base + idx);
+
+/* Scores of NR rows (1 or 4) for the block's first 16 * NV positions (NV
+ * vectors a row), from the transposed K: two partial sums over d (even and
+ * odd dimensions) per vector. A row's operations are the same whatever the
+ * other rows are, so its bits are too. */
+AI void attn_scores(const float *const *q, const void *K, bool f16, int hd, int NR, int NV, __m512 s[4][2]) {
+    enum { B = Q_ATTN_BLOCK };
+    __m512 a[4][2], b[4][2];
+    for (int j = 0; j < NV; j++) {
+        __m512 k0 = ld16(K, 16 * (size_t)j, f16), k1 = ld16(K, B + 16 * (size_t)j, f16);
+        for (int i = 0; i < NR; i++) {
+            a[i][j] = _mm512_mul_ps(_mm512_set1_ps(q[i][0]), k0);
+            b[i][j] = _mm512_mul_ps(_mm512_set1_ps(q[i][1]), k1);
+        }
+    }
+    for (int d = 2; d < hd; d += 2)
+        for (int j = 0; j < NV; j++) {
+            __m512 k0 = ld16(K, (size_t)d * B + 16 * j, f16), k1 = ld16(K, (size_t)(d + 1) * B + 16 * j, f16);
+            for (int i = 0; i < NR; i++) {
+                a[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d]), k0, a[i][j]);
+                b[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(q[i][d + 1]), k1, b[i][j]);
+            }
+        }
+    for (int i = 0; i < NR; i++)
+        for (int j = 0; j < NV; j++) s[i][j] = _mm512_add_ps(a[i][j], b[i][j]);
 }
 
-/* The body of attn_block_avx512, inlined with hd a constant for the common
- * head sizes: with hd known the lane masks and vector counts fold away
- * (~1.6x faster blocks at hd 64); the operations, and so the bits, are the
- * same for every hd. */
-AI void attn_block_body(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                        float scale, float *m, float *l, float *out) {
-    const int nv = (hd + 15) / 16;
-    /* lanes of vector i that belong to the head (all but a partial last one) */
-#define LANES(i) ((i) == nv - 1 && hd % 16 ? (__mmask16)((1u << (hd % 16)) - 1) : (__mmask16)0xffff)
-    __m512 qv[16], ov[16];
-    for (int i = 0; i < nv; i++) qv[i] = _mm512_maskz_loadu_ps(LANES(i), q + 16 * i), ov[i] = _mm512_maskz_loadu_ps(LANES(i), out + 16 * i);
-    float s[64] __attribute__((aligned(64)));
-    float bm = -INFINITY;
-    const __m512 sv = _mm512_set1_ps(scale);
-    for (int p0 = 0; p0 < n; p0 += 16) {
-        __m512 acc[16];
-        for (int p = 0; p < 16; p++) {
-            if (p0 + p >= n) { acc[p] = _mm512_setzero_ps(); continue; }
-            size_t row = (size_t)(p0 + p) * stride;
-            acc[p] = _mm512_mul_ps(qv[0], ld16m(k, row, kv_f16, LANES(0)));
-            for (int i = 1; i < nv; i++) acc[p] = _mm512_fmadd_ps(qv[i], ld16m(k, row + 16 * (size_t)i, kv_f16, LANES(i)), acc[p]);
-        }
-        __mmask16 msk = n - p0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - p0)) - 1);
-        __m512 sc = _mm512_mul_ps(hsum16(acc), sv);
-        _mm512_mask_storeu_ps(s + p0, msk, sc);
-        float mb = _mm512_mask_reduce_max_ps(msk, sc);
-        bm = mb > bm ? mb : bm;
+/* One row's softmax update and V accumulation from its scores. V rows for
+ * even and odd positions go to two accumulator sets (shorter FMA chains). */
+AI void attn_row_update(const __m512 sc[2], int n, const void *V, bool f16, int hd, float scale, float *mp, float *lp,
+                        float *out) {
+    enum { B = Q_ATTN_BLOCK };
+    const int nv = hd / 16;
+    __m512 s0 = _mm512_mul_ps(sc[0], _mm512_set1_ps(scale)), s1 = _mm512_setzero_ps();
+    __mmask16 m0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+    __mmask16 m1 = n <= 16 ? (__mmask16)0 : n >= 32 ? (__mmask16)0xffff : (__mmask16)((1u << (n - 16)) - 1);
+    float bm = _mm512_mask_reduce_max_ps(m0, s0);
+    if (m1) {
+        s1 = _mm512_mul_ps(sc[1], _mm512_set1_ps(scale));
+        float b1 = _mm512_mask_reduce_max_ps(m1, s1);
+        bm = b1 > bm ? b1 : bm;
     }
-    float mx = *m, sum = *l;
+    __m512 ov[16], o2[16];
+    for (int i = 0; i < nv; i++) ov[i] = _mm512_loadu_ps(out + 16 * i), o2[i] = _mm512_setzero_ps();
+    float mx = *mp, sum = *lp;
     if (bm > mx) { /* a new maximum: rescale what was accumulated */
         float c = expf(mx - bm);
-        __m512 cv = _mm512_set1_ps(c);
-        for (int i = 0; i < nv; i++) ov[i] = _mm512_mul_ps(ov[i], cv);
+        for (int i = 0; i < nv; i++) ov[i] = _mm512_mul_ps(ov[i], _mm512_set1_ps(c));
         sum *= c;
         mx = bm;
     }
+    float e[B] __attribute__((aligned(64)));
     __m512 mv = _mm512_set1_ps(mx);
-    for (int p = 0; p < n; p += 16) {
-        __mmask16 msk = n - p >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - p)) - 1);
-        __m512 e = _mm512_maskz_mov_ps(msk, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(msk, s + p), mv)));
-        _mm512_mask_storeu_ps(s + p, msk, e);
-        sum += _mm512_reduce_add_ps(e);
+    __m512 e0 = _mm512_maskz_mov_ps(m0, exp512(_mm512_sub_ps(s0, mv)));
+    _mm512_store_ps(e, e0);
+    sum += _mm512_reduce_add_ps(e0);
+    if (m1) {
+        __m512 e1 = _mm512_maskz_mov_ps(m1, exp512(_mm512_sub_ps(s1, mv)));
+        _mm512_store_ps(e + 16, e1);
+        sum += _mm512_reduce_add_ps(e1);
     }
-    /* V rows; for heads up to 128 two accumulator sets (even and odd
-     * positions) halve the length of the FMA dependency chains */
-    if (nv <= 8) {
-        __m512 o2[8];
-        for (int i = 0; i < nv; i++) o2[i] = _mm512_setzero_ps();
-        int p = 0;
-        for (; p + 2 <= n; p += 2) {
-            __m512 a = _mm512_set1_ps(s[p]), a2 = _mm512_set1_ps(s[p + 1]);
-            for (int i = 0; i < nv; i++) {
-                ov[i] = _mm512_fmadd_ps(a, ld16m(v, (size_t)p * stride + 16 * (size_t)i, kv_f16, LANES(i)), ov[i]);
-                o2[i] = _mm512_fmadd_ps(a2, ld16m(v, (size_t)(p + 1) * stride + 16 * (size_t)i, kv_f16, LANES(i)), o2[i]);
+    int p = 0;
+    for (; p + 2 <= n; p += 2) {
+        __m512 x = _mm512_set1_ps(e[p]), y = _mm512_set1_ps(e[p + 1]);
+        for (int i = 0; i < nv; i++) {
+            ov[i] = _mm512_fmadd_ps(x, ld16(V, (size_t)p * hd + 16 * i, f16), ov[i]);
+            o2[i] = _mm512_fmadd_ps(y, ld16(V, (size_t)(p + 1) * hd + 16 * i, f16), o2[i]);
+        }
+    }
+    if (p < n) {
+        __m512 x = _mm512_set1_ps(e[p]);
+        for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(x, ld16(V, (size_t)p * hd + 16 * i, f16), ov[i]);
+    }
+    for (int i = 0; i < nv; i++) _mm512_storeu_ps(out + 16 * i, _mm512_add_ps(ov[i], o2[i]));
+    *mp = mx;
+    *lp = sum;
+}
+
+/* The block for every row, inlined with hd a constant for the common head
+ * sizes (the loops then unroll; the operations are the same for any hd).
+ * With three rows or more an F16 block is converted to f32 once for all of
+ * them (exact, so the same bits as converting on each load, which one or
+ * two rows do), and rows go four at a time, the rest one at a time. The
+ * next block's lines are prefetched a share per row: all at once they
+ * would wait for fill buffers with the computation behind them. */
+AI void attn_block_body(const q_attn_rows *R, const void *kt, const void *v, bool f16, int hd, float scale,
+                        const void *kt_next, const void *v_next, size_t next_bytes) {
+    enum { B = Q_ATTN_BLOCK };
+    int nmax = 0;
+    for (int i = 0; i < R->n; i++) nmax = R->cnt[i] > nmax ? R->cnt[i] : nmax;
+    if (nmax <= 0) return;
+    if (nmax > B) nmax = B;
+    const int NV = nmax > 16 ? 2 : 1;
+    float kb[256 * B] __attribute__((aligned(64))), vb[B * 256] __attribute__((aligned(64)));
+    const void *K = kt, *V = v;
+    bool kf16 = f16;
+    if (f16 && R->n >= 3) {
+        for (int d = 0; d < hd; d++)
+            for (int j = 0; j < NV; j++) _mm512_store_ps(kb + (size_t)d * B + 16 * j, ld16(kt, (size_t)d * B + 16 * j, true));
+        for (int p = 0; p < nmax; p++)
+            for (int i = 0; i < hd; i += 16) _mm512_store_ps(vb + (size_t)p * hd + i, ld16(v, (size_t)p * hd + i, true));
+        K = kb, V = vb, kf16 = false;
+    }
+    size_t lines = kt_next ? (next_bytes + 63) / 64 : 0;
+    for (int r0 = 0; r0 < R->n;) {
+        int nr = R->n - r0 >= 4 ? 4 : 1;
+        __m512 s[4][2];
+        if (nr == 4 && NV == 2) attn_scores(R->q + r0, K, kf16, hd, 4, 2, s);
+        else if (nr == 4) attn_scores(R->q + r0, K, kf16, hd, 4, 1, s);
+        else if (NV == 2) attn_scores(R->q + r0, K, kf16, hd, 1, 2, s);
+        else attn_scores(R->q + r0, K, kf16, hd, 1, 1, s);
+        for (int i = 0; i < nr; i++) {
+            int r = r0 + i, n = R->cnt[r] < B ? R->cnt[r] : B;
+            for (size_t x = lines * (size_t)r / (size_t)R->n; x < lines * (size_t)(r + 1) / (size_t)R->n; x++) {
+                _mm_prefetch((const char *)kt_next + 64 * x, _MM_HINT_T0);
+                _mm_prefetch((const char *)v_next + 64 * x, _MM_HINT_T0);
             }
+            if (n > 0) attn_row_update(s[i], n, V, kf16, hd, scale, &R->m[r], &R->l[r], R->out[r]);
         }
-        if (p < n) {
-            __m512 a = _mm512_set1_ps(s[p]);
-            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16m(v, (size_t)p * stride + 16 * (size_t)i, kv_f16, LANES(i)), ov[i]);
-        }
-        for (int i = 0; i < nv; i++) ov[i] = _mm512_add_ps(ov[i], o2[i]);
-    } else {
-        for (int p = 0; p < n; p++) {
-            __m512 a = _mm512_set1_ps(s[p]);
-            for (int i = 0; i < nv; i++) ov[i] = _mm512_fmadd_ps(a, ld16m(v, (size_t)p * stride + 16 * (size_t)i, kv_f16, LANES(i)), ov[i]);
-        }
+        r0 += nr;
     }
-    for (int i = 0; i < nv; i++) _mm512_mask_storeu_ps(out + 16 * i, LANES(i), ov[i]);
-#undef LANES
-    *m = mx;
-    *l = sum;
 }
 
-void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                       float scale, float *m, float *l, float *out) {
-    if (hd > 256 || n > 64) attn_step_scalar(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
-    else if (hd == 64 && kv_f16) attn_block_body(q, k, v, true, stride, n, 64, scale, m, l, out);
-    else if (hd == 64) attn_block_body(q, k, v, false, stride, n, 64, scale, m, l, out);
-    else if (hd == 128 && kv_f16) attn_block_body(q, k, v, true, stride, n, 128, scale, m, l, out);
-    else if (hd == 128) attn_block_body(q, k, v, false, stride, n, 128, scale, m, l, out);
-    else attn_block_body(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
-}
-
-/* The heads of one KV group against the same cache block: the F16 rows
- * are converted to f32 once (exactly) and every head runs the f32 path,
- * so each head's result is bit-identical to attn_block_avx512 alone. */
-void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride,
-                       const void *k_next, const void *v_next, size_t next_bytes) {
-    if (!kv_f16 || n_q < 2 || hd % 16 != 0 || hd > 128 || n > 32) {
-        for (int h = 0; h < n_q; h++)
-            attn_block_avx512(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
-        return;
-    }
-    float kf[32 * 128] __attribute__((aligned(64))), vf[32 * 128] __attribute__((aligned(64)));
-    for (int p = 0; p < n; p++)
-        for (int i = 0; i < hd; i += 16) {
-            _mm512_store_ps(kf + p * hd + i, ld16(k, (size_t)p * stride + (size_t)i, true));
-            _mm512_store_ps(vf + p * hd + i, ld16(v, (size_t)p * stride + (size_t)i, true));
-        }
-    /* the next block's lines, spread over the heads: a burst of them at
-     * once would wait for fill buffers with the computation behind it */
-    size_t lines = k_next ? (next_bytes + 63) / 64 : 0;
-    for (int h = 0; h < n_q; h++) {
-        for (size_t i = lines * (size_t)h / (size_t)n_q; i < lines * (size_t)(h + 1) / (size_t)n_q; i++) {
-            _mm_prefetch((const char *)k_next + 64 * i, _MM_HINT_T0);
-            _mm_prefetch((const char *)v_next + 64 * i, _MM_HINT_T0);
-        }
-        attn_block_avx512(q + h * q_stride, kf, vf, false, (size_t)hd, n, hd, scale, m + h, l + h, out + h * out_stride);
-    }
+void attn_block_avx512(const q_attn_rows *r, const void *kt, const void *v, bool kv_f16, int hd, float scale,
+                       const void *kt_next, const void *v_next, size_t next_bytes) {
+    if (hd % 16 != 0 || hd > 256) attn_block_scalar(r, kt, v, kv_f16, hd, scale);
+    else if (hd == 64 && kv_f16) attn_block_body(r, kt, v, true, 64, scale, kt_next, v_next, next_bytes);
+    else if (hd == 64) attn_block_body(r, kt, v, false, 64, scale, kt_next, v_next, next_bytes);
+    else if (hd == 128 && kv_f16) attn_block_body(r, kt, v, true, 128, scale, kt_next, v_next, next_bytes);
+    else if (hd == 128) attn_block_body(r, kt, v, false, 128, scale, kt_next, v_next, next_bytes);
+    else attn_block_body(r, kt, v, kv_f16, hd, scale, kt_next, v_next, next_bytes);
 }
 
 #else
-typedef int kern_attn_avx512_empty; /* nothing to compile off x86 */
+typedef int kern_f32_avx512_empty; /* nothing to compile off x86 */
 #endif

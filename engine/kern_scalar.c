@@ -268,33 +268,33 @@ KQUANT_DOT(q6_K)
 Q_KERNEL_LIST(SCALAR_GEMM)
 
 /* ------------------------------------------------------------------------ */
-/* Attention: one pass of online softmax (see q_attn_step). */
-void attn_step_scalar(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                      float scale, float *m, float *l, float *out) {
-    for (int p = 0; p < n; p++) {
-        float s = 0;
-        if (kv_f16) {
-            const uint16_t *kp = (const uint16_t *)k + (size_t)p * stride;
-            for (int d = 0; d < hd; d++) s += q[d] * q_fp16_to_f32(kp[d]);
-        } else {
-            const float *kp = (const float *)k + (size_t)p * stride;
-            for (int d = 0; d < hd; d++) s += q[d] * kp[d];
+/* Attention: one block, row by row (see q_attn_block): the reference. */
+void attn_block_scalar(const q_attn_rows *r, const void *kt, const void *v, bool kv_f16, int hd, float scale) {
+    const uint16_t *kh = kt, *vh = v;
+    const float *kf = kt, *vf = v;
+    for (int i = 0; i < r->n; i++) {
+        int n = r->cnt[i];
+        if (n <= 0) continue;
+        if (n > Q_ATTN_BLOCK) n = Q_ATTN_BLOCK;
+        const float *q = r->q[i];
+        float *out = r->out[i], s[Q_ATTN_BLOCK], bm = -INFINITY;
+        for (int p = 0; p < n; p++) {
+            float acc = 0;
+            for (int d = 0; d < hd; d++)
+                acc += q[d] * (kv_f16 ? q_fp16_to_f32(kh[d * Q_ATTN_BLOCK + p]) : kf[d * Q_ATTN_BLOCK + p]);
+            s[p] = acc * scale;
+            if (s[p] > bm) bm = s[p];
         }
-        s *= scale;
-        if (s > *m) { /* a new maximum: rescale what was accumulated */
-            float c = expf(*m - s);
+        if (bm > r->m[i]) { /* a new maximum: rescale what was accumulated */
+            float c = expf(r->m[i] - bm);
             for (int d = 0; d < hd; d++) out[d] *= c;
-            *l *= c;
-            *m = s;
+            r->l[i] *= c;
+            r->m[i] = bm;
         }
-        float a = expf(s - *m);
-        *l += a;
-        if (kv_f16) {
-            const uint16_t *vp = (const uint16_t *)v + (size_t)p * stride;
-            for (int d = 0; d < hd; d++) out[d] += a * q_fp16_to_f32(vp[d]);
-        } else {
-            const float *vp = (const float *)v + (size_t)p * stride;
-            for (int d = 0; d < hd; d++) out[d] += a * vp[d];
+        for (int p = 0; p < n; p++) {
+            float a = expf(s[p] - r->m[i]);
+            r->l[i] += a;
+            for (int d = 0; d < hd; d++) out[d] += a * (kv_f16 ? q_fp16_to_f32(vh[p * hd + d]) : vf[p * hd + d]);
         }
     }
 }

@@ -156,21 +156,14 @@ Q_NEON_LIST(Q_DECL_NEON)
 #define Q_NEON_q6_K NULL
 #endif
 
-/* Attention steps (q_attn_step) per ISA. */
-typedef void (*q_attn_fn)(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                          float scale, float *m, float *l, float *out);
-void attn_step_scalar(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                      float scale, float *m, float *l, float *out);
+/* Attention blocks (q_attn_block) per ISA. */
+void attn_block_scalar(const q_attn_rows *r, const void *kt, const void *v, bool kv_f16, int hd, float scale);
 #if defined(__x86_64__)
-void attn_step_avx2(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                    float scale, float *m, float *l, float *out);
-/* AVX-512: a block at a time with a vector exp (engine/kern_f32_avx512.c). */
-void attn_block_avx512(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd,
-                       float scale, float *m, float *l, float *out);
+void attn_block_avx2(const q_attn_rows *r, const void *kt, const void *v, bool kv_f16, int hd, float scale);
+/* AVX-512 (engine/kern_f32_avx512.c): rows four at a time, vector exp. */
+void attn_block_avx512(const q_attn_rows *r, const void *kt, const void *v, bool kv_f16, int hd, float scale,
+                       const void *kt_next, const void *v_next, size_t next_bytes);
 void silu_mul_avx512(float *g, const float *u, int64_t n);
-void attn_group_avx512(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride,
-                       const void *k_next, const void *v_next, size_t next_bytes);
 #endif
 
 /* Packed weights (engine/pack.c): groups of Q_PACK_ROWS rows interleaved,

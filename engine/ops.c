@@ -374,31 +374,21 @@ void q_matmul_packed(qpool *pool, const void *W, const q_packed *P, int wtype, i
     q_matmul_multi(pool, &op, 1, n_cols, x, n_batch);
 }
 
-void q_attn_step(const float *q, const void *k, const void *v, bool kv_f16, size_t stride, int n, int hd, float scale,
-                 float *m, float *l, float *out) {
-    static const q_attn_fn fns[Q_ISA_COUNT] = {
-        [Q_ISA_SCALAR] = attn_step_scalar,
+void q_attn_block(const q_attn_rows *rows, const void *kt, const void *v, bool kv_f16, int hd, float scale,
+                  const void *kt_next, const void *v_next, size_t next_bytes) {
 #if defined(__x86_64__)
-        [Q_ISA_AVX2] = attn_step_avx2,
-        [Q_ISA_AVX512] = attn_block_avx512,
-#endif
-    };
     int isa = q_isa_get();
-    (fns[isa] ? fns[isa] : attn_step_scalar)(q, k, v, kv_f16, stride, n, hd, scale, m, l, out);
-}
-
-void q_attn_step_group(const float *q, size_t q_stride, int n_q, const void *k, const void *v, bool kv_f16, size_t stride,
-                       int n, int hd, float scale, float *m, float *l, float *out, size_t out_stride, const void *k_next,
-                       const void *v_next, size_t next_bytes) {
-#if defined(__x86_64__)
-    if (q_isa_get() == Q_ISA_AVX512) {
-        attn_group_avx512(q, q_stride, n_q, k, v, kv_f16, stride, n, hd, scale, m, l, out, out_stride, k_next, v_next,
-                          next_bytes);
+    if (isa == Q_ISA_AVX512) {
+        attn_block_avx512(rows, kt, v, kv_f16, hd, scale, kt_next, v_next, next_bytes);
+        return;
+    }
+    if (isa == Q_ISA_AVX2) {
+        attn_block_avx2(rows, kt, v, kv_f16, hd, scale);
         return;
     }
 #endif
-    for (int h = 0; h < n_q; h++)
-        q_attn_step(q + h * q_stride, k, v, kv_f16, stride, n, hd, scale, m + h, l + h, out + h * out_stride);
+    (void)kt_next, (void)v_next, (void)next_bytes;
+    attn_block_scalar(rows, kt, v, kv_f16, hd, scale);
 }
 
 void q_silu_mul(float *g, const float *u, int64_t n) {

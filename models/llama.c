@@ -87,24 +87,31 @@ static void rope(float *x, const float *cs, int n_rot, int kind) {
     }
 }
 
-/* Element offset of the K (or V) row of KV head kvh at a sequence's
- * position. A block holds KV_BLOCK positions of every head, head by head
- * (models/models.h), so attention over one head reads one contiguous run
- * per block: with rows of all heads interleaved it read 128 of every 512
- * bytes, latency-bound, at ~3.4 GB/s per thread at a 2048-token context. */
-static inline size_t kv_cell(const kv_cache *kv, int layer, int seq, int pos, int kvh, int hd) {
+/* Element offset of the cache block holding a sequence's position for KV
+ * head kvh (models/models.h): KV_BLOCK positions of one head, K transposed
+ * (dimension d of position p at d * KV_BLOCK + p, see q_attn_block), V by
+ * position. A head's block is one contiguous run: with the rows of all
+ * heads interleaved, attention read 128 of every 512 bytes, latency-bound
+ * (~3.4 GB/s per thread at a 2048-token context). */
+static inline size_t kv_block_at(const kv_cache *kv, int layer, int seq, int pos, int kvh, int hd) {
     const kv_seq *s = &kv->seqs[seq];
     size_t block = (size_t)s->blocks[pos / KV_BLOCK];
-    return ((size_t)layer * kv->n_blocks + block) * KV_BLOCK * (size_t)kv->kv_dim +
-           ((size_t)kvh * KV_BLOCK + (size_t)(pos % KV_BLOCK)) * (size_t)hd;
+    return ((size_t)layer * kv->n_blocks + block) * KV_BLOCK * (size_t)kv->kv_dim + (size_t)kvh * KV_BLOCK * (size_t)hd;
 }
 
-/* n values of a cache row from element offset cell on. */
-static void kv_store(kv_cache *kv, void *base, size_t cell, const float *src, int n) {
+/* Position pos's K (a column of the transposed block) and V (a row). */
+static void kv_store(kv_cache *kv, size_t blk, int pos, const float *k, const float *v, int hd) {
+    size_t p = (size_t)(pos % KV_BLOCK);
     if (kv->type == QT_F16) {
-        qtype_get(QT_F16)->from_float(src, (uint16_t *)base + cell, n);
+        uint16_t kh[512];
+        qtype_get(QT_F16)->from_float(k, kh, hd); /* hd <= 512: models/model.c */
+        uint16_t *kd = (uint16_t *)kv->k + blk + p;
+        for (int d = 0; d < hd; d++) kd[(size_t)d * KV_BLOCK] = kh[d];
+        qtype_get(QT_F16)->from_float(v, (uint16_t *)kv->v + blk + p * (size_t)hd, hd);
     } else {
-        memcpy((float *)base + cell, src, (size_t)n * sizeof(float));
+        float *kd = (float *)kv->k + blk + p;
+        for (int d = 0; d < hd; d++) kd[(size_t)d * KV_BLOCK] = k[d];
+        memcpy((float *)kv->v + blk + p * (size_t)hd, v, (size_t)hd * sizeof(float));
     }
 }
 
@@ -129,9 +136,9 @@ static void rope_store_head(const attn_job *j, int i, int kvh) {
     for (int h = kvh * group; h < (kvh + 1) * group; h++) rope(c->q + i * qd + (size_t)h * hd, cs, hp->n_rot, hp->rope_kind);
     float *kr = c->k + i * kvd + (size_t)kvh * hd;
     rope(kr, cs, hp->n_rot, hp->rope_kind);
-    size_t cell = kv_cell(&c->kv, j->layer, j->b->seq[j->off + i], j->b->pos[j->off + i], kvh, hd);
-    kv_store(&c->kv, c->kv.k, cell, kr, hd);
-    kv_store(&c->kv, c->kv.v, cell, c->v + i * kvd + (size_t)kvh * hd, hd);
+    int pos = j->b->pos[j->off + i];
+    size_t blk = kv_block_at(&c->kv, j->layer, j->b->seq[j->off + i], pos, kvh, hd);
+    kv_store(&c->kv, blk, pos, kr, c->v + i * kvd + (size_t)kvh * hd, hd);
 }
 
 /* Phase 0: RoPE and the K/V store of the chunk's entries, every head. */
@@ -141,63 +148,87 @@ static void rope_part(const attn_job *j, int ith, int nth) {
         for (int kvh = 0; kvh < j->c->m->hp.n_head_kv; kvh++) rope_store_head(j, i, kvh);
 }
 
+/* Query rows per q_attn_block call: a tile of entries times a group's heads. */
+#define ATTN_MAX_ROWS 64
+#define ATTN_TILE 4 /* entries of one sequence that share each converted block */
+
+/* Attention of entries [i0, i1) (one sequence) over KV head kvh: the query
+ * heads of its group for every entry at once, block by block in position
+ * order; an entry sees each block up to its own position. */
+static void attend_tile(const attn_job *j, int i0, int i1, int kvh) {
+    model_ctx *c = j->c;
+    const model_hparams *hp = &c->m->hp;
+    const kv_cache *kv = &c->kv;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, qd = hp->n_head * hd;
+    int seq = j->b->seq[j->off + i0], maxpos = 0;
+    float scale = 1.0f / sqrtf((float)hd);
+    bool f16 = kv->type == QT_F16;
+    size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
+    for (int i = i0; i < i1; i++) maxpos = j->b->pos[j->off + i] > maxpos ? j->b->pos[j->off + i] : maxpos;
+    for (int h0 = 0; h0 < group; h0 += ATTN_MAX_ROWS) {
+        int nh = group - h0 < ATTN_MAX_ROWS ? group - h0 : ATTN_MAX_ROWS;
+        const float *qs[ATTN_MAX_ROWS];
+        float *outs[ATTN_MAX_ROWS], m[ATTN_MAX_ROWS], l[ATTN_MAX_ROWS];
+        int cnt[ATTN_MAX_ROWS], pos[ATTN_MAX_ROWS];
+        int n = 0;
+        for (int i = i0; i < i1; i++)
+            for (int g = 0; g < nh; g++, n++) {
+                size_t at = (size_t)i * qd + (size_t)(kvh * group + h0 + g) * hd;
+                qs[n] = c->q + at;
+                outs[n] = c->att_out + at;
+                memset(outs[n], 0, (size_t)hd * sizeof(float));
+                m[n] = -INFINITY, l[n] = 0;
+                pos[n] = j->b->pos[j->off + i];
+            }
+        q_attn_rows rows = {n, qs, outs, m, l, cnt};
+        size_t blk = kv_block_at(kv, j->layer, seq, 0, kvh, hd);
+        for (int p0 = 0; p0 <= maxpos; p0 += KV_BLOCK) {
+            for (int r = 0; r < n; r++) {
+                int k = pos[r] + 1 - p0;
+                cnt[r] = k < 0 ? 0 : k < KV_BLOCK ? k : KV_BLOCK;
+            }
+            /* the next block (a sequence's blocks need not be adjacent) is
+             * fetched while this one is computed */
+            bool more = p0 + KV_BLOCK <= maxpos;
+            size_t next = more ? kv_block_at(kv, j->layer, seq, p0 + KV_BLOCK, kvh, hd) : blk;
+            q_attn_block(&rows, (const uint8_t *)kv->k + blk * esz, (const uint8_t *)kv->v + blk * esz, f16, hd, scale,
+                         more ? (const uint8_t *)kv->k + next * esz : NULL, more ? (const uint8_t *)kv->v + next * esz : NULL,
+                         (size_t)KV_BLOCK * hd * esz);
+            blk = next;
+        }
+        for (int r = 0; r < n; r++) {
+            float inv = 1.0f / l[r];
+            for (int d = 0; d < hd; d++) outs[r][d] *= inv;
+        }
+    }
+}
+
 /* One pool job in two phases: RoPE + K/V store of the chunk's entries,
  * then (once every cell is stored: attention reads the cells other chunks
- * stored) attention by (entry, KV head). With own_cells (decode) phase 0
- * is empty and each (entry, KV head) item ropes and stores its own head
- * first. */
+ * stored) attention by (tile of entries, KV head). With own_cells (decode:
+ * every entry its own sequence) phase 0 is empty, tiles are single entries
+ * and each item ropes and stores its own head first. */
 static void attn_task(void *arg, int phase, int chunk, int n_chunks) {
     const attn_job *j = arg;
-    model_ctx *c = j->c;
     if (phase == 0) {
         rope_part(j, chunk, n_chunks);
         return;
     }
-    const model_hparams *hp = &c->m->hp;
-    const kv_cache *kv = &c->kv;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    int qd = hp->n_head * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    bool f16 = kv->type == QT_F16;
-    size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
-    int n_kv = hp->n_head_kv;
-    int64_t total = (int64_t)j->n * n_kv;
-    /* (entry, KV head) items — the query heads of a group read the same
-     * cache rows — dealt round-robin: later entries attend to more
+    int n_kv = j->c->m->hp.n_head_kv, group = j->c->m->hp.n_head / n_kv;
+    int tile = j->own_cells ? 1 : group >= ATTN_MAX_ROWS ? 1 : ATTN_MAX_ROWS / group < ATTN_TILE ? ATTN_MAX_ROWS / group : ATTN_TILE;
+    int64_t n_tiles = (j->n + tile - 1) / tile, total = n_tiles * n_kv;
+    /* (tile, KV head) items dealt round-robin: later entries attend to more
      * positions, so contiguous ranges would leave the last chunk the most */
     for (int64_t w = chunk; w < total; w += n_chunks) {
-        int i = (int)(w / n_kv), kvh = (int)(w % n_kv);
-        int bi = j->off + i;
-        int seq = j->b->seq[bi], pos = j->b->pos[bi];
-        if (j->own_cells) rope_store_head(j, i, kvh);
-        for (int h0 = 0; h0 < group; h0 += 16) {
-            int nq = group - h0 < 16 ? group - h0 : 16;
-            int h = kvh * group + h0;
-            const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
-            float *out = c->att_out + (size_t)i * qd + (size_t)h * hd;
-            for (int d = 0; d < nq * hd; d++) out[d] = 0;
-            /* Online softmax over the sequence's cache blocks, in position order. */
-            float m[16], l[16];
-            for (int g = 0; g < nq; g++) m[g] = -INFINITY, l[g] = 0;
-            size_t cell = kv_cell(kv, j->layer, seq, 0, kvh, hd);
-            for (int p0 = 0; p0 <= pos; p0 += KV_BLOCK) {
-                int cnt = pos + 1 - p0 < KV_BLOCK ? pos + 1 - p0 : KV_BLOCK;
-                /* the next block (a sequence's blocks need not be adjacent)
-                 * is fetched while this one is computed: from DRAM, at a
-                 * 2048-token context, 1.49 -> 1.10 us per block */
-                int nx = pos + 1 - p0 - KV_BLOCK;
-                size_t next = nx > 0 ? kv_cell(kv, j->layer, seq, p0 + KV_BLOCK, kvh, hd) : cell;
-                size_t next_bytes = nx > 0 ? (size_t)(nx < KV_BLOCK ? nx : KV_BLOCK) * hd * esz : 0;
-                q_attn_step_group(q, (size_t)hd, nq, (const uint8_t *)kv->k + cell * esz,
-                                  (const uint8_t *)kv->v + cell * esz, f16, (size_t)hd, cnt, hd, scale, m, l, out,
-                                  (size_t)hd, nx > 0 ? (const uint8_t *)kv->k + next * esz : NULL,
-                                  nx > 0 ? (const uint8_t *)kv->v + next * esz : NULL, next_bytes);
-                cell = next;
-            }
-            for (int g = 0; g < nq; g++) {
-                float inv = 1.0f / l[g];
-                for (int d = 0; d < hd; d++) out[g * hd + d] *= inv;
-            }
+        int t = (int)(w / n_kv), kvh = (int)(w % n_kv);
+        int i0 = t * tile, i1 = i0 + tile < j->n ? i0 + tile : j->n;
+        if (j->own_cells) rope_store_head(j, i0, kvh);
+        /* runs of one sequence within the tile share the blocks */
+        for (int a = i0; a < i1;) {
+            int e = a + 1;
+            while (e < i1 && j->b->seq[j->off + e] == j->b->seq[j->off + a]) e++;
+            attend_tile(j, a, e, kvh);
+            a = e;
         }
     }
 }
@@ -273,7 +304,7 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         add_bias(c->v, L->bv, n, kvd);
         SPAN("norm_qkv", "op", n);
         attn_job aj = {c, b, l, off, n, own_cells};
-        int nth = qpool_size(c->pool), items = n * hp->n_head_kv;
+        int nth = qpool_size(c->pool), items = n * hp->n_head_kv; /* at most: entries are tiled in prefill */
         int attn_chunks[2] = {own_cells ? 0 : n < nth ? n : nth, items < 4 * nth ? items : 4 * nth};
         qpool_run_chunks(c->pool, attn_task, &aj, 2, attn_chunks);
         SPAN("rope_attention", "op", n);

@@ -67,6 +67,9 @@ static int load_hparams(const gguf *g, model_hparams *hp, qerr *e) {
             return qerr_set(e, "embedding_length %d is not a multiple of head_count %d", hp->n_embd, hp->n_head);
         hp->head_dim = hp->n_embd / hp->n_head;
     }
+    /* real models use 64..256; the cache store keeps a row on the stack */
+    if (hp->head_dim < 1 || hp->head_dim > 512)
+        return qerr_set(e, "head size %d is out of range (1..512)", hp->head_dim);
     int vlen;
     if (opt_int(g, arch, "attention.value_length", &vlen) && vlen != hp->head_dim)
         return qerr_set(e, "value_length %d differs from key_length %d; not supported", vlen, hp->head_dim);

@@ -60,7 +60,7 @@ uint64_t model_weight_bytes(const model *m);
  * blocks come from one pool, so sequences of any length share the memory.
  * Cells hold K and V for every layer, in F16 (the reference's default) or
  * F32. Positions of a sequence are contiguous from 0. */
-#define KV_BLOCK 32
+#define KV_BLOCK Q_ATTN_BLOCK /* the attention kernels' block (engine.h) */
 
 typedef struct kv_seq {
     int *blocks;
@@ -72,7 +72,7 @@ typedef struct kv_cache {
     int n_layer, kv_dim, type; /* QT_F16 or QT_F32 */
     int n_blocks;              /* in the pool */
     int n_seq;
-    void *k, *v;               /* [n_layer][n_blocks][n_head_kv][KV_BLOCK][head_dim] */
+    void *k, *v;               /* [n_layer][n_blocks][n_head_kv] blocks: K [head_dim][KV_BLOCK], V [KV_BLOCK][head_dim] */
     int *free_blocks;
     int n_free;
     kv_seq *seqs;

@@ -283,78 +283,121 @@ static void test_repack_env(void) {
     free(saved);
 }
 
-/* q_attn_step: every ISA against the scalar online softmax, F16 and F32
- * caches, head sizes with and without a vector tail, split into steps. */
+/* n positions of random K and V for one head, as cache blocks of
+ * Q_ATTN_BLOCK: K transposed, V by position; F16 copies as well. Unused
+ * cells of the last block hold junk (as a truncated cache does). */
+typedef struct attn_data {
+    int hd, n, nb;
+    float *kf, *vf;
+    uint16_t *kh, *vh;
+} attn_data;
+
+static attn_data attn_data_new(int hd, int n, uint64_t seed) {
+    attn_data a = {hd, n, (n + Q_ATTN_BLOCK - 1) / Q_ATTN_BLOCK, NULL, NULL, NULL, NULL};
+    size_t cells = (size_t)a.nb * Q_ATTN_BLOCK * hd;
+    a.kf = malloc(cells * sizeof(float)), a.vf = malloc(cells * sizeof(float));
+    a.kh = malloc(cells * 2), a.vh = malloc(cells * 2);
+    rand_row(a.kf, (int64_t)cells, (int)seed);
+    rand_row(a.vf, (int64_t)cells, (int)seed + 1);
+    size_t blk = (size_t)Q_ATTN_BLOCK * hd;
+    for (size_t i = 0; i < cells; i++) {
+        a.kf[i] *= 4;
+        /* junk in the cells beyond n never counts */
+        if ((int)(i / blk * Q_ATTN_BLOCK + i % blk % Q_ATTN_BLOCK) >= n) a.kf[i] = 3e4f;
+        if ((int)(i / blk * Q_ATTN_BLOCK + i % blk / (size_t)hd) >= n) a.vf[i] = -5e4f;
+        a.kh[i] = q_f32_to_fp16(a.kf[i]), a.vh[i] = q_f32_to_fp16(a.vf[i]);
+        a.kf[i] = q_fp16_to_f32(a.kh[i]), a.vf[i] = q_fp16_to_f32(a.vh[i]); /* the same values in both */
+    }
+    return a;
+}
+static void attn_data_free(attn_data *a) { free(a->kf); free(a->vf); free(a->kh); free(a->vh); }
+
+/* Rows [0, nr) against every block of a: row r sees positions < lim[r].
+ * Blocks in order, every row's state carried across them, as the model
+ * does; out normalised at the end. */
+static void attn_run(const attn_data *a, bool f16, int nr, const float *const *q, float *const *out, const int *lim,
+                     bool hints) {
+    float m[64], l[64];
+    int cnt[64];
+    for (int r = 0; r < nr; r++) m[r] = -INFINITY, l[r] = 0, memset(out[r], 0, (size_t)a->hd * sizeof(float));
+    size_t blk = (size_t)Q_ATTN_BLOCK * a->hd, es = f16 ? 2 : 4;
+    const uint8_t *K = f16 ? (const void *)a->kh : (const void *)a->kf, *V = f16 ? (const void *)a->vh : (const void *)a->vf;
+    for (int b = 0; b < a->nb; b++) {
+        for (int r = 0; r < nr; r++) {
+            int k = lim[r] - b * Q_ATTN_BLOCK;
+            cnt[r] = k < 0 ? 0 : k < Q_ATTN_BLOCK ? k : Q_ATTN_BLOCK;
+        }
+        q_attn_rows rows = {nr, q, out, m, l, cnt};
+        bool nx = hints && b + 1 < a->nb;
+        q_attn_block(&rows, K + b * blk * es, V + b * blk * es, f16, a->hd, 0.3f, nx ? K + (b + 1) * blk * es : NULL,
+                     nx ? V + (b + 1) * blk * es : NULL, blk * es);
+    }
+    for (int r = 0; r < nr; r++)
+        for (int d = 0; d < a->hd; d++) out[r][d] /= l[r];
+}
+
+/* q_attn_block: every ISA against the scalar reference, F16 and F32, head
+ * sizes with and without a vector tail, lengths over block edges. */
 static void test_attention(void) {
-    const int hds[] = {8, 12, 64, 128}, lens[] = {1, 5, 33, 100};
-    for (int hi = 0; hi < 4; hi++)
-        for (int li = 0; li < 4; li++)
+    const int hds[] = {8, 12, 64, 80, 128}, lens[] = {1, 5, 16, 17, 33, 100};
+    int saved = q_isa_get();
+    for (int hi = 0; hi < 5; hi++)
+        for (int li = 0; li < 6; li++)
             for (int f16 = 0; f16 < 2; f16++) {
                 int hd = hds[hi], n = lens[li];
-                size_t stride = (size_t)hd + 3;
-                float *q = malloc((size_t)hd * sizeof(float)), *kf = malloc((size_t)n * stride * sizeof(float));
-                float *vf = malloc((size_t)n * stride * sizeof(float));
-                uint16_t *kh = malloc((size_t)n * stride * 2), *vh = malloc((size_t)n * stride * 2);
-                rand_row(q, hd, 0);
-                rand_row(kf, (int64_t)(n * stride), 0);
-                rand_row(vf, (int64_t)(n * stride), 0);
-                for (size_t i = 0; i < (size_t)n * stride; i++) {
-                    kh[i] = q_f32_to_fp16(kf[i] * 4);
-                    vh[i] = q_f32_to_fp16(vf[i]);
-                }
-                const void *K = f16 ? (const void *)kh : (const void *)kf, *V = f16 ? (const void *)vh : (const void *)vf;
-                float ref[128], got[128];
-                int saved = q_isa_get();
+                attn_data a = attn_data_new(hd, n, (uint64_t)(hi * 10 + li));
+                float q[128], ref[128], got[128];
+                rand_row(q, hd, 3);
+                const float *qs[1] = {q};
                 for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
                     if (!q_isa_available(isa)) continue;
                     q_isa_set(isa, NULL);
-                    float m = -INFINITY, l = 0, *o = isa == 0 ? ref : got;
-                    memset(o, 0, sizeof ref);
-                    /* in steps of up to 32 positions, as the KV blocks come */
-                    for (int p0 = 0; p0 < n; p0 += 32) {
-                        int cnt = n - p0 < 32 ? n - p0 : 32;
-                        const uint8_t *kp = (const uint8_t *)K + (size_t)p0 * stride * (f16 ? 2 : 4);
-                        const uint8_t *vp = (const uint8_t *)V + (size_t)p0 * stride * (f16 ? 2 : 4);
-                        q_attn_step(q, kp, vp, f16, stride, cnt, hd, 0.3f, &m, &l, o);
-                    }
-                    for (int d = 0; d < hd; d++) o[d] /= l;
+                    float *o[1] = {isa == 0 ? ref : got};
+                    attn_run(&a, f16, 1, qs, o, &n, isa % 2 == 0);
                     if (isa == 0) continue;
                     double err = 0;
                     for (int d = 0; d < hd; d++) err = fmax(err, fabs(got[d] - ref[d]));
                     check(err <= 1e-5, "attention %s hd %d n %d f16 %d: max error %g", q_isa_name(isa), hd, n, f16, err);
                 }
-                q_isa_set(saved, NULL);
-                free(q); free(kf); free(vf); free(kh); free(vh);
+                attn_data_free(&a);
             }
+    q_isa_set(saved, NULL);
 }
 
-/* q_attn_step_group: the bits of q_attn_step per head, every ISA. */
-static void test_attention_group(void) {
-    const int hd = 64, nq = 8, n = 32;
-    size_t stride = 256;
-    float *q = malloc((size_t)nq * hd * sizeof(float)), *kf = malloc((size_t)n * stride * sizeof(float));
-    uint16_t *kh = malloc((size_t)n * stride * 2), *vh = malloc((size_t)n * stride * 2);
-    rand_row(q, (int64_t)nq * hd, 0);
-    rand_row(kf, (int64_t)(n * stride), 0);
-    for (size_t i = 0; i < (size_t)n * stride; i++) kh[i] = q_f32_to_fp16(kf[i] * 3), vh[i] = q_f32_to_fp16(kf[(i * 7) % (n * stride)]);
+/* A row's result is the same bits whether it is computed alone or with
+ * other rows (any number, any limits, some seeing nothing of a block), with
+ * or without prefetch hints: prefill, batched decode and decode agree. */
+static void test_attention_rows(void) {
+    const int hds[] = {64, 128, 48};
     int saved = q_isa_get();
-    for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
-        if (!q_isa_available(isa)) continue;
-        q_isa_set(isa, NULL);
-        float m1[8], l1[8], m2[8], l2[8], o1[8 * 64], o2[8 * 64];
-        for (int h = 0; h < nq; h++) m1[h] = m2[h] = -INFINITY, l1[h] = l2[h] = 0;
-        memset(o1, 0, sizeof o1);
-        memset(o2, 0, sizeof o2);
-        for (int rep = 0; rep < 2; rep++) { /* two blocks: the second rescales */
-            for (int h = 0; h < nq; h++) q_attn_step(q + h * hd, kh, vh, true, stride, n - rep * 7, hd, 0.2f, &m1[h], &l1[h], o1 + h * hd);
-            q_attn_step_group(q, (size_t)hd, nq, kh, vh, true, stride, n - rep * 7, hd, 0.2f, m2, l2, o2, (size_t)hd,
-                              rep ? NULL : kh, rep ? NULL : vh, (size_t)n * stride * 2);
+    for (int hi = 0; hi < 3; hi++)
+        for (int f16 = 0; f16 < 2; f16++) {
+            int hd = hds[hi], n = 75, nr = 11;
+            attn_data a = attn_data_new(hd, n, (uint64_t)(7 + hi));
+            float *qb = malloc((size_t)nr * hd * sizeof(float)), *ob = malloc((size_t)nr * hd * sizeof(float));
+            float one[128];
+            rand_row(qb, (int64_t)nr * hd, 9);
+            const float *qs[11];
+            float *os[11];
+            int lim[11] = {75, 1, 33, 32, 0, 64, 70, 2, 17, 75, 40};
+            for (int r = 0; r < nr; r++) qs[r] = qb + (size_t)r * hd, os[r] = ob + (size_t)r * hd;
+            for (int isa = 0; isa < Q_ISA_COUNT; isa++) {
+                if (!q_isa_available(isa)) continue;
+                q_isa_set(isa, NULL);
+                attn_run(&a, f16, nr, qs, os, lim, true);
+                int bad = -1;
+                for (int r = 0; r < nr && bad < 0; r++) {
+                    if (lim[r] == 0) continue; /* 0/0: no positions, nothing to compare */
+                    float *o1[1] = {one};
+                    attn_run(&a, f16, 1, &qs[r], o1, &lim[r], false);
+                    if (memcmp(one, os[r], (size_t)hd * sizeof(float)) != 0) bad = r;
+                }
+                check(bad < 0, "attention rows %s hd %d f16 %d: row %d differs alone", q_isa_name(isa), hd, f16, bad);
+            }
+            free(qb); free(ob);
+            attn_data_free(&a);
         }
-        check(memcmp(o1, o2, sizeof o1) == 0 && memcmp(l1, l2, sizeof l1) == 0 && memcmp(m1, m2, sizeof m1) == 0,
-              "q_attn_step_group %s differs from q_attn_step", q_isa_name(isa));
-    }
     q_isa_set(saved, NULL);
-    free(q); free(kf); free(kh); free(vh);
 }
 
 /* q_silu_mul of every ISA against q_silu * u: random values at several
@@ -564,7 +607,7 @@ int main(void) {
     test_rms_slices();
     test_repack_env();
     test_attention();
-    test_attention_group();
+    test_attention_rows();
     test_silu_mul();
     test_f16_row();
     /* QUIRE_ISA: unknown or unavailable names are errors, not fallbacks. */
