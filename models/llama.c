@@ -152,6 +152,14 @@ static void rope_part(const attn_job *j, int ith, int nth) {
 #define ATTN_MAX_ROWS 64
 #define ATTN_TILE 4 /* entries of one sequence that share each converted block */
 
+/* Entries per attention item: single ones when every entry has its own
+ * sequence (decode), else tiles whose rows fit one call. */
+static int attn_tile(const model_hparams *hp, bool own_cells) {
+    int group = hp->n_head / hp->n_head_kv;
+    if (own_cells || group >= ATTN_MAX_ROWS) return 1;
+    return ATTN_MAX_ROWS / group < ATTN_TILE ? ATTN_MAX_ROWS / group : ATTN_TILE;
+}
+
 /* Attention of entries [i0, i1) (one sequence) over KV head kvh: the query
  * heads of its group for every entry at once, block by block in position
  * order; an entry sees each block up to its own position. */
@@ -214,8 +222,7 @@ static void attn_task(void *arg, int phase, int chunk, int n_chunks) {
         rope_part(j, chunk, n_chunks);
         return;
     }
-    int n_kv = j->c->m->hp.n_head_kv, group = j->c->m->hp.n_head / n_kv;
-    int tile = j->own_cells ? 1 : group >= ATTN_MAX_ROWS ? 1 : ATTN_MAX_ROWS / group < ATTN_TILE ? ATTN_MAX_ROWS / group : ATTN_TILE;
+    int n_kv = j->c->m->hp.n_head_kv, tile = attn_tile(&j->c->m->hp, j->own_cells);
     int64_t n_tiles = (j->n + tile - 1) / tile, total = n_tiles * n_kv;
     /* (tile, KV head) items dealt round-robin: later entries attend to more
      * positions, so contiguous ranges would leave the last chunk the most */
@@ -304,7 +311,8 @@ static void forward_chunk(model_ctx *c, const model_batch *b, int off, int n, fl
         add_bias(c->v, L->bv, n, kvd);
         SPAN("norm_qkv", "op", n);
         attn_job aj = {c, b, l, off, n, own_cells};
-        int nth = qpool_size(c->pool), items = n * hp->n_head_kv; /* at most: entries are tiled in prefill */
+        int nth = qpool_size(c->pool), tile = attn_tile(hp, own_cells);
+        int items = (n + tile - 1) / tile * hp->n_head_kv;
         int attn_chunks[2] = {own_cells ? 0 : n < nth ? n : nth, items < 4 * nth ? items : 4 * nth};
         qpool_run_chunks(c->pool, attn_task, &aj, 2, attn_chunks);
         SPAN("rope_attention", "op", n);
