@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "models/models.h"
 #include "testutil.h"
@@ -315,6 +316,29 @@ static void test_bad_models(void **state) {
     assert_non_null(strstr(e.msg, "missing"));
     assert_int_not_equal(model_load(&m, shared_path("models/synthetic/syn-bert-F16.gguf"), &e), 0);
     assert_non_null(strstr(e.msg, "not supported"));
+    /* Head sizes outside 1..512 (the cache store keeps a row on the stack)
+     * are refused by name before any tensor is looked at. */
+    const uint32_t key_len[] = {513, 100000};
+    for (int k = 0; k < 2; k++) {
+        char path[] = "/tmp/quire-test-headsize-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        gguf_writer *w = gguf_writer_new();
+        gguf_value eps = {.type = GGUF_F32, .v = {.f = 1e-5}};
+        assert_int_equal(gguf_writer_set_str(w, "general.architecture", "llama"), 0);
+        gguf_writer_set_u32(w, "llama.embedding_length", 64);
+        gguf_writer_set_u32(w, "llama.block_count", 1);
+        gguf_writer_set_u32(w, "llama.attention.head_count", 1);
+        gguf_writer_set_u32(w, "llama.feed_forward_length", 64);
+        gguf_writer_set_u32(w, "llama.attention.key_length", key_len[k]);
+        gguf_writer_set(w, "llama.attention.layer_norm_rms_epsilon", &eps);
+        assert_int_equal(gguf_writer_write(w, path, &e), 0);
+        gguf_writer_free(w);
+        assert_int_not_equal(model_load(&m, path, &e), 0);
+        assert_non_null(strstr(e.msg, "head size"));
+        unlink(path);
+    }
 }
 
 int main(void) {
