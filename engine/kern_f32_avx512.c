@@ -2,7 +2,8 @@
  * exp: SiLU·up (the GLU's activation) and attention.
  *
  * Attention (q_attn_block) takes a cache block of one KV head against many
- * query rows: the block converted from F16 once, then rows four at a time,
+ * query rows: the block converted from F16 once (three rows or more; one
+ * or two convert on each load, exactly the same values), rows four at a time,
  * their scores for 16 positions per vector straight from the transposed K
  * (no reductions), one max and one rescale of a row's state per block, the
  * exponentials of its scores at once (vector exp), then the V rows
